@@ -1,0 +1,35 @@
+"""pycaffe_mct: Caffe in Python, with Mutual Calibration Training for noisy labels.
+
+Use it as pycaffe: ``import pycaffe_mct as caffe``.
+"""
+from .blob import Blob
+from .errors import CaffeError, ModelFileError, NetError, PrototxtError
+from .layer import TEST, TRAIN, Layer, layer_types, register_layer
+from .net import Net
+from .rng import set_random_seed
+from . import io
+from . import layers  # the layer package doubles as NetSpec's ``caffe.layers``
+from .net_spec import NetSpec, params, to_proto
+
+__version__ = "0.1.0"
+
+
+def set_mode_cpu():
+    """Everything runs on the CPU; kept for pycaffe scripts."""
+
+
+def set_mode_gpu():
+    """There is no GPU back end; scripts that ask for one keep running on the CPU."""
+    import warnings
+    warnings.warn("pycaffe_mct runs on the CPU only; set_mode_gpu() is ignored", stacklevel=2)
+
+
+def set_device(device_id):
+    """Accepted for pycaffe compatibility; ignored."""
+
+
+__all__ = [
+    "Blob", "CaffeError", "ModelFileError", "NetError", "PrototxtError", "TEST", "TRAIN",
+    "Layer", "layer_types", "register_layer", "Net", "set_random_seed", "io", "NetSpec",
+    "layers", "params", "to_proto", "set_mode_cpu", "set_mode_gpu", "set_device",
+]

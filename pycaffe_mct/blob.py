@@ -1,0 +1,182 @@
+"""Blob: a float32 N-d array of values (``data``) and their gradients (``diff``).
+
+As in Caffe, a blob keeps its storage when reshaped to a size that fits, so a
+net allocates its activations once and reuses them every iteration; only
+growth reallocates.  ``data`` and ``diff`` are numpy views onto that storage,
+so ``blob.data[...] = x`` writes straight into the net.
+"""
+import numpy as np
+
+from .errors import CaffeError
+
+MAX_AXES = 32  # Caffe's kMaxBlobAxes
+
+
+class _Storage:
+    """A growable flat float32 buffer, shareable between blobs."""
+
+    __slots__ = ("array",)
+
+    def __init__(self):
+        self.array = np.zeros(0, dtype=np.float32)
+
+    def ensure(self, count):
+        if count > self.array.size:
+            self.array = np.zeros(count, dtype=np.float32)
+
+
+class Blob:
+    """Caffe's Blob: shape, data, diff, with the legacy 4-d accessors."""
+
+    def __init__(self, shape=()):
+        self._data = _Storage()
+        self._diff = _Storage()
+        self._shape = ()
+        self.reshape(*shape) if shape else self.reshape(0)
+
+    # ---- shape -----------------------------------------------------------
+    def reshape(self, *shape):
+        """Set the shape; storage grows if needed and is otherwise kept."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        shape = tuple(int(d) for d in shape)
+        if len(shape) > MAX_AXES:
+            raise CaffeError(f"blob shape {shape} has more than {MAX_AXES} axes")
+        if any(d < 0 for d in shape):
+            raise CaffeError(f"blob shape {shape} has a negative dimension")
+        self._shape = shape
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        self._data.ensure(count)
+        self._diff.ensure(count)
+
+    def reshape_like(self, other):
+        self.reshape(other.shape)
+
+    @property
+    def shape(self):
+        return self._shape
+
+    @property
+    def count(self):
+        return int(np.prod(self._shape, dtype=np.int64)) if self._shape else 1
+
+    def count_axes(self, start, end=None):
+        """Product of the dimensions in [start, end)."""
+        end = len(self._shape) if end is None else end
+        return int(np.prod(self._shape[start:end], dtype=np.int64))
+
+    @property
+    def num_axes(self):
+        return len(self._shape)
+
+    def canonical_axis(self, axis):
+        """Turn a possibly negative axis into an index, or raise naming the shape."""
+        n = len(self._shape)
+        if not -n <= axis < n:
+            raise CaffeError(f"axis {axis} out of range for a {n}-axis blob {self._shape}")
+        return axis % n if n else 0
+
+    def _legacy(self, index):
+        # Caffe's LegacyShape: axes beyond the blob's count as 1.
+        if len(self._shape) > 4:
+            raise CaffeError(f"legacy accessor used on a blob with shape {self._shape}")
+        return self._shape[index] if index < len(self._shape) else 1
+
+    @property
+    def num(self):
+        return self._legacy(0)
+
+    @property
+    def channels(self):
+        return self._legacy(1)
+
+    @property
+    def height(self):
+        return self._legacy(2)
+
+    @property
+    def width(self):
+        return self._legacy(3)
+
+    def shape_string(self):
+        return " ".join(str(d) for d in self._shape) + f" ({self.count})"
+
+    # ---- values ----------------------------------------------------------
+    @property
+    def data(self):
+        return self._data.array[:self.count].reshape(self._shape)
+
+    @data.setter
+    def data(self, value):
+        self.data[...] = value
+
+    @property
+    def diff(self):
+        return self._diff.array[:self.count].reshape(self._shape)
+
+    @diff.setter
+    def diff(self, value):
+        self.diff[...] = value
+
+    def share_data(self, other):
+        """Make this blob read and write ``other``'s values (same count required)."""
+        self._check_same_count(other)
+        self._data = other._data
+
+    def share_diff(self, other):
+        self._check_same_count(other)
+        self._diff = other._diff
+
+    def view_of(self, other, shape):
+        """Become ``other`` seen with another shape, sharing data and diff (no copy)."""
+        shape = tuple(int(d) for d in shape)
+        if int(np.prod(shape, dtype=np.int64)) != other.count:
+            raise CaffeError(f"cannot view a blob of shape {other.shape} as {shape}")
+        self._data, self._diff, self._shape = other._data, other._diff, shape
+
+    def _check_same_count(self, other):
+        if other.count != self.count:
+            raise CaffeError(f"cannot share a blob of shape {other.shape} "
+                             f"with one of shape {self.shape}")
+
+    def nbytes(self):
+        """Bytes held by this blob's own storage (data and diff)."""
+        return self._data.array.nbytes + self._diff.array.nbytes
+
+    # ---- protobuf --------------------------------------------------------
+    def to_proto(self, proto, write_diff=False):
+        """Fill a BlobProto with this blob's shape and values."""
+        proto.Clear()
+        proto.shape.dim.extend(self._shape)
+        proto.data.extend(self.data.ravel().tolist())
+        if write_diff:
+            proto.diff.extend(self.diff.ravel().tolist())
+        return proto
+
+    def __repr__(self):
+        return f"Blob(shape={self._shape})"
+
+
+def proto_shape(proto):
+    """The shape a BlobProto describes, from ``shape`` or the legacy 4-d fields."""
+    if proto.HasField("shape"):
+        return tuple(proto.shape.dim)
+    if (proto.HasField("num") or proto.HasField("channels") or proto.HasField("height")
+            or proto.HasField("width")):
+        return (proto.num, proto.channels, proto.height, proto.width)
+    return (len(proto.data) or len(proto.double_data),) if (proto.data or proto.double_data) else ()
+
+
+def proto_array(proto, diff=False):
+    """The values of a BlobProto as a float32 array of its shape."""
+    if diff:
+        values = proto.double_diff if len(proto.double_diff) else proto.diff
+    else:
+        values = proto.double_data if len(proto.double_data) else proto.data
+    array = np.asarray(values, dtype=np.float32)
+    shape = proto_shape(proto)
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 0
+    if array.size not in (0, count):
+        raise CaffeError(f"BlobProto holds {array.size} values but its shape "
+                         f"{shape} needs {count}")
+    return array.reshape(shape) if array.size else np.zeros(shape, np.float32)

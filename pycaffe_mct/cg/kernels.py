@@ -1,0 +1,176 @@
+"""numba kernels: the code each compute element runs on its share of the work.
+
+Every kernel here is a pure function of arrays and integers, compiled with
+``cache=True`` so that a second process starts without recompiling, and
+``nogil`` so that data-loading threads keep running meanwhile.  The ``lo``/``hi``
+arguments select a slice of the outermost iteration space: that slice is the
+unit the core-group scheduler hands to one CPE.
+"""
+import numba
+import numpy as np
+
+_JIT = dict(nogil=True, cache=True)
+
+
+@numba.njit(parallel=True, **_JIT)
+def im2col(x, kh, kw, ph, pw, sh, sw, dh, dw, out_h, out_w, cols):
+    """x (N, C, H, W) -> cols (C*kh*kw, N*out_h*out_w), zero where padded."""
+    n_img, channels, height, width = x.shape
+    plane = out_h * out_w
+    for row in numba.prange(channels * kh * kw):
+        c = row // (kh * kw)
+        ki = (row // kw) % kh
+        kj = row % kw
+        for n in range(n_img):
+            base = n * plane
+            for oy in range(out_h):
+                iy = oy * sh - ph + ki * dh
+                offset = base + oy * out_w
+                if iy < 0 or iy >= height:
+                    for ox in range(out_w):
+                        cols[row, offset + ox] = 0.0
+                    continue
+                for ox in range(out_w):
+                    ix = ox * sw - pw + kj * dw
+                    if 0 <= ix < width:
+                        cols[row, offset + ox] = x[n, c, iy, ix]
+                    else:
+                        cols[row, offset + ox] = 0.0
+
+
+@numba.njit(parallel=True, **_JIT)
+def col2im(cols, kh, kw, ph, pw, sh, sw, dh, dw, out_h, out_w, dx):
+    """Scatter-add cols (C*kh*kw, N*out_h*out_w) back into dx (N, C, H, W) (overwritten)."""
+    n_img, channels, height, width = dx.shape
+    plane = out_h * out_w
+    for c in numba.prange(channels):
+        for n in range(n_img):
+            dx[n, c, :, :] = 0.0
+            base = n * plane
+            for ki in range(kh):
+                for kj in range(kw):
+                    row = (c * kh + ki) * kw + kj
+                    for oy in range(out_h):
+                        iy = oy * sh - ph + ki * dh
+                        if iy < 0 or iy >= height:
+                            continue
+                        offset = base + oy * out_w
+                        for ox in range(out_w):
+                            ix = ox * sw - pw + kj * dw
+                            if 0 <= ix < width:
+                                dx[n, c, iy, ix] += cols[row, offset + ox]
+
+
+@numba.njit(parallel=True, **_JIT)
+def max_pool_forward(x, kh, kw, sh, sw, ph, pw, out, argmax):
+    """Caffe's MAX pooling: windows clipped to the image, first maximum wins."""
+    n_img, channels, height, width = x.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    for nc in numba.prange(n_img * channels):
+        n = nc // channels
+        c = nc % channels
+        for oy in range(out_h):
+            y0 = max(oy * sh - ph, 0)
+            y1 = min(oy * sh - ph + kh, height)
+            for ox in range(out_w):
+                x0 = max(ox * sw - pw, 0)
+                x1 = min(ox * sw - pw + kw, width)
+                best = -np.inf
+                where = -1
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
+                        value = x[n, c, iy, ix]
+                        if value > best:
+                            best = value
+                            where = iy * width + ix
+                out[n, c, oy, ox] = best if where >= 0 else -3.4028234663852886e38
+                argmax[n, c, oy, ox] = where
+
+
+@numba.njit(parallel=True, **_JIT)
+def max_pool_backward(dy, argmax, dx):
+    """Route each output gradient to the input that won its window."""
+    n_img, channels, height, width = dx.shape
+    out_h, out_w = dy.shape[2], dy.shape[3]
+    for nc in numba.prange(n_img * channels):
+        n = nc // channels
+        c = nc % channels
+        dx[n, c, :, :] = 0.0
+        for oy in range(out_h):
+            for ox in range(out_w):
+                where = argmax[n, c, oy, ox]
+                if where >= 0:
+                    dx[n, c, where // width, where % width] += dy[n, c, oy, ox]
+
+
+@numba.njit(parallel=True, **_JIT)
+def ave_pool_forward(x, kh, kw, sh, sw, ph, pw, out):
+    """Caffe's AVE pooling: the divisor counts padding but not what lies beyond it."""
+    n_img, channels, height, width = x.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    for nc in numba.prange(n_img * channels):
+        n = nc // channels
+        c = nc % channels
+        for oy in range(out_h):
+            y0 = oy * sh - ph
+            y1 = min(y0 + kh, height + ph)
+            for ox in range(out_w):
+                x0 = ox * sw - pw
+                x1 = min(x0 + kw, width + pw)
+                size = (y1 - y0) * (x1 - x0)
+                total = 0.0
+                for iy in range(max(y0, 0), min(y1, height)):
+                    for ix in range(max(x0, 0), min(x1, width)):
+                        total += x[n, c, iy, ix]
+                out[n, c, oy, ox] = total / size
+
+
+@numba.njit(parallel=True, **_JIT)
+def ave_pool_backward(dy, kh, kw, sh, sw, ph, pw, dx):
+    n_img, channels, height, width = dx.shape
+    out_h, out_w = dy.shape[2], dy.shape[3]
+    for nc in numba.prange(n_img * channels):
+        n = nc // channels
+        c = nc % channels
+        dx[n, c, :, :] = 0.0
+        for oy in range(out_h):
+            y0 = oy * sh - ph
+            y1 = min(y0 + kh, height + ph)
+            for ox in range(out_w):
+                x0 = ox * sw - pw
+                x1 = min(x0 + kw, width + pw)
+                share = dy[n, c, oy, ox] / ((y1 - y0) * (x1 - x0))
+                for iy in range(max(y0, 0), min(y1, height)):
+                    for ix in range(max(x0, 0), min(x1, width)):
+                        dx[n, c, iy, ix] += share
+
+
+@numba.njit(parallel=True, **_JIT)
+def softmax_forward(x, out):
+    """Softmax over axis 1 of x (outer, channels, inner), max-subtracted as Caffe does."""
+    outer, channels, inner = x.shape
+    for o in numba.prange(outer):
+        for i in range(inner):
+            top = x[o, 0, i]
+            for c in range(1, channels):
+                top = max(top, x[o, c, i])
+            total = 0.0
+            for c in range(channels):
+                value = np.exp(x[o, c, i] - top)
+                out[o, c, i] = value
+                total += value
+            for c in range(channels):
+                out[o, c, i] /= total
+
+
+@numba.njit(parallel=True, **_JIT)
+def softmax_backward(y, dy, dx):
+    """dx = (dy - sum_c dy*y) * y over axis 1 of (outer, channels, inner)."""
+    outer, channels, inner = y.shape
+    for o in numba.prange(outer):
+        for i in range(inner):
+            dot = 0.0
+            for c in range(channels):
+                dot += dy[o, c, i] * y[o, c, i]
+            for c in range(channels):
+                dx[o, c, i] = (dy[o, c, i] - dot) * y[o, c, i]

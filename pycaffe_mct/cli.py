@@ -1,0 +1,59 @@
+"""The ``pycaffe_mct`` command (Caffe's ``caffe`` tool) and ``mct_train``.
+
+``pycaffe_mct <command> [flags]`` looks the command up in ``COMMANDS`` and
+imports its module only then, so ``pycaffe_mct time`` never pays for MPI or the
+data tools.  Each command module owns its flags and returns an exit code.
+"""
+import importlib
+import sys
+
+from .errors import CaffeError
+
+COMMANDS = {
+    "train": ("pycaffe_mct.solvers.commands", "train_main", "train or fine-tune a model"),
+    "test": ("pycaffe_mct.solvers.commands", "test_main", "score a model on test batches"),
+    "time": ("pycaffe_mct.cg.timing", "time_main",
+             "per-layer host and modelled core-group timings"),
+    "scale": ("pycaffe_mct.scaling", "scale_main",
+              "predict training time on N Sunway core groups"),
+}
+
+
+def _usage():
+    lines = ["usage: pycaffe_mct <command> [flags]", "", "commands:"]
+    lines += [f"  {name:<8} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
+    lines += ["", "pycaffe_mct <command> --help shows a command's flags."]
+    return "\n".join(lines)
+
+
+def run_command(function, argv):
+    """Run a command; a CaffeError becomes one clear line on stderr and exit code 1."""
+    try:
+        return function(argv) or 0
+    except CaffeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"unknown command '{argv[0]}'\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, function_name, _ = COMMANDS[argv[0]]
+    function = getattr(importlib.import_module(module_name), function_name)
+    return run_command(function, argv[1:])
+
+
+def mct_train_main(argv=None):
+    """``mct_train --solver S``: the trainer; with an MCT section it trains both models."""
+    argv = sys.argv[1:] if argv is None else argv
+    module = importlib.import_module("pycaffe_mct.mct.commands")
+    return run_command(module.mct_train_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

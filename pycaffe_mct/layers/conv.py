@@ -1,0 +1,161 @@
+"""Convolution: im2col over a chunk of images, then one GEMM per group.
+
+Weights are (num_output, channels/group, kh, kw) as in Caffe.  Images are
+processed in chunks whose unfolded columns fit a fixed workspace, so one GEMM
+covers many images (small feature maps stay efficient) while memory stays
+bounded whatever the batch size.
+"""
+import numpy as np
+
+from ..blob import Blob
+from ..cg import ops
+from ..cg.workspace import workspace
+from ..fillers import fill
+from ..layer import Layer, register_layer
+
+# Columns of at most this many floats per chunk (16 MB).
+CHUNK_FLOATS = 4 << 20
+
+
+def spatial_pairs(layer, p):
+    """(kernel, pad, stride, dilation) as (h, w) pairs from a ConvolutionParameter."""
+    def pair(repeated, h_field, w_field, default, name):
+        if h_field and (p.HasField(h_field) or p.HasField(w_field)):
+            if repeated:
+                raise layer.error(f"give either {name} or {h_field}/{w_field}, not both")
+            return (getattr(p, h_field), getattr(p, w_field))
+        values = list(repeated) or [default]
+        if len(values) == 1:
+            return (values[0], values[0])
+        if len(values) == 2:
+            return tuple(values)
+        raise layer.error(f"{name} has {len(values)} values; only 2-D convolution is supported")
+    kernel = pair(p.kernel_size, "kernel_h", "kernel_w", None, "kernel_size")
+    if kernel[0] is None:
+        raise layer.error("kernel_size (or kernel_h and kernel_w) is required")
+    pad = pair(p.pad, "pad_h", "pad_w", 0, "pad")
+    stride = pair(p.stride, "stride_h", "stride_w", 1, "stride")
+    dilation = pair(p.dilation, None, None, 1, "dilation")
+    if min(kernel) <= 0:
+        raise layer.error(f"kernel size {kernel} must be positive")
+    if min(stride) <= 0:
+        raise layer.error(f"stride {stride} must be positive")
+    if min(dilation) <= 0:
+        raise layer.error(f"dilation {dilation} must be positive")
+    if min(pad) < 0:
+        raise layer.error(f"pad {pad} must not be negative")
+    return kernel, pad, stride, dilation
+
+
+@register_layer("Convolution")
+class ConvolutionLayer(Layer):
+    min_bottoms = 1
+    equal_bottom_top = True
+
+    def layer_setup(self, bottom, top):
+        p = self.param.convolution_param
+        self.kernel, self.pad, self.stride, self.dilation = spatial_pairs(self, p)
+        if p.axis not in (1, -3) or bottom[0].num_axes != 4:
+            raise self.error(f"needs a 4-axis (N, C, H, W) bottom with axis 1, got shape "
+                             f"{bottom[0].shape}, axis {p.axis}")
+        self.num_output, self.group = p.num_output, p.group
+        channels = bottom[0].shape[1]
+        if self.num_output <= 0:
+            raise self.error("num_output must be positive")
+        if self.group <= 0 or channels % self.group or self.num_output % self.group:
+            raise self.error(f"group {self.group} must divide both the {channels} input "
+                             f"channels and num_output {self.num_output}")
+        self.channels = channels
+        self.bias_term = p.bias_term
+        weight = Blob(self.weight_shape())
+        fill(weight, p.weight_filler)
+        self.blobs = [weight]
+        if self.bias_term:
+            bias = Blob((self.num_output,))
+            fill(bias, p.bias_filler)
+            self.blobs.append(bias)
+
+    def weight_shape(self):
+        return (self.num_output, self.channels // self.group) + tuple(self.kernel)
+
+    def output_hw(self, height, width):
+        out_h = ops.conv_out_size(height, self.kernel[0], self.pad[0], self.stride[0],
+                                  self.dilation[0])
+        out_w = ops.conv_out_size(width, self.kernel[1], self.pad[1], self.stride[1],
+                                  self.dilation[1])
+        return out_h, out_w
+
+    def reshape(self, bottom, top):
+        first = bottom[0].shape
+        for index, blob in enumerate(bottom):
+            if blob.shape != first:
+                raise self.error(f"bottom {index} has shape {blob.shape}, bottom 0 {first}; "
+                                 f"all bottoms must agree")
+        if first[1] != self.channels:
+            raise self.error(f"bottom has {first[1]} channels, the weights expect "
+                             f"{self.channels}")
+        out_h, out_w = self.output_hw(first[2], first[3])
+        if out_h <= 0 or out_w <= 0:
+            raise self.error(f"kernel {self.kernel} (dilation {self.dilation}) is larger than "
+                             f"the padded input {first[2]}x{first[3]} (pad {self.pad})")
+        for blob in top:
+            blob.reshape(first[0], self.num_output, out_h, out_w)
+
+    # ---- the work --------------------------------------------------------
+    def _chunks(self, n_images, rows, plane):
+        per_image = max(rows * plane, 1)
+        step = max(1, CHUNK_FLOATS // per_image)
+        for start in range(0, n_images, step):
+            yield start, min(start + step, n_images)
+
+    def _columns(self, x):
+        """The im2col matrix of images x (nb, C, H, W), in workspace slot 0."""
+        nb = x.shape[0]
+        out_h, out_w = self.output_hw(x.shape[2], x.shape[3])
+        rows = self.channels * self.kernel[0] * self.kernel[1]
+        cols = workspace(0, (rows, nb * out_h * out_w))
+        return ops.im2col(x, self.kernel, self.pad, self.stride, self.dilation, cols)
+
+    def forward_cpu(self, bottom, top):
+        weight = self.blobs[0].data.reshape(self.group, self.num_output // self.group, -1)
+        for x_blob, y_blob in zip(bottom, top):
+            x, y = x_blob.data, y_blob.data
+            plane = y.shape[2] * y.shape[3]
+            rows = weight.shape[2] * self.group
+            for lo, hi in self._chunks(x.shape[0], rows, plane):
+                cols = self._columns(x[lo:hi]).reshape(self.group, -1, (hi - lo) * plane)
+                out = y[lo:hi].reshape(hi - lo, self.group, -1, plane)
+                for g in range(self.group):
+                    product = ops.gemm(weight[g], cols[g])
+                    out[:, g] = product.reshape(-1, hi - lo, plane).transpose(1, 0, 2)
+            if self.bias_term:
+                y += self.blobs[1].data.reshape(1, -1, 1, 1)
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        weight = self.blobs[0].data.reshape(self.group, self.num_output // self.group, -1)
+        weight_diff = self.blobs[0].diff.reshape(weight.shape)
+        for index, (y_blob, x_blob) in enumerate(zip(top, bottom)):
+            dy = y_blob.diff
+            plane = dy.shape[2] * dy.shape[3]
+            if self.bias_term and self.param_propagate_down[1]:
+                self.blobs[1].diff[...] += dy.sum(axis=(0, 2, 3))
+            want_weight = self.param_propagate_down[0]
+            if not (want_weight or propagate_down[index]):
+                continue
+            x = x_blob.data
+            rows = weight.shape[2] * self.group
+            for lo, hi in self._chunks(x.shape[0], rows, plane):
+                nb = hi - lo
+                # (nb, O, plane) -> (group, O/group, nb*plane), matching the columns' order.
+                dy_mat = np.ascontiguousarray(
+                    dy[lo:hi].reshape(nb, self.group, -1, plane).transpose(1, 2, 0, 3)
+                ).reshape(self.group, -1, nb * plane)
+                cols = self._columns(x[lo:hi]).reshape(self.group, -1, nb * plane)
+                if want_weight:
+                    for g in range(self.group):
+                        ops.gemm(dy_mat[g], cols[g], trans_b=True, beta=1.0, out=weight_diff[g])
+                if propagate_down[index]:
+                    for g in range(self.group):
+                        ops.gemm(weight[g], dy_mat[g], trans_a=True, out=cols[g])
+                    ops.col2im(cols.reshape(rows, -1), self.kernel, self.pad, self.stride,
+                               self.dilation, x_blob.diff[lo:hi])

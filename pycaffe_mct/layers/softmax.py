@@ -1,0 +1,138 @@
+"""Softmax and SoftmaxWithLoss over an axis (default 1, the channels)."""
+import numpy as np
+
+from ..blob import Blob
+from ..cg import ops
+from ..layer import Layer, register_layer
+from ..proto import caffe_pb2
+
+_NORM = caffe_pb2.LossParameter
+
+
+def outer_channels_inner(blob, axis):
+    """View a blob as (outer, channels, inner) around ``axis``."""
+    return (blob.count_axes(0, axis), blob.shape[axis], blob.count_axes(axis + 1))
+
+
+@register_layer("Softmax")
+class SoftmaxLayer(Layer):
+    exact_bottoms = 1
+    exact_tops = 1
+
+    def layer_setup(self, bottom, top):
+        self.axis = bottom[0].canonical_axis(self.param.softmax_param.axis)
+
+    def reshape(self, bottom, top):
+        top[0].reshape(bottom[0].shape)
+        self.view = outer_channels_inner(bottom[0], self.axis)
+
+    def forward_cpu(self, bottom, top):
+        ops.softmax_forward(bottom[0].data.reshape(self.view), top[0].data.reshape(self.view))
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            ops.softmax_backward(top[0].data.reshape(self.view), top[0].diff.reshape(self.view),
+                                 bottom[0].diff.reshape(self.view))
+
+
+class LossLayer(Layer):
+    """Base of loss layers: scalar top with loss_weight 1 unless told otherwise."""
+    exact_bottoms = 2
+    min_tops = 1
+    default_loss_weight = 1.0
+    auto_top_blobs = True
+
+    def needed_top_count(self):
+        return 1
+
+    def allow_force_backward(self, bottom_index):
+        return bottom_index != 1      # labels get no gradient
+
+    def reshape(self, bottom, top):
+        if bottom[0].shape[0] != bottom[1].shape[0]:
+            raise self.error(f"bottoms disagree on the batch size: {bottom[0].shape} and "
+                             f"{bottom[1].shape}")
+        top[0].reshape(())
+
+    def normalizer(self, mode, outer, inner, valid):
+        """Caffe's LossLayer::GetNormalizer, never below 1."""
+        if mode == _NORM.FULL:
+            value = outer * inner
+        elif mode == _NORM.VALID:
+            value = outer * inner if valid < 0 else valid
+        elif mode == _NORM.BATCH_SIZE:
+            value = outer
+        else:
+            value = 1.0
+        return max(1.0, float(value))
+
+    def normalization_mode(self):
+        p = self.param.loss_param
+        if not p.HasField("normalization") and p.HasField("normalize"):
+            return _NORM.VALID if p.normalize else _NORM.BATCH_SIZE
+        return p.normalization
+
+
+@register_layer("SoftmaxWithLoss")
+class SoftmaxWithLossLayer(LossLayer):
+    """Multinomial logistic loss of the softmax of bottom 0 against labels in bottom 1."""
+    max_tops = 2
+
+    def layer_setup(self, bottom, top):
+        self.prob = Blob()
+        self.axis = bottom[0].canonical_axis(self.param.softmax_param.axis)
+        p = self.param.loss_param
+        self.ignore_label = p.ignore_label if p.HasField("ignore_label") else None
+        self.mode = self.normalization_mode()
+
+    def reshape(self, bottom, top):
+        super().reshape(bottom, top)
+        self.prob.reshape(bottom[0].shape)
+        self.view = outer_channels_inner(bottom[0], self.axis)
+        outer, _, inner = self.view
+        if outer * inner != bottom[1].count:
+            raise self.error(f"{bottom[1].count} labels for {outer * inner} predictions: "
+                             f"label shape {bottom[1].shape}, score shape {bottom[0].shape}, "
+                             f"axis {self.axis}")
+        if len(top) == 2:
+            top[1].reshape(bottom[0].shape)
+
+    def _labels(self, bottom):
+        outer, channels, inner = self.view
+        labels = bottom[1].data.reshape(outer, inner).astype(np.int64)
+        valid = np.ones(labels.shape, dtype=bool)
+        if self.ignore_label is not None:
+            valid = labels != self.ignore_label
+        bad = valid & ((labels < 0) | (labels >= channels))
+        if bad.any():
+            raise self.error(f"label {labels[bad][0]} is outside [0, {channels})")
+        return np.where(valid, labels, 0), valid
+
+    def forward_cpu(self, bottom, top):
+        outer, channels, inner = self.view
+        prob = self.prob.data.reshape(self.view)
+        ops.softmax_forward(bottom[0].data.reshape(self.view), prob)
+        labels, valid = self._labels(bottom)
+        picked = np.take_along_axis(prob, labels[:, None, :], axis=1)[:, 0, :]
+        logs = -np.log(np.maximum(picked, np.finfo(np.float32).tiny))
+        count = int(valid.sum())
+        loss = float(logs[valid].sum(dtype=np.float64))
+        top[0].data[...] = loss / self.normalizer(self.mode, outer, inner, count)
+        if len(top) == 2:
+            top[1].data[...] = self.prob.data
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if propagate_down[1]:
+            raise self.error("cannot back-propagate to the labels")
+        if not propagate_down[0]:
+            return
+        outer, channels, inner = self.view
+        diff = bottom[0].diff.reshape(self.view)
+        diff[...] = self.prob.data.reshape(self.view)
+        labels, valid = self._labels(bottom)
+        rows = np.arange(outer)[:, None]
+        cols = np.arange(inner)[None, :]
+        diff[rows, labels, cols] -= 1.0
+        diff *= valid[:, None, :]
+        scale = top[0].diff.item() / self.normalizer(self.mode, outer, inner, int(valid.sum()))
+        diff *= np.float32(scale)

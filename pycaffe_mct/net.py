@@ -1,0 +1,440 @@
+"""Net: a directed acyclic graph of layers, built from a NetParameter.
+
+Construction is a pipeline: read the prototxt, ``net_passes.upgrade``,
+``filter_by_state``, ``insert_splits``, then ``_wire`` creates each layer,
+connects its blobs (a top named like its bottom shares the bottom's Blob: an
+in-place layer), registers its parameters (sharing by ``ParamSpec.name``) and
+works out which layers need a backward pass.  The pycaffe API (``blobs``,
+``params``, ``forward(**inputs)``, ...) lives on this same class.
+"""
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+from . import net_passes
+from .blob import Blob, proto_array, proto_shape
+from .errors import CaffeError, ModelFileError, NetError
+from .layer import TRAIN, create_layer
+from .proto import caffe_pb2
+from .proto_io import read_binary_proto, read_prototxt, write_binary_proto
+
+
+def _make_state(phase, level, stages, file_state):
+    state = caffe_pb2.NetState()
+    state.CopyFrom(file_state)
+    if phase is not None:
+        state.phase = phase
+    if level is not None:
+        state.level = level
+    if stages is not None:
+        del state.stage[:]
+        state.stage.extend(stages)
+    return state
+
+
+def load_net_param(network):
+    """A NetParameter from a prototxt path or an existing message (copied)."""
+    if isinstance(network, caffe_pb2.NetParameter):
+        net_param = caffe_pb2.NetParameter()
+        net_param.CopyFrom(network)
+        return net_param, network.name or "net"
+    path = os.fspath(network)
+    return read_prototxt(path, caffe_pb2.NetParameter()), path
+
+
+class Net:
+    """A Caffe net, with the pycaffe API.
+
+    ``Net(prototxt, phase)``, ``Net(prototxt, weights, phase)``,
+    ``Net(prototxt, phase, weights=..., level=..., stages=[...])``, or
+    ``Net(net_param, state=NetState)`` as solvers do.
+    """
+
+    def __init__(self, network, *args, weights=None, phase=None, level=None, stages=None,
+                 state=None):
+        if len(args) == 1:
+            phase = args[0]
+        elif len(args) == 2:
+            weights, phase = args
+        elif args:
+            raise TypeError("Net(network, phase) or Net(network, weights, phase)")
+        net_param, source = load_net_param(network)
+        if state is None:
+            state = _make_state(TRAIN if phase is None else phase, level, stages,
+                                net_param.state)
+        self.source = source
+        self.name = net_param.name
+        self.state = state
+        param = net_passes.upgrade(net_param, source)
+        param = net_passes.filter_by_state(param, state)
+        param = net_passes.insert_splits(param)
+        self.param = param
+        self._wire(param)
+        if weights is not None:
+            self.copy_from(weights)
+
+    @property
+    def phase(self):
+        return self.state.phase
+
+    # ---- wiring -----------------------------------------------------------
+    def _wire(self, param):
+        self.layers = []
+        self.blobs = OrderedDict()
+        self.bottom_vecs, self.top_vecs = [], []
+        self.bottom_names, self.top_names = OrderedDict(), OrderedDict()
+        self.bottom_need_backward = []
+        self.layer_need_backward = []
+        self._inputs = []
+        self._blob_need_backward = {}
+        self._consumed = set()
+        self.param_specs = []            # (layer index, param index, ParamSpec or None)
+        self.learnable_params = []       # owner blobs only
+        self.params_lr, self.params_weight_decay = [], []
+        self.has_params_lr, self.has_params_decay = [], []
+        self.param_owners = []
+        self.param_display_names = []
+        self._param_index_by_name = {}
+        for layer_param in param.layer:
+            layer_param.phase = self.state.phase
+            self._add_layer(layer_param)
+        self._analyse_backward(param.force_backward)
+        self.blob_loss_weights = OrderedDict((n, 0.0) for n in self.blobs)
+        for layer, tops in zip(self.layers, self.top_vecs):
+            for blob, weight in zip(tops, layer.loss_weights):
+                for name, candidate in self.blobs.items():
+                    if candidate is blob and weight:
+                        self.blob_loss_weights[name] = weight
+        self._outputs = [n for n in self.blobs if n not in self._consumed]
+
+    def _add_layer(self, layer_param):
+        layer = create_layer(layer_param)
+        name = layer_param.name
+        if name in self.layer_dict_names():
+            raise NetError(f"two layers are named '{name}'")
+        bottoms, need = [], []
+        propagate = list(layer_param.propagate_down)
+        if propagate and len(propagate) != len(layer_param.bottom):
+            raise layer.error(f"propagate_down has {len(propagate)} entries for "
+                              f"{len(layer_param.bottom)} bottoms")
+        for j, blob_name in enumerate(layer_param.bottom):
+            if blob_name not in self.blobs:
+                raise layer.error(f"bottom blob '{blob_name}' is produced by no earlier layer")
+            bottoms.append(self.blobs[blob_name])
+            self._consumed.add(blob_name)
+            wanted = propagate[j] if propagate else True
+            need.append(self._blob_need_backward[blob_name] and wanted)
+        tops = []
+        for j, blob_name in enumerate(layer_param.top):
+            in_place = j < len(layer_param.bottom) and layer_param.bottom[j] == blob_name
+            if in_place:
+                tops.append(self.blobs[blob_name])
+                continue
+            if blob_name in self.blobs:
+                raise layer.error(f"top blob '{blob_name}' is produced by more than one layer")
+            blob = Blob()
+            self.blobs[blob_name] = blob
+            self._blob_need_backward[blob_name] = False
+            tops.append(blob)
+            if layer_param.type == "Input":
+                self._inputs.append(blob_name)
+        if layer.auto_top_blobs:
+            while len(tops) < layer.needed_top_count():
+                tops.append(Blob())          # anonymous: not reachable by name
+        try:
+            layer.setup(bottoms, tops)
+        except CaffeError:
+            raise
+        except Exception as exc:  # a bug or an unforeseen shape: still name the layer
+            shapes = ", ".join(str(b.shape) for b in bottoms) or "none"
+            raise layer.error(f"setup failed for bottom shapes {shapes}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        self.layers.append(layer)
+        self.bottom_vecs.append(bottoms)
+        self.top_vecs.append(tops)
+        self.bottom_names[name] = list(layer_param.bottom)
+        self.top_names[name] = list(layer_param.top)
+        self.bottom_need_backward.append(need)
+        self._add_params(len(self.layers) - 1, layer)
+        needs_backward = any(need) or any(layer.param_propagate_down)
+        self.layer_need_backward.append(needs_backward)
+        if needs_backward:
+            for blob_name in layer_param.top:
+                self._blob_need_backward[blob_name] = True
+
+    def layer_dict_names(self):
+        return {layer.name for layer in self.layers}
+
+    def _add_params(self, layer_index, layer):
+        layer_param = layer.param
+        for param_index, blob in enumerate(layer.blobs):
+            spec = layer_param.param[param_index] if param_index < len(layer_param.param) else None
+            name = spec.name if spec is not None else ""
+            self.param_specs.append((layer_index, param_index, spec))
+            self.param_display_names.append(name or str(param_index))
+            owner = self._param_index_by_name.get(name) if name else None
+            if owner is None:
+                if name:
+                    self._param_index_by_name[name] = len(self.param_owners)
+                self.param_owners.append(-1)
+                self.learnable_params.append(blob)
+                self.params_lr.append(spec.lr_mult if spec is not None else 1.0)
+                self.params_weight_decay.append(spec.decay_mult if spec is not None else 1.0)
+                self.has_params_lr.append(spec is not None and spec.HasField("lr_mult"))
+                self.has_params_decay.append(spec is not None and spec.HasField("decay_mult"))
+            else:
+                self._share_param(layer, param_index, spec, owner)
+            lr = spec.lr_mult if spec is not None else 1.0
+            layer.param_propagate_down[param_index] = lr != 0
+
+    def _share_param(self, layer, param_index, spec, owner):
+        owner_layer, owner_index, _ = self.param_specs[owner]
+        owner_blob = self.layers[owner_layer].blobs[owner_index]
+        blob = layer.blobs[param_index]
+        permissive = spec.share_mode == caffe_pb2.ParamSpec.PERMISSIVE
+        same = (blob.count == owner_blob.count) if permissive else (blob.shape == owner_blob.shape)
+        if not same:
+            raise layer.error(f"cannot share param '{spec.name}' (index {param_index}, shape "
+                              f"{blob.shape}) with layer '{self.layers[owner_layer].name}' "
+                              f"whose blob has shape {owner_blob.shape}")
+        blob.share_data(owner_blob)
+        blob.share_diff(owner_blob)
+        self.param_owners.append(owner)
+        learnable = self.param_owners[:owner].count(-1)
+        if spec.HasField("lr_mult"):
+            if self.has_params_lr[learnable] and self.params_lr[learnable] != spec.lr_mult:
+                raise layer.error(f"shared param '{spec.name}' has conflicting lr_mult")
+            self.has_params_lr[learnable] = True
+            self.params_lr[learnable] = spec.lr_mult
+        if spec.HasField("decay_mult"):
+            if (self.has_params_decay[learnable]
+                    and self.params_weight_decay[learnable] != spec.decay_mult):
+                raise layer.error(f"shared param '{spec.name}' has conflicting decay_mult")
+            self.has_params_decay[learnable] = True
+            self.params_weight_decay[learnable] = spec.decay_mult
+
+    def _analyse_backward(self, force_backward):
+        """Caffe's need-backward analysis: only what feeds a loss, never into data."""
+        names_of = [self.bottom_names[layer.name] for layer in self.layers]
+        under_loss, skip = set(), set()
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            tops = self.top_names[layer.name]
+            contributes = any(layer.loss_weights[j] for j in range(len(tops))) or \
+                any(t in under_loss for t in tops)
+            skip_down = all(t in skip for t in tops) if tops else True
+            if self.layer_need_backward[i] and skip_down:
+                self.layer_need_backward[i] = False
+                self.bottom_need_backward[i] = [False] * len(self.bottom_need_backward[i])
+            if not contributes:
+                self.layer_need_backward[i] = False
+            for j, name in enumerate(names_of[i]):
+                if contributes:
+                    under_loss.add(name)
+                else:
+                    self.bottom_need_backward[i][j] = False
+                if not self.bottom_need_backward[i][j]:
+                    skip.add(name)
+        if force_backward:
+            for i, layer in enumerate(self.layers):
+                self.layer_need_backward[i] = True
+                self.bottom_need_backward[i] = [
+                    need or layer.allow_force_backward(j)
+                    for j, need in enumerate(self.bottom_need_backward[i])]
+                layer.param_propagate_down = [True] * len(layer.blobs)
+
+    # ---- running ----------------------------------------------------------
+    def _layer_index(self, name, default):
+        if name is None:
+            return default
+        for i, layer in enumerate(self.layers):
+            if layer.name == name:
+                return i
+        raise CaffeError(f"net has no layer named '{name}'")
+
+    def forward_from_to(self, start=0, end=None):
+        """Run layers ``start..end`` (inclusive) and return the summed loss."""
+        end = len(self.layers) - 1 if end is None else end
+        loss = 0.0
+        for i in range(start, end + 1):
+            layer = self.layers[i]
+            try:
+                loss += layer.forward(self.bottom_vecs[i], self.top_vecs[i])
+            except CaffeError:
+                raise
+            except Exception as exc:
+                shapes = ", ".join(str(b.shape) for b in self.bottom_vecs[i]) or "none"
+                raise layer.error(f"forward failed for bottom shapes {shapes}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+        return loss
+
+    def backward_from_to(self, start=None, end=0):
+        """Back-propagate through layers ``start`` down to ``end`` (inclusive)."""
+        start = len(self.layers) - 1 if start is None else start
+        for i in range(start, end - 1, -1):
+            if self.layer_need_backward[i]:
+                self.layers[i].backward(self.top_vecs[i], self.bottom_need_backward[i],
+                                        self.bottom_vecs[i])
+
+    def forward_prefilled(self):
+        """Forward through the whole net; returns the loss (Caffe's Net::Forward)."""
+        return self.forward_from_to(0, len(self.layers) - 1)
+
+    def forward_backward(self):
+        loss = self.forward_prefilled()
+        self.backward_from_to()
+        return loss
+
+    def clear_param_diffs(self):
+        for blob in self.learnable_params:
+            blob.diff[...] = 0
+
+    def reshape(self):
+        for layer, bottoms, tops in zip(self.layers, self.bottom_vecs, self.top_vecs):
+            layer.reshape(bottoms, tops)
+
+    # ---- pycaffe API ------------------------------------------------------
+    @property
+    def inputs(self):
+        return list(self._inputs)
+
+    @property
+    def outputs(self):
+        return list(self._outputs)
+
+    @property
+    def layer_dict(self):
+        return OrderedDict((layer.name, layer) for layer in self.layers)
+
+    @property
+    def _layer_names(self):
+        return [layer.name for layer in self.layers]
+
+    @property
+    def _blob_names(self):
+        return list(self.blobs)
+
+    @property
+    def params(self):
+        return OrderedDict((layer.name, layer.blobs) for layer in self.layers if layer.blobs)
+
+    def _set_inputs(self, arrays, diff=False):
+        for name, array in arrays.items():
+            if name not in self.blobs:
+                raise CaffeError(f"net has no blob named '{name}'")
+            blob = self.blobs[name]
+            array = np.asarray(array, dtype=np.float32)
+            if not diff and array.shape != blob.shape:
+                blob.reshape(array.shape)
+            target = blob.diff if diff else blob.data
+            if target.shape != array.shape:
+                raise CaffeError(f"blob '{name}' has shape {blob.shape}, "
+                                 f"given an array of shape {array.shape}")
+            target[...] = array
+
+    def forward(self, blobs=None, start=None, end=None, **kwargs):
+        """pycaffe's forward: set inputs, run, return {output name: data}."""
+        unknown = set(kwargs) - set(self._inputs)
+        if unknown:
+            raise CaffeError(f"{', '.join(sorted(unknown))} not among the net inputs "
+                             f"{self._inputs}")
+        self._set_inputs(kwargs)
+        start_index = self._layer_index(start, 0)
+        end_index = self._layer_index(end, len(self.layers) - 1)
+        self.forward_from_to(start_index, end_index)
+        names = self.top_names[self.layers[end_index].name] if end is not None else self._outputs
+        return {name: self.blobs[name].data for name in list(names) + list(blobs or [])}
+
+    def backward(self, diffs=None, start=None, end=None, **kwargs):
+        """pycaffe's backward: set output diffs, run, return {input name: diff}."""
+        unknown = set(kwargs) - set(self._outputs)
+        if unknown:
+            raise CaffeError(f"{', '.join(sorted(unknown))} not among the net outputs "
+                             f"{self._outputs}")
+        self._set_inputs(kwargs, diff=True)
+        start_index = self._layer_index(start, len(self.layers) - 1)
+        end_index = self._layer_index(end, 0)
+        self.backward_from_to(start_index, end_index)
+        names = self.bottom_names[self.layers[end_index].name] if end is not None else self._inputs
+        return {name: self.blobs[name].diff for name in list(names) + list(diffs or [])}
+
+    def forward_all(self, blobs=None, **kwargs):
+        """Run forward over inputs of any batch size, in net-sized batches."""
+        batch = self.blobs[self._inputs[0]].shape[0] if self._inputs else 1
+        total = len(next(iter(kwargs.values()))) if kwargs else batch
+        collected = {}
+        for begin in range(0, total, batch):
+            chunk = {k: np.asarray(v)[begin:begin + batch] for k, v in kwargs.items()}
+            outs = self.forward(blobs=blobs, **chunk)
+            for key, value in outs.items():
+                collected.setdefault(key, []).append(value.copy())
+        return {key: np.concatenate(parts) for key, parts in collected.items()}
+
+    # ---- weights ----------------------------------------------------------
+    def to_proto(self, write_diff=False):
+        """A NetParameter of this net's layers and their blobs (Caffe's Net::ToProto)."""
+        proto = caffe_pb2.NetParameter(name=self.name)
+        for layer in self.layers:
+            layer_proto = proto.layer.add()
+            layer_proto.CopyFrom(layer.param)
+            del layer_proto.blobs[:]
+            for blob in layer.blobs:
+                blob.to_proto(layer_proto.blobs.add(), write_diff)
+        return proto
+
+    def save(self, filename):
+        """Write the weights as a binary .caffemodel, atomically."""
+        write_binary_proto(filename, self.to_proto())
+
+    def copy_from(self, weights):
+        """Load weights from a .caffemodel path or NetParameter, matching layers by name."""
+        if isinstance(weights, caffe_pb2.NetParameter):
+            source, where = weights, "weights"
+        else:
+            where = os.fspath(weights)
+            source = read_binary_proto(where, caffe_pb2.NetParameter())
+            if not (source.layer or source.layers):
+                raise ModelFileError(f"{where}: holds no layers; is it a .caffemodel?")
+        source = net_passes.upgrade(source, where)
+        layers = self.layer_dict
+        for source_layer in source.layer:
+            target = layers.get(source_layer.name)
+            if target is None or not source_layer.blobs:
+                continue
+            if len(source_layer.blobs) != len(target.blobs):
+                raise ModelFileError(
+                    f"{where}: layer '{source_layer.name}' has {len(source_layer.blobs)} "
+                    f"blobs in the file but {len(target.blobs)} in the net")
+            for index, (proto, blob) in enumerate(zip(source_layer.blobs, target.blobs)):
+                self._copy_blob(where, source_layer.name, index, proto, blob)
+
+    @staticmethod
+    def _copy_blob(where, layer_name, index, proto, blob):
+        shape = proto_shape(proto)
+        fits = shape == blob.shape
+        if not fits and not proto.HasField("shape"):
+            # Legacy 4-d files: compare as Caffe does, with missing axes counting as 1.
+            padded = (1,) * (4 - len(blob.shape)) + tuple(blob.shape)
+            fits = len(blob.shape) <= 4 and shape == padded
+        if not fits:
+            raise ModelFileError(
+                f"{where}: layer '{layer_name}' blob {index}: the file has shape "
+                f"{shape}, the net expects {blob.shape}")
+        blob.data[...] = proto_array(proto).reshape(blob.shape)
+
+    def share_with(self, other):
+        """Share the weights of same-named layers of ``other`` (ShareTrainedLayersWith)."""
+        layers = self.layer_dict
+        for source in other.layers:
+            target = layers.get(source.name)
+            if target is None:
+                continue
+            if len(target.blobs) != len(source.blobs):
+                raise NetError(f"layer '{source.name}': cannot share {len(source.blobs)} "
+                               f"blobs with {len(target.blobs)}")
+            for index, (mine, theirs) in enumerate(zip(target.blobs, source.blobs)):
+                if mine.shape != theirs.shape:
+                    raise NetError(f"layer '{source.name}' blob {index}: cannot share shape "
+                                   f"{theirs.shape} with {mine.shape}")
+                mine.share_data(theirs)
