@@ -1,13 +1,17 @@
 """Caffe's protobuf schema as Python classes (``caffe_pb2``).
 
 ``caffe_pb2`` is generated from ``protos/caffe.proto`` by ``protos/compile.py``
-and committed, so users never run protoc.  Importing it here turns protobuf's
-gencode/runtime version error into an ImportError that names the installed
-protobuf and the range this package needs.
+and committed, so users never run protoc.  The generated module works with any
+protobuf runtime from 4.21 to 7.x (see protos/compile.py for why and how this
+was checked); this package checks the installed version first, so a clash
+with another framework's protobuf is reported with the versions and the fix
+instead of a traceback from inside protobuf.
 """
 
-# Must agree with setup.py's install_requires and protos/compile.py.
-PROTOBUF_REQUIREMENT = "protobuf>=7.35.1,<8"
+# Must agree with setup.py (which imports it) and protos/compile.py.
+PROTOBUF_REQUIREMENT = "protobuf>=4.21,<8"
+_OLDEST = (4, 21)
+_NEWEST_MAJOR = 7
 
 
 def _installed_protobuf_version():
@@ -26,17 +30,21 @@ def _incompatible(detail):
            PROTOBUF_REQUIREMENT))
 
 
+def _check_runtime():
+    version = _installed_protobuf_version()
+    try:
+        parts = tuple(int(p) for p in version.split(".")[:2])
+    except ValueError:
+        return  # a development build: let the import itself decide
+    if parts < _OLDEST or parts[0] > _NEWEST_MAJOR:
+        raise _incompatible("outside the supported range")
+
+
+_check_runtime()
 try:
     from . import caffe_pb2
 except ImportError as exc:
-    # No protobuf at all, or one older than 5.26 (no runtime_version module)
-    # or too old for the gencode's builder API.
     if (exc.name or "").startswith("google"):
-        raise _incompatible(str(exc)) from exc
-    raise
-except Exception as exc:
-    # protobuf >= 5.26 rejects gencode newer than itself with VersionError.
-    if type(exc).__name__ == "VersionError":
         raise _incompatible(str(exc)) from exc
     raise
 
