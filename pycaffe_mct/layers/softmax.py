@@ -75,8 +75,19 @@ class LossLayer(Layer):
 
 @register_layer("SoftmaxWithLoss")
 class SoftmaxWithLossLayer(LossLayer):
-    """Multinomial logistic loss of the softmax of bottom 0 against labels in bottom 1."""
+    """Multinomial logistic loss of the softmax of bottom 0 against labels in bottom 1.
+
+    pycaffe_mct addition: an optional third bottom gives each prediction a
+    weight (a 0/1 mask for sample selection, say); the loss is the weighted
+    sum, and VALID normalisation divides by the sum of the weights.
+    """
+    exact_bottoms = None
+    min_bottoms = 2
+    max_bottoms = 3
     max_tops = 2
+
+    def allow_force_backward(self, bottom_index):
+        return bottom_index == 0      # neither labels nor weights get a gradient
 
     def layer_setup(self, bottom, top):
         self.prob = Blob()
@@ -94,6 +105,9 @@ class SoftmaxWithLossLayer(LossLayer):
             raise self.error(f"{bottom[1].count} labels for {outer * inner} predictions: "
                              f"label shape {bottom[1].shape}, score shape {bottom[0].shape}, "
                              f"axis {self.axis}")
+        if len(bottom) == 3 and bottom[2].count != bottom[1].count:
+            raise self.error(f"{bottom[2].count} weights for {bottom[1].count} labels: "
+                             f"weight shape {bottom[2].shape}, label shape {bottom[1].shape}")
         if len(top) == 2:
             top[1].reshape(bottom[0].shape)
 
@@ -108,6 +122,13 @@ class SoftmaxWithLossLayer(LossLayer):
             raise self.error(f"label {labels[bad][0]} is outside [0, {channels})")
         return np.where(valid, labels, 0), valid
 
+    def _weights(self, bottom, valid):
+        """Per-prediction weights: the valid flags, times the weight bottom if given."""
+        weights = valid.astype(np.float32)
+        if len(bottom) == 3:
+            weights *= bottom[2].data.reshape(valid.shape)
+        return weights
+
     def forward_cpu(self, bottom, top):
         outer, channels, inner = self.view
         prob = self.prob.data.reshape(self.view)
@@ -115,15 +136,16 @@ class SoftmaxWithLossLayer(LossLayer):
         labels, valid = self._labels(bottom)
         picked = np.take_along_axis(prob, labels[:, None, :], axis=1)[:, 0, :]
         logs = -np.log(np.maximum(picked, np.finfo(np.float32).tiny))
-        count = int(valid.sum())
-        loss = float(logs[valid].sum(dtype=np.float64))
-        top[0].data[...] = loss / self.normalizer(self.mode, outer, inner, count)
+        weights = self._weights(bottom, valid)
+        loss = float((logs * weights).sum(dtype=np.float64))
+        top[0].data[...] = loss / self.normalizer(self.mode, outer, inner,
+                                                  float(weights.sum(dtype=np.float64)))
         if len(top) == 2:
             top[1].data[...] = self.prob.data
 
     def backward_cpu(self, top, propagate_down, bottom):
-        if propagate_down[1]:
-            raise self.error("cannot back-propagate to the labels")
+        if propagate_down[1] or (len(bottom) == 3 and propagate_down[2]):
+            raise self.error("cannot back-propagate to the labels or weights")
         if not propagate_down[0]:
             return
         outer, channels, inner = self.view
@@ -133,6 +155,8 @@ class SoftmaxWithLossLayer(LossLayer):
         rows = np.arange(outer)[:, None]
         cols = np.arange(inner)[None, :]
         diff[rows, labels, cols] -= 1.0
-        diff *= valid[:, None, :]
-        scale = top[0].diff.item() / self.normalizer(self.mode, outer, inner, int(valid.sum()))
+        weights = self._weights(bottom, valid)
+        diff *= weights[:, None, :]
+        scale = top[0].diff.item() / self.normalizer(self.mode, outer, inner,
+                                                     float(weights.sum(dtype=np.float64)))
         diff *= np.float32(scale)

@@ -1,0 +1,170 @@
+"""Layers of Mutual Calibration Training: ConfidenceMask and SoftTargetLoss.
+
+The selection arithmetic lives in ``pycaffe_mct.mct.selection`` (pure
+functions); these layers put it, and Hinton-style distillation, into a net.
+"""
+import numpy as np
+
+from ..layer import Layer, register_layer
+from ..mct import selection
+from .softmax import LossLayer
+
+
+def _as_rows(layer, blob, what):
+    """A (batch, classes) view of a score/probability blob."""
+    if blob.num_axes < 2:
+        raise layer.error(f"{what} must have a class axis, got shape {blob.shape}")
+    return blob.data.reshape(blob.shape[0], -1)
+
+
+def _softmax_rows(scores):
+    """Row-wise softmax in float64, shifted by the row maximum for stability."""
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+@register_layer("ConfidenceMask")
+class ConfidenceMaskLayer(Layer):
+    """0/1 sample masks for M_a and M_p from both models' probabilities (eqs. 1, 2).
+
+    Bottoms: M_a's class probabilities, M_p's class probabilities (batch x
+    classes), the given labels.  Tops: mask_a, mask_p (one value per sample).
+    ``exchange`` may be set to a function mapping this process's confidences
+    to ``(global confidences, offset of ours)`` (an Allgather) so that the
+    ranking covers the global batch; by default the batch is the whole world.
+    """
+    exact_bottoms = 3
+    exact_tops = 2
+    exchange = None
+
+    def layer_setup(self, bottom, top):
+        p = self.param.confidence_mask_param
+        try:
+            selection.check_noise_rate(p.noise_rate)
+        except Exception as exc:
+            raise self.error(str(exc)) from None
+        self.noise_rate = selection.proto_float(p.noise_rate)
+        self.significance = selection.proto_float(p.significance)
+
+    def reshape(self, bottom, top):
+        if bottom[0].shape != bottom[1].shape:
+            raise self.error(f"the two models' probabilities differ in shape: "
+                             f"{bottom[0].shape} and {bottom[1].shape} (class counts differ?)")
+        if bottom[2].count != bottom[0].shape[0]:
+            raise self.error(f"{bottom[2].count} labels for a batch of {bottom[0].shape[0]}")
+        for blob in top:
+            blob.reshape((bottom[0].shape[0],))
+
+    def forward_cpu(self, bottom, top):
+        try:
+            confidence = selection.label_confidence(
+                _as_rows(self, bottom[0], "probabilities"),
+                _as_rows(self, bottom[1], "probabilities"), bottom[2].data)
+        except Exception as exc:
+            raise self.error(str(exc)) from None
+        everyone, offset = (confidence, 0) if self.exchange is None else \
+            self.exchange(confidence)
+        mask_a, mask_p = selection.calibration_masks(
+            everyone, self.noise_rate, offset, confidence.shape[0], self.significance)
+        top[0].data[...] = mask_a
+        top[1].data[...] = mask_p
+
+    def allow_force_backward(self, bottom_index):
+        return False
+
+
+@register_layer("SoftTargetLoss")
+class SoftTargetLossLayer(LossLayer):
+    """Distillation loss of M_p against M_a's softened predictions and the labels.
+
+    Bottoms: M_p's scores z_p, M_a's scores z_a (batch x classes, before the
+    softmax), labels, optional per-sample weights w (M_p's selection mask).
+    With temperature T and soft weight lambda::
+
+        loss = (1 - lambda) * sum_i w_i * -log softmax(z_p)_i[y_i] / max(1, sum w)
+             + lambda * T^2 * sum_i s_i * KL(softmax(z_a/T) || softmax(z_p/T)) / S
+
+    where s = 1 and S = batch for soft_scope ALL, s = w and S = max(1, sum w)
+    for WEIGHTED.  T^2 keeps the soft gradient's scale independent of T
+    (Hinton et al. 2015).  Only z_p receives a gradient.
+    """
+    exact_bottoms = None
+    min_bottoms = 3
+    max_bottoms = 4
+    max_tops = 1
+
+    def layer_setup(self, bottom, top):
+        p = self.param.soft_target_param
+        if p.temperature <= 0:
+            raise self.error(f"temperature must be positive, got {p.temperature}")
+        if not 0.0 <= p.soft_weight <= 1.0:
+            raise self.error(f"soft_weight must be in [0, 1], got {p.soft_weight}")
+        self.temperature = float(p.temperature)
+        self.soft_weight = float(p.soft_weight)
+        self.weighted_soft = p.soft_scope == p.WEIGHTED
+
+    def allow_force_backward(self, bottom_index):
+        return bottom_index == 0
+
+    def reshape(self, bottom, top):
+        super().reshape(bottom, top)
+        if bottom[0].shape != bottom[1].shape:
+            raise self.error(f"primary and auxiliary scores differ in shape: "
+                             f"{bottom[0].shape} and {bottom[1].shape} (class counts differ?)")
+        batch = bottom[0].shape[0]
+        for index in range(2, len(bottom)):
+            if bottom[index].count != batch:
+                raise self.error(f"bottom {index} has {bottom[index].count} values for a "
+                                 f"batch of {batch}")
+
+    def _terms(self, bottom):
+        """Everything forward and backward share: probabilities, weights, normalisers."""
+        primary = _as_rows(self, bottom[0], "scores").astype(np.float64)
+        aux = _as_rows(self, bottom[1], "scores").astype(np.float64)
+        labels = bottom[2].data.reshape(-1).astype(np.int64)
+        classes = primary.shape[1]
+        bad = (labels < 0) | (labels >= classes)
+        if bad.any():
+            raise self.error(f"label {labels[bad][0]} is outside [0, {classes})")
+        weights = (bottom[3].data.reshape(-1).astype(np.float64) if len(bottom) == 4
+                   else np.ones(labels.shape[0]))
+        soft_weights = weights if self.weighted_soft else np.ones(labels.shape[0])
+        return {
+            "prob": _softmax_rows(primary),
+            "soft_primary": _softmax_rows(primary / self.temperature),
+            "soft_aux": _softmax_rows(aux / self.temperature),
+            "labels": labels,
+            "weights": weights,
+            "soft_weights": soft_weights,
+            "hard_norm": max(1.0, weights.sum()),
+            "soft_norm": max(1.0, soft_weights.sum()),
+        }
+
+    def forward_cpu(self, bottom, top):
+        t = self._terms(bottom)
+        rows = np.arange(t["labels"].shape[0])
+        tiny = np.finfo(np.float64).tiny
+        hard = -np.log(np.maximum(t["prob"][rows, t["labels"]], tiny))
+        q = t["soft_aux"]
+        kl = (q * (np.log(np.maximum(q, tiny))
+                   - np.log(np.maximum(t["soft_primary"], tiny)))).sum(axis=1)
+        loss = ((1.0 - self.soft_weight) * (t["weights"] * hard).sum() / t["hard_norm"]
+                + self.soft_weight * self.temperature ** 2
+                * (t["soft_weights"] * kl).sum() / t["soft_norm"])
+        top[0].data[...] = loss
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if any(propagate_down[1:]):
+            raise self.error("only the primary scores (bottom 0) take a gradient")
+        if not propagate_down[0]:
+            return
+        t = self._terms(bottom)
+        hard = t["prob"].copy()
+        hard[np.arange(hard.shape[0]), t["labels"]] -= 1.0
+        hard *= ((1.0 - self.soft_weight) * t["weights"] / t["hard_norm"])[:, None]
+        # d(T^2 KL)/dz_p = T * (softmax(z_p/T) - softmax(z_a/T))
+        soft = (t["soft_primary"] - t["soft_aux"]) * (
+            self.soft_weight * self.temperature * t["soft_weights"] / t["soft_norm"])[:, None]
+        gradient = (hard + soft) * top[0].diff.item()
+        bottom[0].diff[...] = gradient.reshape(bottom[0].shape).astype(np.float32)
