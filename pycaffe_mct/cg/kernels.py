@@ -3,8 +3,8 @@
 Every kernel here is a pure function of arrays and integers, compiled with
 ``cache=True`` so that a second process starts without recompiling, and
 ``nogil`` so that data-loading threads keep running meanwhile.  The ``lo``/``hi``
-arguments select a slice of the outermost iteration space: that slice is the
-unit the core-group scheduler hands to one CPE.
+arguments select a range of the outermost loop's units: the scheduler passes
+a CPE tile's range (literal mode) or all units at once (fast mode).
 """
 import numba
 import numpy as np
@@ -13,11 +13,11 @@ _JIT = dict(nogil=True, cache=True)
 
 
 @numba.njit(parallel=True, **_JIT)
-def im2col(x, kh, kw, ph, pw, sh, sw, dh, dw, out_h, out_w, cols):
+def im2col(x, kh, kw, ph, pw, sh, sw, dh, dw, out_h, out_w, cols, lo, hi):
     """x (N, C, H, W) -> cols (C*kh*kw, N*out_h*out_w), zero where padded."""
     n_img, channels, height, width = x.shape
     plane = out_h * out_w
-    for row in numba.prange(channels * kh * kw):
+    for row in numba.prange(lo, hi):
         c = row // (kh * kw)
         ki = (row // kw) % kh
         kj = row % kw
@@ -39,11 +39,11 @@ def im2col(x, kh, kw, ph, pw, sh, sw, dh, dw, out_h, out_w, cols):
 
 
 @numba.njit(parallel=True, **_JIT)
-def col2im(cols, kh, kw, ph, pw, sh, sw, dh, dw, out_h, out_w, dx):
+def col2im(cols, kh, kw, ph, pw, sh, sw, dh, dw, out_h, out_w, dx, lo, hi):
     """Scatter-add cols (C*kh*kw, N*out_h*out_w) back into dx (N, C, H, W) (overwritten)."""
     n_img, channels, height, width = dx.shape
     plane = out_h * out_w
-    for c in numba.prange(channels):
+    for c in numba.prange(lo, hi):
         for n in range(n_img):
             dx[n, c, :, :] = 0.0
             base = n * plane
@@ -62,11 +62,11 @@ def col2im(cols, kh, kw, ph, pw, sh, sw, dh, dw, out_h, out_w, dx):
 
 
 @numba.njit(parallel=True, **_JIT)
-def max_pool_forward(x, kh, kw, sh, sw, ph, pw, out, argmax):
+def max_pool_forward(x, kh, kw, sh, sw, ph, pw, out, argmax, lo, hi):
     """Caffe's MAX pooling: windows clipped to the image, first maximum wins."""
     n_img, channels, height, width = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
-    for nc in numba.prange(n_img * channels):
+    for nc in numba.prange(lo, hi):
         n = nc // channels
         c = nc % channels
         for oy in range(out_h):
@@ -88,11 +88,11 @@ def max_pool_forward(x, kh, kw, sh, sw, ph, pw, out, argmax):
 
 
 @numba.njit(parallel=True, **_JIT)
-def max_pool_backward(dy, argmax, dx):
+def max_pool_backward(dy, argmax, dx, lo, hi):
     """Route each output gradient to the input that won its window."""
     n_img, channels, height, width = dx.shape
     out_h, out_w = dy.shape[2], dy.shape[3]
-    for nc in numba.prange(n_img * channels):
+    for nc in numba.prange(lo, hi):
         n = nc // channels
         c = nc % channels
         dx[n, c, :, :] = 0.0
@@ -104,11 +104,11 @@ def max_pool_backward(dy, argmax, dx):
 
 
 @numba.njit(parallel=True, **_JIT)
-def ave_pool_forward(x, kh, kw, sh, sw, ph, pw, out):
+def ave_pool_forward(x, kh, kw, sh, sw, ph, pw, out, lo, hi):
     """Caffe's AVE pooling: the divisor counts padding but not what lies beyond it."""
     n_img, channels, height, width = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
-    for nc in numba.prange(n_img * channels):
+    for nc in numba.prange(lo, hi):
         n = nc // channels
         c = nc % channels
         for oy in range(out_h):
@@ -126,10 +126,10 @@ def ave_pool_forward(x, kh, kw, sh, sw, ph, pw, out):
 
 
 @numba.njit(parallel=True, **_JIT)
-def ave_pool_backward(dy, kh, kw, sh, sw, ph, pw, dx):
+def ave_pool_backward(dy, kh, kw, sh, sw, ph, pw, dx, lo, hi):
     n_img, channels, height, width = dx.shape
     out_h, out_w = dy.shape[2], dy.shape[3]
-    for nc in numba.prange(n_img * channels):
+    for nc in numba.prange(lo, hi):
         n = nc // channels
         c = nc % channels
         dx[n, c, :, :] = 0.0
@@ -146,10 +146,10 @@ def ave_pool_backward(dy, kh, kw, sh, sw, ph, pw, dx):
 
 
 @numba.njit(parallel=True, **_JIT)
-def softmax_forward(x, out):
+def softmax_forward(x, out, lo, hi):
     """Softmax over axis 1 of x (outer, channels, inner), max-subtracted as Caffe does."""
     outer, channels, inner = x.shape
-    for o in numba.prange(outer):
+    for o in numba.prange(lo, hi):
         for i in range(inner):
             top = x[o, 0, i]
             for c in range(1, channels):
@@ -164,10 +164,10 @@ def softmax_forward(x, out):
 
 
 @numba.njit(parallel=True, **_JIT)
-def softmax_backward(y, dy, dx):
+def softmax_backward(y, dy, dx, lo, hi):
     """dx = (dy - sum_c dy*y) * y over axis 1 of (outer, channels, inner)."""
     outer, channels, inner = y.shape
-    for o in numba.prange(outer):
+    for o in numba.prange(lo, hi):
         for i in range(inner):
             dot = 0.0
             for c in range(channels):

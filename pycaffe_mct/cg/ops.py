@@ -1,16 +1,18 @@
 """The narrow interface between layers and the core-group back end.
 
 Layers call these named operations with whole arrays and know nothing about
-tiles, CPEs or numba.  Each operation is where the core-group scheduler plans
-the work (tiles that fit the local stores, their assignment to the 8x8 mesh)
-and launches the kernels; swapping that plan never changes a layer.
+tiles, CPEs or numba.  Each operation hands its work to the core-group
+scheduler (``scheduler.py``) as a GEMM or as a kernel over independent units
+with per-unit bytes and flops; the scheduler plans tiles that fit the local
+stores, assigns them to the 8x8 mesh, runs them and lets the accounting read
+the plan.  Swapping a plan never changes a layer.
 
 Conventions: arrays are float32 and C-contiguous; ``out`` arguments are
 written, never accumulated into, unless the name says ``accumulate``.
 """
 import numpy as np
 
-from . import kernels
+from . import kernels, scheduler
 
 
 def conv_out_size(size, kernel, pad, stride, dilation):
@@ -23,27 +25,20 @@ def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None):
     """``out = alpha * op(a) @ op(b) + beta * out`` (BLAS sgemm semantics)."""
     left = a.T if trans_a else a
     right = b.T if trans_b else b
-    if out is None:
-        product = left @ right
-        return product * alpha if alpha != 1.0 else product
-    if beta == 0.0 and alpha == 1.0:
-        np.matmul(left, right, out=out)
-    else:
-        product = left @ right
-        if beta == 0.0:
-            np.multiply(product, alpha, out=out)
-        else:
-            out *= beta
-            out += alpha * product if alpha != 1.0 else product
-    return out
+    return scheduler.gemm(left, right, alpha, beta, out)
 
 
 def im2col(x, kernel, pad, stride, dilation, cols):
     """Unfold x (N, C, H, W) into cols (C*kh*kw, N*out_h*out_w)."""
     out_h = conv_out_size(x.shape[2], kernel[0], pad[0], stride[0], dilation[0])
     out_w = conv_out_size(x.shape[3], kernel[1], pad[1], stride[1], dilation[1])
-    kernels.im2col(x, kernel[0], kernel[1], pad[0], pad[1], stride[0], stride[1],
-                   dilation[0], dilation[1], out_h, out_w, cols)
+    n_img, _, _, width = x.shape
+    row = n_img * out_h * out_w * x.itemsize
+    # Unit: one row of cols; it needs one input row per output row.
+    scheduler.units("im2col", cols.shape[0], n_img * out_h * width * x.itemsize, row, 0,
+                    lambda lo, hi: kernels.im2col(
+                        x, kernel[0], kernel[1], pad[0], pad[1], stride[0], stride[1],
+                        dilation[0], dilation[1], out_h, out_w, cols, lo, hi))
     return cols
 
 
@@ -51,52 +46,93 @@ def col2im(cols, kernel, pad, stride, dilation, dx):
     """Fold cols back into dx (N, C, H, W), summing overlaps; dx is overwritten."""
     out_h = conv_out_size(dx.shape[2], kernel[0], pad[0], stride[0], dilation[0])
     out_w = conv_out_size(dx.shape[3], kernel[1], pad[1], stride[1], dilation[1])
-    kernels.col2im(cols, kernel[0], kernel[1], pad[0], pad[1], stride[0], stride[1],
-                   dilation[0], dilation[1], out_h, out_w, dx)
+    n_img, channels, height, width = dx.shape
+    taps = kernel[0] * kernel[1]
+    row = n_img * out_h * out_w
+    # Unit: one channel of dx, summed from its kernel-window rows of cols.
+    scheduler.units("col2im", channels, taps * row * cols.itemsize,
+                    n_img * height * width * dx.itemsize, taps * row,
+                    lambda lo, hi: kernels.col2im(
+                        cols, kernel[0], kernel[1], pad[0], pad[1], stride[0], stride[1],
+                        dilation[0], dilation[1], out_h, out_w, dx, lo, hi))
     return dx
 
 
+def _planes(kernel_name, x_plane, y_plane, planes, in_bytes, out_bytes, flops, run):
+    """A kernel whose unit is one (image, channel) plane; sizes are in elements per plane."""
+    scheduler.units(kernel_name, planes, in_bytes * x_plane, out_bytes * y_plane,
+                    flops * y_plane, run)
+
+
 def max_pool_forward(x, kernel, stride, pad, out, argmax):
-    kernels.max_pool_forward(x, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[1],
-                             out, argmax)
+    n_img, channels, height, width = x.shape
+    _planes("max_pool_forward", height * width, out.shape[2] * out.shape[3],
+            n_img * channels, x.itemsize, out.itemsize + argmax.itemsize,
+            kernel[0] * kernel[1],
+            lambda lo, hi: kernels.max_pool_forward(x, kernel[0], kernel[1], stride[0],
+                                                    stride[1], pad[0], pad[1], out, argmax,
+                                                    lo, hi))
 
 
 def max_pool_backward(dy, argmax, dx):
-    kernels.max_pool_backward(dy, argmax, dx)
+    n_img, channels, height, width = dx.shape
+    # Per plane: dy and argmax in, dx out.
+    _planes("max_pool_backward", dy.shape[2] * dy.shape[3], height * width,
+            n_img * channels, dy.itemsize + argmax.itemsize, dx.itemsize, 0,
+            lambda lo, hi: kernels.max_pool_backward(dy, argmax, dx, lo, hi))
 
 
 def ave_pool_forward(x, kernel, stride, pad, out):
-    kernels.ave_pool_forward(x, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[1],
-                             out)
+    n_img, channels, height, width = x.shape
+    _planes("ave_pool_forward", height * width, out.shape[2] * out.shape[3],
+            n_img * channels, x.itemsize, out.itemsize, kernel[0] * kernel[1],
+            lambda lo, hi: kernels.ave_pool_forward(x, kernel[0], kernel[1], stride[0],
+                                                    stride[1], pad[0], pad[1], out, lo, hi))
 
 
 def ave_pool_backward(dy, kernel, stride, pad, dx):
-    kernels.ave_pool_backward(dy, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[1],
-                              dx)
+    n_img, channels, height, width = dx.shape
+    _planes("ave_pool_backward", dy.shape[2] * dy.shape[3], height * width,
+            n_img * channels, dy.itemsize, dx.itemsize, 0,
+            lambda lo, hi: kernels.ave_pool_backward(dy, kernel[0], kernel[1], stride[0],
+                                                     stride[1], pad[0], pad[1], dx, lo, hi))
 
 
 def softmax_forward(x, out):
     """Softmax over axis 1 of (outer, channels, inner) arrays."""
-    kernels.softmax_forward(x, out)
+    per_outer = x.shape[1] * x.shape[2]
+    scheduler.units("softmax_forward", x.shape[0], per_outer * x.itemsize,
+                    per_outer * out.itemsize, 4 * per_outer,
+                    lambda lo, hi: kernels.softmax_forward(x, out, lo, hi))
 
 
 def softmax_backward(y, dy, dx):
-    kernels.softmax_backward(y, dy, dx)
+    per_outer = y.shape[1] * y.shape[2]
+    scheduler.units("softmax_backward", y.shape[0], 2 * per_outer * y.itemsize,
+                    per_outer * dx.itemsize, 4 * per_outer,
+                    lambda lo, hi: kernels.softmax_backward(y, dy, dx, lo, hi))
+
+
+def _slope_where(x, negative_slope):
+    return np.where(x > 0, np.float32(1), np.float32(negative_slope))
 
 
 def relu_forward(x, negative_slope, out):
     if negative_slope:
-        np.multiply(x, np.where(x > 0, np.float32(1), np.float32(negative_slope)), out=out)
+        scheduler.elementwise("relu_forward", 2, lambda x, out: np.multiply(
+            x, _slope_where(x, negative_slope), out=out), out, x)
     else:
-        np.maximum(x, 0, out=out)
+        scheduler.elementwise("relu_forward", 1, lambda x, out: np.maximum(x, 0, out=out),
+                              out, x)
 
 
 def relu_backward(x, dy, negative_slope, dx):
     """x is the forward input (or output: their signs agree); dx may alias dy."""
-    np.multiply(dy, np.where(x > 0, np.float32(1), np.float32(negative_slope)), out=dx)
+    scheduler.elementwise("relu_backward", 2, lambda x, dy, dx: np.multiply(
+        dy, _slope_where(x, negative_slope), out=dx), dx, x, dy)
 
 
-def sigmoid_forward(x, out):
+def _sigmoid(x, out):
     # 0.5 * tanh(0.5 x) + 0.5 is the overflow-free form of 1 / (1 + exp(-x)).
     np.multiply(x, 0.5, out=out)
     np.tanh(out, out=out)
@@ -104,29 +140,41 @@ def sigmoid_forward(x, out):
     out += 0.5
 
 
+def sigmoid_forward(x, out):
+    scheduler.elementwise("sigmoid_forward", 4, _sigmoid, out, x)
+
+
 def sigmoid_backward(y, dy, dx):
-    np.multiply(dy, y * (1 - y), out=dx)
+    scheduler.elementwise("sigmoid_backward", 3,
+                          lambda y, dy, dx: np.multiply(dy, y * (1 - y), out=dx), dx, y, dy)
 
 
 def tanh_forward(x, out):
-    np.tanh(x, out=out)
+    scheduler.elementwise("tanh_forward", 4, lambda x, out: np.tanh(x, out=out), out, x)
 
 
 def tanh_backward(y, dy, dx):
-    np.multiply(dy, 1 - y * y, out=dx)
+    scheduler.elementwise("tanh_backward", 3,
+                          lambda y, dy, dx: np.multiply(dy, 1 - y * y, out=dx), dx, y, dy)
 
 
 def scale_into(x, factor, out):
     """out = x * factor, with factor a scalar or a broadcastable array."""
-    np.multiply(x, factor, out=out)
+    scheduler.elementwise("scale", 1, lambda x, f, out: np.multiply(x, f, out=out),
+                          out, x, factor)
 
 
 def sum_into(arrays, out, coeffs=None):
     """out = sum_i coeffs[i] * arrays[i]."""
     coeffs = coeffs or [1.0] * len(arrays)
-    np.multiply(arrays[0], coeffs[0], out=out)
-    for array, coeff in zip(arrays[1:], coeffs[1:]):
-        if coeff == 1.0:
-            out += array
-        else:
-            out += coeff * array
+
+    def weighted_sum(*args):
+        *inputs, target = args
+        np.multiply(inputs[0], coeffs[0], out=target)
+        for array, coeff in zip(inputs[1:], coeffs[1:]):
+            if coeff == 1.0:
+                target += array
+            else:
+                target += coeff * array
+    scheduler.elementwise("sum", 2 * len(arrays) - 1, weighted_sum, out, *arrays)
+

@@ -1,0 +1,145 @@
+"""The scheduler: executes kernel plans on the host.
+
+Two execution modes run the same plan:
+
+* ``fast`` (default): the host runs the whole plan in as few large calls as
+  possible.  A GEMM is one BLAS call over all 64 CPEs' blocks; a unit kernel
+  is one numba call whose ``prange`` hands each host thread a contiguous run
+  of units, i.e. the shares of a contiguous group of CPEs (numba's static
+  chunking), compiled ``nogil`` and cached on disk.  Executing 64 tile
+  programs literally costs half the machine or more (see the measurement in
+  ``../shared/reference/sw26010.md``); merging them changes only the order of
+  floating-point summation inside a GEMM.
+* ``literal``: every tile of the plan runs as its own call, CPE by CPE, GEMM
+  blocks with the plan's K steps.  Tests use it to show that the plan covers
+  the iteration space exactly once; it is the emulator's simulator mode.
+
+Select the mode with ``PYCAFFE_MCT_CG_MODE=literal`` or ``execution("literal")``.
+Plans are built only in literal mode or while accounting records, so a
+training step in fast mode pays one flag test per kernel call.
+"""
+import os
+from contextlib import contextmanager
+
+import numpy as np
+
+from . import accounting
+from .plan import gemm_cpe_blocks, plan_gemm, plan_units, unit_tiles
+
+MODES = ("fast", "literal")
+_mode = os.environ.get("PYCAFFE_MCT_CG_MODE", "fast")
+if _mode not in MODES:
+    raise ValueError(f"PYCAFFE_MCT_CG_MODE={_mode!r}; expected one of {MODES}")
+
+
+def mode():
+    return _mode
+
+
+@contextmanager
+def execution(new_mode):
+    """Run the block in execution mode ``new_mode`` ("fast" or "literal")."""
+    global _mode
+    if new_mode not in MODES:
+        raise ValueError(f"execution mode {new_mode!r}; expected one of {MODES}")
+    previous, _mode = _mode, new_mode
+    try:
+        yield
+    finally:
+        _mode = previous
+
+
+def _planned(make_plan):
+    """The plan when one is needed (literal mode or accounting), recorded; else None."""
+    if _mode == "fast" and not accounting.active():
+        return None
+    plan = make_plan()
+    accounting.record(plan)
+    return plan if _mode == "literal" else None
+
+
+# ---- GEMM ----------------------------------------------------------------------
+
+def gemm(left, right, alpha, beta, out):
+    """``out = alpha * left @ right + beta * out`` over the plan's mesh blocks.
+
+    ``left``/``right`` are the operands as used (transposed views are fine);
+    ``out`` None returns a new array (beta ignored).
+    """
+    m, k = left.shape
+    n = right.shape[1]
+    read_c = out is not None and beta != 0.0
+    plan = _planned(lambda: plan_gemm(m, n, k, read_c))
+    if plan is not None:
+        return _gemm_tiles(plan, left, right, alpha, beta, out)
+    return _gemm_blas(left, right, alpha, beta, out)
+
+
+def _gemm_blas(left, right, alpha, beta, out):
+    if out is None:
+        product = left @ right
+        return product * np.float32(alpha) if alpha != 1.0 else product
+    if beta == 0.0 and alpha == 1.0:
+        np.matmul(left, right, out=out)
+    else:
+        product = left @ right
+        if alpha != 1.0:
+            product *= np.float32(alpha)
+        if beta == 0.0:
+            out[...] = product
+        else:
+            if beta != 1.0:
+                out *= np.float32(beta)
+            out += product
+    return out
+
+
+def _gemm_tiles(plan, left, right, alpha, beta, out):
+    """Each CPE's C blocks, accumulated over the plan's K slices (literal mode)."""
+    if out is None:
+        out = np.empty((left.shape[0], right.shape[1]), dtype=np.result_type(left, right))
+        beta = 0.0
+    k, bk = plan.details["k"], plan.details["bk"]
+    for _, rows, cols in gemm_cpe_blocks(plan):
+        block = np.zeros((rows.stop - rows.start, cols.stop - cols.start), dtype=out.dtype)
+        for k0 in range(0, k, bk):
+            block += left[rows, k0:k0 + bk] @ right[k0:k0 + bk, cols]
+        if alpha != 1.0:
+            block *= np.float32(alpha)
+        if beta != 0.0:
+            block += np.float32(beta) * out[rows, cols]
+        out[rows, cols] = block
+    return out
+
+
+# ---- independent units -----------------------------------------------------------
+
+def units(kernel, count, in_bytes, out_bytes, flops, run):
+    """Run a kernel of ``count`` independent units; ``run(lo, hi)`` executes units [lo, hi).
+
+    ``in_bytes``/``out_bytes``/``flops`` are per unit and feed the plan.
+    """
+    plan = _planned(lambda: plan_units(kernel, int(count), int(in_bytes), int(out_bytes),
+                                       int(flops)))
+    if plan is None:
+        run(0, count)
+        return
+    for _, lo, hi in unit_tiles(plan):
+        run(lo, hi)
+
+
+def elementwise(kernel, flops, function, out, *inputs):
+    """``function(*inputs, out)`` element by element; inputs broadcast to ``out``'s shape.
+
+    ``flops`` is per element.  In literal mode each tile sees flat slices.
+    """
+    def run(lo, hi):
+        if lo == 0 and hi == out.size:
+            function(*inputs, out)
+            return
+        flat = [np.broadcast_to(x, out.shape).reshape(-1)[lo:hi] if np.ndim(x) else x
+                for x in inputs]
+        function(*flat, out.reshape(-1)[lo:hi])
+    arrays = sum(1 for x in inputs if np.ndim(x))
+    element = out.dtype.itemsize
+    units(kernel, out.size, arrays * element, element, flops, run)

@@ -1,0 +1,148 @@
+"""Every op run tile by tile (the scheduler's literal mode) equals a direct numpy computation.
+
+Shapes are awkward on purpose: not multiples of 8, 1x1, K much larger than M*N,
+batch 1, many channels.
+"""
+import numpy as np
+import pytest
+
+from pycaffe_mct.cg import ops, scheduler
+
+rng = np.random.default_rng(4)
+
+
+def rand(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def literal_mode():
+    with scheduler.execution("literal"):
+        yield
+
+
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (3, 5, 7), (9, 2, 3000), (130, 17, 33),
+                                   (1, 300, 10), (70, 1, 5)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True),
+                                             (True, True)])
+def test_gemm_matches_numpy(m, n, k, trans_a, trans_b):
+    a = rand(k, m) if trans_a else rand(m, k)
+    b = rand(n, k) if trans_b else rand(k, n)
+    expected = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b)
+    got = ops.gemm(a, b, trans_a=trans_a, trans_b=trans_b)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+def test_gemm_alpha_beta_accumulate():
+    a, b, c = rand(11, 13), rand(13, 9), rand(11, 9)
+    out = c.copy()
+    ops.gemm(a, b, alpha=0.5, beta=2.0, out=out)
+    np.testing.assert_allclose(out, 0.5 * (a @ b) + 2.0 * c, rtol=1e-5, atol=1e-5)
+
+
+def reference_im2col(x, kernel, pad, stride, dilation):
+    n, c, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    out_h = ops.conv_out_size(h, kernel[0], pad[0], stride[0], dilation[0])
+    out_w = ops.conv_out_size(w, kernel[1], pad[1], stride[1], dilation[1])
+    cols = np.empty((c, kernel[0], kernel[1], n, out_h, out_w), np.float32)
+    for ki in range(kernel[0]):
+        for kj in range(kernel[1]):
+            y0, x0 = ki * dilation[0], kj * dilation[1]
+            window = padded[:, :, y0:y0 + stride[0] * out_h:stride[0],
+                            x0:x0 + stride[1] * out_w:stride[1]]
+            cols[:, ki, kj] = window.transpose(1, 0, 2, 3)
+    return cols.reshape(c * kernel[0] * kernel[1], n * out_h * out_w)
+
+
+CONV_CASES = [  # x shape, kernel, pad, stride, dilation
+    ((1, 1, 1, 1), (1, 1), (0, 0), (1, 1), (1, 1)),
+    ((2, 3, 7, 9), (3, 2), (1, 0), (2, 1), (1, 1)),
+    ((1, 300, 5, 5), (3, 3), (1, 1), (1, 1), (1, 1)),
+    ((3, 2, 11, 10), (3, 3), (2, 2), (1, 3), (2, 2)),
+]
+
+
+@pytest.mark.parametrize("shape,kernel,pad,stride,dilation", CONV_CASES)
+def test_im2col_matches_numpy(shape, kernel, pad, stride, dilation):
+    x = rand(*shape)
+    expected = reference_im2col(x, kernel, pad, stride, dilation)
+    cols = np.full(expected.shape, np.nan, np.float32)
+    ops.im2col(x, kernel, pad, stride, dilation, cols)
+    np.testing.assert_array_equal(cols, expected)
+
+
+@pytest.mark.parametrize("shape,kernel,pad,stride,dilation", CONV_CASES)
+def test_col2im_is_the_adjoint_of_im2col(shape, kernel, pad, stride, dilation):
+    """<im2col(x), c> == <x, col2im(c)> for all x, c: checked for random ones."""
+    x = rand(*shape)
+    cols = rand(*reference_im2col(x, kernel, pad, stride, dilation).shape)
+    dx = np.full(shape, np.nan, np.float32)
+    ops.col2im(cols, kernel, pad, stride, dilation, dx)
+    left = float((reference_im2col(x, kernel, pad, stride, dilation) * cols).sum(dtype=np.float64))
+    assert float((x * dx).sum(dtype=np.float64)) == pytest.approx(left, rel=1e-4, abs=1e-3)
+
+
+def windows(x, kernel, stride, out_hw):
+    """(N, C, out_h, out_w, kh*kw) windows of x, no padding."""
+    n, c = x.shape[:2]
+    view = np.empty((n, c) + out_hw + (kernel[0] * kernel[1],), x.dtype)
+    for oy in range(out_hw[0]):
+        for ox in range(out_hw[1]):
+            patch = x[:, :, oy * stride[0]:oy * stride[0] + kernel[0],
+                      ox * stride[1]:ox * stride[1] + kernel[1]]
+            view[:, :, oy, ox] = patch.reshape(n, c, -1)
+    return view
+
+
+@pytest.mark.parametrize("shape,kernel,stride", [((1, 1, 2, 2), (2, 2), (2, 2)),
+                                                 ((2, 5, 9, 7), (3, 2), (2, 3)),
+                                                 ((1, 200, 4, 4), (2, 2), (1, 1))])
+def test_pooling_matches_numpy(shape, kernel, stride):
+    x = rand(*shape)
+    out_hw = ((shape[2] - kernel[0]) // stride[0] + 1, (shape[3] - kernel[1]) // stride[1] + 1)
+    win = windows(x, kernel, stride, out_hw)
+    out = np.empty(shape[:2] + out_hw, np.float32)
+    argmax = np.empty(out.shape, np.int32)
+    ops.max_pool_forward(x, kernel, stride, (0, 0), out, argmax)
+    np.testing.assert_array_equal(out, win.max(axis=-1))
+    dy = rand(*out.shape)
+    dx = np.full(shape, np.nan, np.float32)
+    ops.max_pool_backward(dy, argmax, dx)
+    assert float((dx * x).sum()) == pytest.approx(float((dy * out).sum()), rel=1e-4, abs=1e-4)
+    ops.ave_pool_forward(x, kernel, stride, (0, 0), out)
+    np.testing.assert_allclose(out, win.mean(axis=-1), rtol=1e-5, atol=1e-6)
+    ops.ave_pool_backward(dy, kernel, stride, (0, 0), dx)
+    expected = (windows(x, kernel, stride, out_hw).mean(axis=-1) * dy).sum()
+    assert float((dx * x).sum()) == pytest.approx(float(expected), rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 10, 1), (70, 7, 3)])
+def test_softmax_matches_numpy(shape):
+    x = rand(*shape) * 10
+    out = np.full(shape, np.nan, np.float32)
+    ops.softmax_forward(x, out)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(out, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+    dy, dx = rand(*shape), np.full(shape, np.nan, np.float32)
+    ops.softmax_backward(out, dy, dx)
+    expected = (dy - (dy * out).sum(axis=1, keepdims=True)) * out
+    np.testing.assert_allclose(dx, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_elementwise_maps_match_numpy():
+    x, dy = rand(50_000), rand(50_000)         # many tiles
+    out = np.full_like(x, np.nan)
+    ops.relu_forward(x, 0.1, out)
+    np.testing.assert_array_equal(out, np.where(x > 0, x, np.float32(0.1) * x))
+    ops.relu_backward(x, dy, 0.0, out)
+    np.testing.assert_array_equal(out, np.where(x > 0, dy, 0))
+    ops.tanh_forward(x, out)
+    np.testing.assert_allclose(out, np.tanh(x), rtol=1e-6)
+    ops.sigmoid_forward(x, out)
+    np.testing.assert_allclose(out, 1 / (1 + np.exp(-x.astype(np.float64))), rtol=1e-5)
+    factor = rand(1, 10)
+    ops.scale_into(x.reshape(5000, 10), factor, out.reshape(5000, 10))
+    np.testing.assert_array_equal(out.reshape(5000, 10), x.reshape(5000, 10) * factor)
+    ops.sum_into([x, dy, x], out, [1.0, 2.0, -1.0])
+    np.testing.assert_allclose(out, 2 * dy, rtol=1e-5, atol=1e-5)
