@@ -12,7 +12,7 @@ written, never accumulated into, unless the name says ``accumulate``.
 """
 import numpy as np
 
-from . import kernels, scheduler
+from . import kernels, kernels_normalization, scheduler
 
 
 def conv_out_size(size, kernel, pad, stride, dilation):
@@ -178,3 +178,44 @@ def sum_into(arrays, out, coeffs=None):
                 target += coeff * array
     scheduler.elementwise("sum", 2 * len(arrays) - 1, weighted_sum, out, *arrays)
 
+
+# ---- layer zoo: normalisation and cropping ---------------------------------
+def lrn_across_forward(x, size, alpha, beta, k, scale, out):
+    """Caffe's ACROSS_CHANNELS LRN of x viewed (N, C, S); scale keeps k + alpha/size*sum."""
+    kernels_normalization.lrn_across_forward(x, size, alpha, beta, k, scale, out)
+
+
+def lrn_across_backward(x, y, scale, dy, size, alpha, beta, dx):
+    """dx of ACROSS_CHANNELS LRN; dx must not alias dy."""
+    kernels_normalization.lrn_across_backward(x, y, scale, dy, size, alpha, beta, dx)
+
+
+def channel_mean_var(x):
+    """Per-channel mean and biased variance of x (N, C, S), as float32 (C,) arrays."""
+    mean = np.empty(x.shape[1], np.float32)
+    var = np.empty(x.shape[1], np.float32)
+    kernels_normalization.channel_mean_var(x, mean, var)
+    return mean, var
+
+
+def channel_sums(a, b):
+    """Per-channel sums of a and a*b over axes 0 and 2 of (N, C, S) arrays."""
+    sum_a = np.empty(a.shape[1], np.float32)
+    sum_ab = np.empty(a.shape[1], np.float32)
+    kernels_normalization.channel_sums(a, b, sum_a, sum_ab)
+    return sum_a, sum_ab
+
+
+def crop_forward(x, offsets, out):
+    """out = the window of x starting at ``offsets`` (one per axis) with out's shape."""
+    out[...] = x[_window(offsets, out.shape)]
+
+
+def crop_backward(dy, offsets, dx):
+    """dx = zeros with dy placed back at ``offsets``."""
+    dx[...] = 0
+    dx[_window(offsets, dy.shape)] = dy
+
+
+def _window(offsets, shape):
+    return tuple(slice(o, o + n) for o, n in zip(offsets, shape))

@@ -1,0 +1,304 @@
+"""Loss layers beyond SoftmaxWithLoss, with Caffe's normalisation of each.
+
+EuclideanLoss, HingeLoss, MultinomialLogisticLoss and ContrastiveLoss divide by
+the batch size; SigmoidCrossEntropyLoss and InfogainLoss follow
+``loss_param.normalization`` (defaults BATCH_SIZE and VALID respectively).
+"""
+import numpy as np
+
+from ..blob import Blob, proto_array
+from ..cg import ops
+from ..proto import caffe_pb2
+from ..proto_io import read_binary_proto
+from ..errors import CaffeError
+from ..layer import register_layer
+from .softmax import LossLayer, outer_channels_inner
+
+_NORM = caffe_pb2.LossParameter
+_HINGE = caffe_pb2.HingeLossParameter
+LOG_THRESHOLD = 1e-20   # Caffe's kLOG_THRESHOLD: probabilities are clipped here before log
+
+
+def top_weight(top):
+    """The loss weight Caffe's base forward left in the scalar top's diff."""
+    return float(top[0].diff.item())
+
+
+def labels_of(layer, blob, classes):
+    """Integer labels of ``blob``, checked to lie in [0, classes)."""
+    labels = blob.data.reshape(-1).astype(np.int64)
+    bad = (labels < 0) | (labels >= classes)
+    if bad.any():
+        raise layer.error(f"label {labels[bad][0]} is outside [0, {classes})")
+    return labels
+
+
+@register_layer("EuclideanLoss")
+class EuclideanLossLayer(LossLayer):
+    """sum((a - b)^2) / (2 N); both bottoms receive gradients."""
+
+    def allow_force_backward(self, bottom_index):
+        return True
+
+    def reshape(self, bottom, top):
+        super().reshape(bottom, top)
+        if bottom[0].count_axes(1) != bottom[1].count_axes(1):
+            raise self.error(f"bottoms must have the same size per sample: {bottom[0].shape} "
+                             f"and {bottom[1].shape}")
+
+    def forward_cpu(self, bottom, top):
+        self.difference = bottom[0].data - bottom[1].data.reshape(bottom[0].shape)
+        total = float(np.dot(self.difference.ravel(), self.difference.ravel()))
+        top[0].data[...] = total / bottom[0].shape[0] / 2
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        for index, sign in ((0, 1.0), (1, -1.0)):
+            if propagate_down[index]:
+                alpha = np.float32(sign * top_weight(top) / bottom[index].shape[0])
+                bottom[index].diff[...] = (self.difference * alpha).reshape(bottom[index].shape)
+
+
+@register_layer("SigmoidCrossEntropyLoss")
+class SigmoidCrossEntropyLossLayer(LossLayer):
+    """Cross-entropy of sigmoid(x) against targets in [0, 1], ignore_label supported."""
+
+    def layer_setup(self, bottom, top):
+        p = self.param.loss_param
+        self.ignore_label = p.ignore_label if p.HasField("ignore_label") else None
+        self.mode = p.normalization if p.HasField("normalization") else (
+            (_NORM.VALID if p.normalize else _NORM.BATCH_SIZE) if p.HasField("normalize")
+            else _NORM.BATCH_SIZE)
+        self.sigmoid = Blob()
+
+    def reshape(self, bottom, top):
+        super().reshape(bottom, top)
+        if bottom[0].count != bottom[1].count:
+            raise self.error(f"inputs and targets must have the same count: {bottom[0].shape} "
+                             f"and {bottom[1].shape}")
+        self.sigmoid.reshape(bottom[0].shape)
+
+    def _valid(self, bottom):
+        targets = bottom[1].data.reshape(bottom[0].shape)
+        if self.ignore_label is None:
+            return np.ones(targets.shape, bool)
+        return targets.astype(np.int64) != self.ignore_label
+
+    def forward_cpu(self, bottom, top):
+        x = bottom[0].data.astype(np.float64)
+        t = bottom[1].data.reshape(x.shape)
+        ops.sigmoid_forward(bottom[0].data, self.sigmoid.data)
+        positive = x >= 0
+        terms = x * (t - positive) - np.log1p(np.exp(x - 2 * x * positive))
+        valid = self._valid(bottom)
+        self.norm = self.normalizer(self.mode, x.shape[0], bottom[0].count_axes(1),
+                                    int(valid.sum()))
+        top[0].data[...] = -terms[valid].sum() / self.norm
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if propagate_down[1]:
+            raise self.error("cannot back-propagate to the targets")
+        if propagate_down[0]:
+            t = bottom[1].data.reshape(bottom[0].shape)
+            scale = np.float32(top_weight(top) / self.norm)
+            np.multiply((self.sigmoid.data - t) * self._valid(bottom), scale,
+                        out=bottom[0].diff)
+
+
+@register_layer("HingeLoss")
+class HingeLossLayer(LossLayer):
+    """One-vs-all hinge: sum_k max(0, 1 - d_k x_k) / N, d = +1 for the label and -1 else (L1),
+    or the sum of its squares (L2)."""
+
+    def forward_cpu(self, bottom, top):
+        scores = bottom[0].data.reshape(bottom[0].shape[0], -1)
+        labels = labels_of(self, bottom[1], scores.shape[1])
+        signed = scores.copy()
+        signed[np.arange(len(labels)), labels] *= -1
+        self.margins = np.maximum(0, 1 + signed)
+        if self.param.hinge_loss_param.norm == _HINGE.L2:
+            total = float(np.dot(self.margins.ravel(), self.margins.ravel()))
+        else:
+            total = float(self.margins.sum(dtype=np.float64))
+        top[0].data[...] = total / scores.shape[0]
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if propagate_down[1]:
+            raise self.error("cannot back-propagate to the labels")
+        if not propagate_down[0]:
+            return
+        num = bottom[0].shape[0]
+        labels = labels_of(self, bottom[1], self.margins.shape[1])
+        grad = self.margins.copy()
+        grad[np.arange(num), labels] *= -1
+        scale = np.float32(top_weight(top) / num)
+        if self.param.hinge_loss_param.norm == _HINGE.L2:
+            grad *= 2 * scale
+        else:
+            grad = np.sign(grad) * scale
+        bottom[0].diff[...] = grad.reshape(bottom[0].shape)
+
+
+@register_layer("MultinomialLogisticLoss")
+class MultinomialLogisticLossLayer(LossLayer):
+    """-sum log(p[label]) / N over probabilities p (clipped at 1e-20)."""
+
+    def reshape(self, bottom, top):
+        super().reshape(bottom, top)
+        if bottom[1].count != bottom[0].shape[0]:
+            raise self.error(f"needs one label per sample: label shape {bottom[1].shape}, "
+                             f"probability shape {bottom[0].shape}")
+
+    def _picked(self, bottom):
+        prob = bottom[0].data.reshape(bottom[0].shape[0], -1)
+        labels = labels_of(self, bottom[1], prob.shape[1])
+        rows = np.arange(len(labels))
+        return prob, rows, labels, np.maximum(prob[rows, labels], np.float32(LOG_THRESHOLD))
+
+    def forward_cpu(self, bottom, top):
+        prob, _, _, picked = self._picked(bottom)
+        top[0].data[...] = -np.log(picked.astype(np.float64)).sum() / prob.shape[0]
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if propagate_down[1]:
+            raise self.error("cannot back-propagate to the labels")
+        if propagate_down[0]:
+            prob, rows, labels, picked = self._picked(bottom)
+            dx = bottom[0].diff.reshape(prob.shape)
+            dx[...] = 0
+            dx[rows, labels] = -np.float32(top_weight(top) / prob.shape[0]) / picked
+
+
+@register_layer("InfogainLoss")
+class InfogainLossLayer(LossLayer):
+    """-sum_l H[label, l] log(softmax(x)_l), normalised; H from infogain_param.source
+    (a BlobProto) or bottom 2.  As in Caffe since 2017, the softmax is taken here."""
+    exact_bottoms = None
+    min_bottoms = 2
+    max_bottoms = 3
+    max_tops = 2
+
+    def allow_force_backward(self, bottom_index):
+        return bottom_index == 0
+
+    def layer_setup(self, bottom, top):
+        p = self.param.loss_param
+        if p.HasField("normalize"):
+            raise self.error("loss_param.normalize is deprecated here; use normalization")
+        self.ignore_label = p.ignore_label if p.HasField("ignore_label") else None
+        self.mode = p.normalization
+        self.prob = Blob()
+        self.matrix = None
+        if len(bottom) == 2:
+            source = self.param.infogain_loss_param.source
+            if not source:
+                raise self.error("infogain_loss_param.source is required without a third bottom")
+            try:
+                self.matrix = proto_array(read_binary_proto(source, caffe_pb2.BlobProto()))
+            except (OSError, CaffeError) as exc:
+                raise self.error(f"cannot read the infogain matrix: {exc}") from exc
+
+    def reshape(self, bottom, top):
+        super().reshape(bottom, top)
+        self.axis = bottom[0].canonical_axis(self.param.infogain_loss_param.axis)
+        self.view = outer_channels_inner(bottom[0], self.axis)
+        outer, classes, inner = self.view
+        if outer * inner != bottom[1].count:
+            raise self.error(f"{bottom[1].count} labels for {outer * inner} predictions "
+                             f"(score shape {bottom[0].shape}, axis {self.axis})")
+        matrix = self._matrix(bottom)
+        if matrix.size != classes * classes:
+            raise self.error(f"the infogain matrix has {matrix.size} values; {classes} classes "
+                             f"need {classes}x{classes}")
+        self.prob.reshape(bottom[0].shape)
+        if len(top) == 2:
+            top[1].reshape(bottom[0].shape)
+
+    def _matrix(self, bottom):
+        source = bottom[2].data if len(bottom) == 3 else self.matrix
+        classes = self.view[1]
+        return source.reshape(classes, -1) if source.size == classes * classes else source
+
+    def _labels(self, bottom):
+        outer, classes, inner = self.view
+        labels = bottom[1].data.reshape(outer, inner).astype(np.int64)
+        valid = (np.ones(labels.shape, bool) if self.ignore_label is None
+                 else labels != self.ignore_label)
+        bad = valid & ((labels < 0) | (labels >= classes))
+        if bad.any():
+            raise self.error(f"label {labels[bad][0]} is outside [0, {classes})")
+        return np.where(valid, labels, 0), valid
+
+    def forward_cpu(self, bottom, top):
+        prob = self.prob.data.reshape(self.view)
+        ops.softmax_forward(bottom[0].data.reshape(self.view), prob)
+        labels, valid = self._labels(bottom)
+        rows = self._matrix(bottom)[labels]                       # (outer, inner, classes)
+        logs = np.log(np.maximum(prob, np.float32(LOG_THRESHOLD))).transpose(0, 2, 1)
+        per_point = -(rows.astype(np.float64) * logs).sum(axis=2)
+        self.norm = self.normalizer(self.mode, self.view[0], self.view[2], int(valid.sum()))
+        top[0].data[...] = per_point[valid].sum() / self.norm
+        if len(top) == 2:
+            top[1].data[...] = self.prob.data
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if propagate_down[1] or (len(bottom) == 3 and propagate_down[2]):
+            raise self.error("cannot back-propagate to the labels or the infogain matrix")
+        if not propagate_down[0]:
+            return
+        matrix = self._matrix(bottom)
+        labels, valid = self._labels(bottom)
+        prob = self.prob.data.reshape(self.view)
+        row_sums = matrix.sum(axis=1)[labels][:, None, :]          # (outer, 1, inner)
+        rows = matrix[labels].transpose(0, 2, 1)                  # (outer, classes, inner)
+        grad = (prob * row_sums - rows) * valid[:, None, :]
+        bottom[0].diff.reshape(self.view)[...] = grad * np.float32(top_weight(top) / self.norm)
+
+
+@register_layer("ContrastiveLoss")
+class ContrastiveLossLayer(LossLayer):
+    """Pairs (a, b) with similarity y: y d^2 + (1-y) max(margin - d, 0)^2, over 2N.
+
+    legacy_version uses max(margin - d^2, 0) instead.  The backward is Caffe's,
+    including its 1e-4 added to d in the dissimilar-pair term.
+    """
+    exact_bottoms = 3
+
+    def allow_force_backward(self, bottom_index):
+        return bottom_index < 2
+
+    def reshape(self, bottom, top):
+        super().reshape(bottom, top)
+        if bottom[0].shape != bottom[1].shape or bottom[0].count_axes(2) != 1:
+            raise self.error(f"needs two (N, C, 1, 1) bottoms of one shape, got "
+                             f"{bottom[0].shape} and {bottom[1].shape}")
+        if bottom[2].count != bottom[0].shape[0]:
+            raise self.error(f"needs one similarity label per pair, got shape {bottom[2].shape}")
+
+    def forward_cpu(self, bottom, top):
+        p = self.param.contrastive_loss_param
+        num = bottom[0].shape[0]
+        self.difference = (bottom[0].data - bottom[1].data).reshape(num, -1)
+        self.dist_sq = (self.difference.astype(np.float64) ** 2).sum(axis=1)
+        self.similar = bottom[2].data.reshape(-1).astype(np.int64) != 0
+        if p.legacy_version:
+            dissimilar = np.maximum(p.margin - self.dist_sq, 0)
+        else:
+            dissimilar = np.maximum(p.margin - np.sqrt(self.dist_sq), 0) ** 2
+        top[0].data[...] = np.where(self.similar, self.dist_sq, dissimilar).sum() / num / 2
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        p = self.param.contrastive_loss_param
+        num = bottom[0].shape[0]
+        dist = np.sqrt(self.dist_sq)
+        for index, sign in ((0, 1.0), (1, -1.0)):
+            if not propagate_down[index]:
+                continue
+            alpha = sign * top_weight(top) / num
+            if p.legacy_version:
+                mdist, beta = p.margin - self.dist_sq, np.full(num, -alpha)
+            else:
+                mdist = p.margin - dist
+                beta = -alpha * mdist / (dist + 1e-4)
+            factor = np.where(self.similar, alpha, np.where(mdist > 0, beta, 0.0))
+            grad = self.difference * factor[:, None].astype(np.float32)
+            bottom[index].diff[...] = grad.reshape(bottom[index].shape)

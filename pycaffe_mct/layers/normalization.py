@@ -1,0 +1,204 @@
+"""Normalisation layers: LRN, BatchNorm, MVN, with Caffe's formulas and defaults."""
+import numpy as np
+
+from ..blob import Blob
+from ..cg import ops
+from ..layer import Layer, TEST, register_layer
+from ..proto import caffe_pb2
+
+_LRN = caffe_pb2.LRNParameter
+
+
+def channel_view(blob):
+    """(N, C, S) view shape of a blob with at least one axis (S = product of the rest)."""
+    shape = blob.shape
+    return (shape[0], shape[1] if len(shape) > 1 else 1, blob.count_axes(2))
+
+
+@register_layer("LRN")
+class LRNLayer(Layer):
+    """Local response normalisation.
+
+    ACROSS_CHANNELS: ``y = x * (k + alpha/n * sum_window x^2)^-beta`` over n
+    neighbouring channels.  WITHIN_CHANNEL follows Caffe's composite of layers:
+    ``y = x * (1 + alpha * avgpool_n(x^2))^-beta``, where the n x n average
+    pooling (pad (n-1)/2) counts padded cells in its divisor and ``k`` is unused.
+    """
+    exact_bottoms = 1
+    exact_tops = 1
+
+    def layer_setup(self, bottom, top):
+        p = self.param.lrn_param
+        self.size, self.alpha, self.beta, self.k = p.local_size, p.alpha, p.beta, p.k
+        if self.size <= 0 or self.size % 2 == 0:
+            raise self.error(f"local_size {self.size} must be a positive odd number")
+        self.region = p.norm_region
+        self.scale = Blob()
+
+    def reshape(self, bottom, top):
+        if bottom[0].num_axes != 4:
+            raise self.error(f"needs a 4-axis (N, C, H, W) bottom, got {bottom[0].shape}")
+        if top[0] is bottom[0]:
+            raise self.error("cannot work in place")
+        top[0].reshape(bottom[0].shape)
+        self.scale.reshape(bottom[0].shape)
+
+    def forward_cpu(self, bottom, top):
+        x, y, scale = bottom[0].data, top[0].data, self.scale.data
+        if self.region == _LRN.ACROSS_CHANNELS:
+            view = channel_view(bottom[0])
+            ops.lrn_across_forward(x.reshape(view), self.size, self.alpha, self.beta, self.k,
+                                   scale.reshape(view), y.reshape(view))
+        else:
+            pad = (self.size - 1) // 2
+            ops.ave_pool_forward(x * x, (self.size,) * 2, (1, 1), (pad, pad), scale)
+            scale *= np.float32(self.alpha)
+            scale += np.float32(1.0)
+            np.multiply(x, scale ** np.float32(-self.beta), out=y)
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        x, y, dy, scale = bottom[0].data, top[0].data, top[0].diff, self.scale.data
+        dx = bottom[0].diff
+        if self.region == _LRN.ACROSS_CHANNELS:
+            view = channel_view(bottom[0])
+            ops.lrn_across_backward(x.reshape(view), y.reshape(view), scale.reshape(view),
+                                    dy.reshape(view), self.size, self.alpha, self.beta,
+                                    dx.reshape(view))
+        else:
+            pad = (self.size - 1) // 2
+            # d/d(avg) of x*(1+alpha*avg)^-beta, back through the pooling, then d(x^2)/dx.
+            d_avg = dy * y * np.float32(-self.alpha * self.beta) / scale
+            d_square = np.empty_like(x)
+            ops.ave_pool_backward(d_avg, (self.size,) * 2, (1, 1), (pad, pad), d_square)
+            dx[...] = dy * scale ** np.float32(-self.beta) + 2 * x * d_square
+
+
+@register_layer("BatchNorm")
+class BatchNormLayer(Layer):
+    """Caffe's BatchNorm: normalisation only (a Scale layer learns the affine part).
+
+    Blobs: running sum of means, running sum of variances, and the scale factor
+    ``s``; the statistics used in TEST are ``blob / s``.  Each TRAIN forward
+    decays all three by ``moving_average_fraction`` and adds the batch mean, the
+    batch variance times m/(m-1) (m values per channel) and 1.  The blobs are
+    not learned: like Caffe, set-up gives them lr_mult 0.
+    """
+    exact_bottoms = 1
+    exact_tops = 1
+
+    def layer_setup(self, bottom, top):
+        p = self.param.batch_norm_param
+        self.use_global_stats = (p.use_global_stats if p.HasField("use_global_stats")
+                                 else self.phase == TEST)
+        self.fraction = p.moving_average_fraction
+        self.eps = p.eps
+        self.channels = channel_view(bottom[0])[1]
+        self.blobs = [Blob((self.channels,)), Blob((self.channels,)), Blob((1,))]
+        for index in range(3):
+            if index == len(self.param.param):
+                self.param.param.add(lr_mult=0.0)
+            elif self.param.param[index].lr_mult != 0:
+                raise self.error(f"param {index} has lr_mult {self.param.param[index].lr_mult}; "
+                                 f"batch normalisation statistics cannot be learned")
+        self.normalized = Blob()
+
+    def reshape(self, bottom, top):
+        view = channel_view(bottom[0])
+        if view[1] != self.channels:
+            raise self.error(f"bottom shape {bottom[0].shape} has {view[1]} channels, "
+                             f"the statistics {self.channels}")
+        if top[0] is not bottom[0]:
+            top[0].reshape(bottom[0].shape)
+        if not self.use_global_stats:
+            self.normalized.reshape(bottom[0].shape)
+        self.view = view
+
+    def _statistics(self, x):
+        if self.use_global_stats:
+            factor = self.blobs[2].data[0]
+            factor = 0.0 if factor == 0 else 1.0 / factor
+            return (self.blobs[0].data * np.float32(factor),
+                    self.blobs[1].data * np.float32(factor))
+        mean, var = ops.channel_mean_var(x)
+        per_channel = self.view[0] * self.view[2]
+        correction = per_channel / (per_channel - 1.0) if per_channel > 1 else 1.0
+        fraction = np.float32(self.fraction)
+        for blob, value in ((self.blobs[0], mean), (self.blobs[1], var * np.float32(correction))):
+            blob.data[...] *= fraction
+            blob.data[...] += value
+        self.blobs[2].data[0] = self.blobs[2].data[0] * fraction + 1
+        return mean, var
+
+    def forward_cpu(self, bottom, top):
+        x = bottom[0].data.reshape(self.view)
+        mean, var = self._statistics(x)
+        self.std = np.sqrt(var + np.float32(self.eps))[None, :, None]
+        y = top[0].data.reshape(self.view)
+        np.subtract(x, mean[None, :, None], out=y)
+        y /= self.std
+        if not self.use_global_stats:
+            # Kept for backward: the top may be changed in place by the next layer.
+            self.normalized.data[...] = top[0].data
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        dy = top[0].diff.reshape(self.view)
+        dx = bottom[0].diff.reshape(self.view)
+        if self.use_global_stats:
+            np.divide(dy, self.std, out=dx)
+            return
+        y = self.normalized.data.reshape(self.view)
+        sum_dy, sum_dy_y = ops.channel_sums(dy, y)
+        per_channel = np.float32(self.view[0] * self.view[2])
+        dx[...] = (dy - (sum_dy / per_channel)[None, :, None]
+                   - y * (sum_dy_y / per_channel)[None, :, None]) / self.std
+
+
+@register_layer("MVN")
+class MVNLayer(Layer):
+    """Mean-variance normalisation per sample (and per channel unless across_channels).
+
+    As in Caffe, the divisor is ``sqrt(var) + eps`` with ``var = E[x^2] - E[x]^2``.
+    """
+    exact_bottoms = 1
+    exact_tops = 1
+
+    def layer_setup(self, bottom, top):
+        p = self.param.mvn_param
+        self.normalize_variance, self.across_channels, self.eps = (
+            p.normalize_variance, p.across_channels, p.eps)
+
+    def reshape(self, bottom, top):
+        if top[0] is not bottom[0]:
+            top[0].reshape(bottom[0].shape)
+        rows = bottom[0].shape[0] if self.across_channels else bottom[0].count_axes(0, 2)
+        self.view = (rows, bottom[0].count // max(rows, 1))
+
+    def forward_cpu(self, bottom, top):
+        x = bottom[0].data.reshape(self.view)
+        y = top[0].data.reshape(self.view)
+        mean = x.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+        if self.normalize_variance:
+            square_mean = (x * x).mean(axis=1, keepdims=True, dtype=np.float64)
+            var = np.maximum(square_mean - mean.astype(np.float64) ** 2, 0)
+            self.divisor = (np.sqrt(var) + self.eps).astype(np.float32)
+            np.subtract(x, mean, out=y)
+            y /= self.divisor
+        else:
+            np.subtract(x, mean, out=y)
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        dy = top[0].diff.reshape(self.view)
+        dx = bottom[0].diff.reshape(self.view)
+        mean_dy = dy.mean(axis=1, keepdims=True)
+        if self.normalize_variance:
+            y = top[0].data.reshape(self.view)
+            mean_dy_y = (dy * y).mean(axis=1, keepdims=True)
+            dx[...] = (dy - mean_dy - y * mean_dy_y) / self.divisor
+        else:
+            dx[...] = dy - mean_dy
