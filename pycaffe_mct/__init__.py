@@ -10,6 +10,8 @@ from .rng import set_random_seed
 from . import io
 from . import layers  # the layer package doubles as NetSpec's ``caffe.layers``
 from .net_spec import NetSpec, params, to_proto
+from .solvers import (AdaDeltaSolver, AdaGradSolver, AdamSolver, NesterovSolver,
+                      RMSPropSolver, SGDSolver, get_solver)
 
 __version__ = "0.1.0"
 
@@ -32,4 +34,6 @@ __all__ = [
     "Blob", "CaffeError", "ModelFileError", "NetError", "PrototxtError", "TEST", "TRAIN",
     "Layer", "layer_types", "register_layer", "Net", "set_random_seed", "io", "NetSpec",
     "layers", "params", "to_proto", "set_mode_cpu", "set_mode_gpu", "set_device",
+    "get_solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
+    "AdaDeltaSolver", "AdamSolver",
 ]

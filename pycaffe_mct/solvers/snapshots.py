@@ -1,0 +1,116 @@
+"""Snapshots in Caffe's binary format: ``<prefix>_iter_N.caffemodel`` + ``.solverstate``.
+
+The SolverState holds ``iter``, ``learned_net`` (the caffemodel's name exactly
+as the prefix spells it, so Caffe finds it from the same working directory),
+``current_step`` and one history blob per learnable parameter (two per
+parameter for Adam and AdaDelta: first all ``m``, then all ``v``).  Both files
+are written through a temporary file and a rename, the caffemodel first, so a
+crash never leaves a state that points at a half-written model.
+"""
+import os
+
+from ..blob import proto_array, proto_shape
+from ..errors import CaffeError, ModelFileError
+from ..proto import caffe_pb2
+from ..proto_io import read_binary_proto, write_binary_proto
+
+
+def prepare_prefix(param, source):
+    """Caffe's snapshot_prefix rules: default to the solver file's name, a directory
+    gets the solver file's stem; then make sure the directory exists and is writable."""
+    solver_file = source if os.path.isfile(source) else None
+    if not param.HasField("snapshot_prefix") and solver_file:
+        param.snapshot_prefix = os.path.splitext(solver_file)[0]
+    elif param.snapshot_prefix and os.path.isdir(param.snapshot_prefix) and solver_file:
+        stem = os.path.splitext(os.path.basename(solver_file))[0]
+        param.snapshot_prefix = os.path.join(param.snapshot_prefix, stem)
+    if not param.snapshot_prefix:
+        return
+    directory = os.path.dirname(param.snapshot_prefix) or "."
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise CaffeError(f"{source}: cannot create the snapshot directory '{directory}' "
+                         f"of snapshot_prefix '{param.snapshot_prefix}': {exc.strerror}") from None
+    if not os.access(directory, os.W_OK):
+        raise CaffeError(f"{source}: cannot write to snapshot_prefix "
+                         f"'{param.snapshot_prefix}'; make sure the directory is writable")
+
+
+def snapshot_filename(solver, extension):
+    return f"{solver.param.snapshot_prefix}_iter_{solver.iter}{extension}"
+
+
+def write_snapshot(solver):
+    """Write the solver's weights and state; returns the .solverstate path."""
+    model_file = snapshot_filename(solver, ".caffemodel")
+    solver.info(f"Snapshotting to binary proto file {model_file}", 464)
+    write_binary_proto(model_file, solver.net.to_proto(write_diff=solver.param.snapshot_diff))
+    state = caffe_pb2.SolverState(iter=solver.iter, learned_net=model_file,
+                                  current_step=solver.current_step)
+    for history in solver.history:
+        proto = state.history.add()
+        proto.shape.dim.extend(history.shape)
+        proto.data.extend(history.ravel().tolist())
+    state_file = snapshot_filename(solver, ".solverstate")
+    solver.info(f"Snapshotting solver state to binary proto file {state_file}", 284,
+                "sgd_solver.cpp")
+    write_binary_proto(state_file, state)
+    return state_file
+
+
+def read_state(state_file):
+    """The SolverState in ``state_file``; HDF5 states get a clear refusal."""
+    state_file = os.fspath(state_file)
+    if state_file.endswith(".h5"):
+        raise ModelFileError(f"{state_file}: HDF5 solver states are not supported; "
+                             f"snapshot with snapshot_format: BINARYPROTO")
+    return read_binary_proto(state_file, caffe_pb2.SolverState())
+
+
+def learned_net_path(state, state_file):
+    """Where the state's caffemodel is: as written (relative to the working
+    directory, as Caffe resolves it), else next to the state file."""
+    name = state.learned_net
+    if os.path.isfile(name):
+        return name
+    beside = os.path.join(os.path.dirname(os.path.abspath(state_file)), os.path.basename(name))
+    if os.path.isfile(beside):
+        return beside
+    raise ModelFileError(f"{state_file}: its learned_net '{name}' is found neither in "
+                         f"{os.getcwd()} nor next to the state file")
+
+
+def check_history_fits(solver, state, state_file):
+    """Refuse, listing names and shapes, a state made for another net or solver type."""
+    wanted = [h.shape for h in solver.history]
+    found = [proto_shape(h) for h in state.history]
+    if wanted == found:
+        return
+    names = solver.param_names()
+    sets = solver.history_sets
+    expected = ", ".join(f"{names[i % len(names)]} {tuple(s)}" for i, s in enumerate(wanted))
+    given = ", ".join(str(tuple(s)) for s in found) or "none"
+    raise ModelFileError(
+        f"{state_file}: this solver state does not fit net '{solver.net.name}' with a "
+        f"{solver.param.type} solver: it holds {len(found)} history blobs ({given}); "
+        f"the solver needs {len(wanted)} ({sets} per learnable parameter): {expected}")
+
+
+def restore(solver, state_file):
+    """Load a solver state (and its learned_net) into ``solver``."""
+    state = read_state(state_file)
+    check_history_fits(solver, state, state_file)
+    if state.HasField("learned_net"):
+        solver.net.copy_from(learned_net_path(state, state_file))
+    solver.iter = state.iter
+    solver.current_step = state.current_step
+    solver.info("SGDSolver: restoring history", 331, "sgd_solver.cpp")
+    for history, proto in zip(solver.history, state.history):
+        history[...] = proto_array(proto).reshape(history.shape)
+    for net in [solver.net] + list(solver.test_nets):
+        for layer in net.layers:
+            hook = getattr(layer, "restore_iteration", None)
+            if hook is not None:
+                hook(solver.iter)
+
