@@ -157,26 +157,44 @@ class Blob:
         return f"Blob(shape={self._shape})"
 
 
+def has_legacy_shape(proto):
+    """Whether a BlobProto uses the old num/channels/height/width fields."""
+    return any(proto.HasField(f) for f in ("num", "channels", "height", "width"))
+
+
 def proto_shape(proto):
-    """The shape a BlobProto describes, from ``shape`` or the legacy 4-d fields."""
-    if proto.HasField("shape"):
-        return tuple(proto.shape.dim)
-    if (proto.HasField("num") or proto.HasField("channels") or proto.HasField("height")
-            or proto.HasField("width")):
+    """The shape a BlobProto describes, as Caffe's Blob::FromProto reads it.
+
+    The legacy 4-d fields win when any of them is set; otherwise ``shape``
+    (absent or empty means a scalar, which is how Caffe writes 0-axis blobs).
+    """
+    if has_legacy_shape(proto):
         return (proto.num, proto.channels, proto.height, proto.width)
-    return (len(proto.data) or len(proto.double_data),) if (proto.data or proto.double_data) else ()
+    return tuple(proto.shape.dim)
+
+
+def legacy_shape_equals(blob_shape, proto):
+    """Caffe's Blob::ShapeEquals for a legacy proto: axes missing in front count as 1."""
+    padded = (1,) * (4 - len(blob_shape)) + tuple(blob_shape)
+    return len(blob_shape) <= 4 and padded == proto_shape(proto)
 
 
 def proto_array(proto, diff=False):
-    """The values of a BlobProto as a float32 array of its shape."""
+    """The values of a BlobProto as a float32 array of its shape.
+
+    As in Caffe, ``data`` must hold exactly one value per element; an absent
+    ``diff`` reads as zeros.
+    """
     if diff:
         values = proto.double_diff if len(proto.double_diff) else proto.diff
     else:
         values = proto.double_data if len(proto.double_data) else proto.data
     array = np.asarray(values, dtype=np.float32)
     shape = proto_shape(proto)
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 0
-    if array.size not in (0, count):
+    count = int(np.prod(shape, dtype=np.int64))
+    if diff and array.size == 0:
+        return np.zeros(shape, np.float32)
+    if array.size != count:
         raise CaffeError(f"BlobProto holds {array.size} values but its shape "
                          f"{shape} needs {count}")
-    return array.reshape(shape) if array.size else np.zeros(shape, np.float32)
+    return array.reshape(shape)

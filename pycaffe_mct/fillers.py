@@ -35,8 +35,8 @@ def _gaussian(blob, p):
     values = rng.generator().normal(p.mean, p.std, blob.shape)
     if p.sparse >= 0:
         # Each output unit keeps on average `sparse` non-zero incoming weights.
-        if blob.num_axes < 2:
-            raise CaffeError("sparse gaussian filler needs a blob of 2 or more axes")
+        if blob.num_axes < 1:
+            raise CaffeError("sparse gaussian filler needs a blob with at least one axis")
         keep = rng.generator().random(blob.shape) < p.sparse / blob.shape[0]
         values = values * keep
     blob.data[...] = values
@@ -59,14 +59,15 @@ def _msra(blob, p):
 
 
 def _bilinear(blob, p):
-    """Kernels that upsample bilinearly, for Deconvolution layers."""
+    """Kernels that upsample bilinearly, for Deconvolution layers (Caffe's formula)."""
     if blob.num_axes != 4 or blob.shape[2] != blob.shape[3]:
         raise CaffeError(f"bilinear filler needs a 4-axis blob with square kernels, "
                          f"got {blob.shape}")
     size = blob.shape[3]
     factor = int(np.ceil(size / 2.0))
-    center = (2 * factor - 1 - factor % 2) / (2.0 * factor)
-    ramp = 1 - np.abs(np.arange(size) / factor - center)
+    center = np.float32((size - 1) / (2.0 * factor))
+    # In float32 throughout, as Caffe computes it.
+    ramp = 1 - np.abs(np.arange(size, dtype=np.float32) / np.float32(factor) - center)
     blob.data[...] = np.outer(ramp, ramp)
 
 
@@ -87,5 +88,8 @@ def fill(blob, filler_param):
     if filler is None:
         raise CaffeError(f"unknown filler type '{filler_param.type}'; "
                          f"known: {', '.join(sorted(_FILLERS))}")
+    if filler_param.sparse != -1 and filler is not _gaussian:
+        raise CaffeError(f"filler '{filler_param.type}' does not support sparse "
+                         f"(only gaussian does)")
     if blob.count:
         filler(blob, filler_param)

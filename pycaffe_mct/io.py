@@ -129,14 +129,18 @@ class Transformer:
         self.raw_scale[name] = scale
 
     def set_mean(self, name, mean):
-        """A per-channel mean (K,) or a full (K, H, W) mean."""
+        """A per-channel mean (K,) or an element-wise mean (K, H, W) or (H, W)."""
         self._check(name)
         mean = np.asarray(mean, dtype=np.float32)
+        channels_hw = tuple(self.inputs[name][1:])
         if mean.ndim == 1:
+            if mean.shape[0] != channels_hw[0]:
+                raise CaffeError(f"mean has {mean.shape[0]} channels, input {name} has "
+                                 f"{channels_hw[0]}")
             mean = mean[:, None, None]
-        elif mean.shape[0] != self.inputs[name][1]:
-            raise CaffeError(f"mean of shape {mean.shape} does not fit input "
-                             f"{self.inputs[name]}")
+        elif ((1,) + mean.shape if mean.ndim == 2 else mean.shape) != channels_hw:
+            raise CaffeError(f"mean of shape {mean.shape} does not fit input {name} of "
+                             f"shape {tuple(self.inputs[name])}")
         self.mean[name] = mean
 
     def set_input_scale(self, name, scale):

@@ -13,23 +13,23 @@ from collections import OrderedDict
 import numpy as np
 
 from . import net_passes
-from .blob import Blob, proto_array, proto_shape
-from .errors import CaffeError, ModelFileError, NetError
+from .blob import Blob, has_legacy_shape, legacy_shape_equals, proto_array, proto_shape
+from .errors import CaffeError, ModelFileError, NetError, layer_error
 from .layer import TRAIN, create_layer
 from .proto import caffe_pb2
 from .proto_io import read_binary_proto, read_prototxt, write_binary_proto
 
 
 def _make_state(phase, level, stages, file_state):
+    """The file's NetState with the caller's phase, level and extra stages (as Caffe's Net)."""
+    if phase not in (caffe_pb2.TRAIN, caffe_pb2.TEST):
+        raise CaffeError(f"phase must be caffe.TRAIN or caffe.TEST, got {phase!r}")
     state = caffe_pb2.NetState()
     state.CopyFrom(file_state)
-    if phase is not None:
-        state.phase = phase
+    state.phase = phase
     if level is not None:
         state.level = level
-    if stages is not None:
-        del state.stage[:]
-        state.stage.extend(stages)
+    state.stage.extend(stages or [])
     return state
 
 
@@ -70,6 +70,7 @@ class Net:
         param = net_passes.filter_by_state(param, state)
         param = net_passes.insert_splits(param)
         self.param = param
+        self._backward_hooks = []
         self._wire(param)
         if weights is not None:
             self.copy_from(weights)
@@ -88,7 +89,7 @@ class Net:
         self.layer_need_backward = []
         self._inputs = []
         self._blob_need_backward = {}
-        self._consumed = set()
+        self._available = set()          # produced and not yet read: Caffe's net outputs
         self.param_specs = []            # (layer index, param index, ParamSpec or None)
         self.learnable_params = []       # owner blobs only
         self.params_lr, self.params_weight_decay = [], []
@@ -97,51 +98,75 @@ class Net:
         self.param_display_names = []
         self._param_index_by_name = {}
         for layer_param in param.layer:
-            layer_param.phase = self.state.phase
+            if not layer_param.HasField("phase"):
+                layer_param.phase = self.state.phase
             self._add_layer(layer_param)
         self._analyse_backward(param.force_backward)
         self.blob_loss_weights = OrderedDict((n, 0.0) for n in self.blobs)
-        for layer, tops in zip(self.layers, self.top_vecs):
-            for blob, weight in zip(tops, layer.loss_weights):
-                for name, candidate in self.blobs.items():
-                    if candidate is blob and weight:
-                        self.blob_loss_weights[name] = weight
-        self._outputs = [n for n in self.blobs if n not in self._consumed]
+        for layer in self.layers:
+            for name, weight in zip(self.top_names[layer.name], layer.loss_weights):
+                self.blob_loss_weights[name] = weight
+        # Caffe keeps the unread blobs in a std::set, so outputs come sorted by name.
+        self._outputs = sorted(self._available)
 
     def _add_layer(self, layer_param):
         layer = create_layer(layer_param)
         name = layer_param.name
         if name in self.layer_dict_names():
             raise NetError(f"two layers are named '{name}'")
-        bottoms, need = [], []
         propagate = list(layer_param.propagate_down)
         if propagate and len(propagate) != len(layer_param.bottom):
             raise layer.error(f"propagate_down has {len(propagate)} entries for "
                               f"{len(layer_param.bottom)} bottoms")
+        bottoms, need = [], []
+        needs_backward = False
         for j, blob_name in enumerate(layer_param.bottom):
-            if blob_name not in self.blobs:
-                raise layer.error(f"bottom blob '{blob_name}' is produced by no earlier layer")
+            if blob_name not in self._available:
+                raise layer.error(f"bottom blob '{blob_name}' (bottom {j}) is produced by no "
+                                  f"earlier layer")
+            self._available.discard(blob_name)
             bottoms.append(self.blobs[blob_name])
-            self._consumed.add(blob_name)
-            wanted = propagate[j] if propagate else True
-            need.append(self._blob_need_backward[blob_name] and wanted)
-        tops = []
-        for j, blob_name in enumerate(layer_param.top):
-            in_place = j < len(layer_param.bottom) and layer_param.bottom[j] == blob_name
-            if in_place:
-                tops.append(self.blobs[blob_name])
-                continue
-            if blob_name in self.blobs:
-                raise layer.error(f"top blob '{blob_name}' is produced by more than one layer")
-            blob = Blob()
-            self.blobs[blob_name] = blob
-            self._blob_need_backward[blob_name] = False
-            tops.append(blob)
-            if layer_param.type == "Input":
-                self._inputs.append(blob_name)
+            # As in Caffe, an explicit propagate_down replaces the blob's own need.
+            blob_needs = self._blob_need_backward[blob_name]
+            need.append(bool(propagate[j]) if propagate else blob_needs)
+            needs_backward |= blob_needs
+        tops = [self._add_top(layer_param, j, blob_name)
+                for j, blob_name in enumerate(layer_param.top)]
         if layer.auto_top_blobs:
             while len(tops) < layer.needed_top_count():
                 tops.append(Blob())          # anonymous: not reachable by name
+        self._setup_layer(layer, bottoms, tops)
+        self.layers.append(layer)
+        self.bottom_vecs.append(bottoms)
+        self.top_vecs.append(tops)
+        self.bottom_names[name] = list(layer_param.bottom)
+        self.top_names[name] = list(layer_param.top)
+        self.bottom_need_backward.append(need)
+        self._add_params(len(self.layers) - 1, layer)
+        needs_backward |= any(layer.param_propagate_down)
+        self.layer_need_backward.append(needs_backward)
+        if needs_backward:
+            for blob_name in layer_param.top:
+                self._blob_need_backward[blob_name] = True
+
+    def _add_top(self, layer_param, index, blob_name):
+        """The Blob for top ``index``: the bottom's own for in-place, else a new one."""
+        in_place = index < len(layer_param.bottom) and layer_param.bottom[index] == blob_name
+        self._available.add(blob_name)
+        if in_place:
+            return self.blobs[blob_name]
+        if blob_name in self.blobs:
+            raise layer_error(layer_param, f"top blob '{blob_name}' is produced by more "
+                                           f"than one layer")
+        blob = Blob()
+        self.blobs[blob_name] = blob
+        self._blob_need_backward[blob_name] = False
+        if layer_param.type == "Input":
+            self._inputs.append(blob_name)
+        return blob
+
+    @staticmethod
+    def _setup_layer(layer, bottoms, tops):
         try:
             layer.setup(bottoms, tops)
         except CaffeError:
@@ -150,24 +175,15 @@ class Net:
             shapes = ", ".join(str(b.shape) for b in bottoms) or "none"
             raise layer.error(f"setup failed for bottom shapes {shapes}: "
                               f"{type(exc).__name__}: {exc}") from exc
-        self.layers.append(layer)
-        self.bottom_vecs.append(bottoms)
-        self.top_vecs.append(tops)
-        self.bottom_names[name] = list(layer_param.bottom)
-        self.top_names[name] = list(layer_param.top)
-        self.bottom_need_backward.append(need)
-        self._add_params(len(self.layers) - 1, layer)
-        needs_backward = any(need) or any(layer.param_propagate_down)
-        self.layer_need_backward.append(needs_backward)
-        if needs_backward:
-            for blob_name in layer_param.top:
-                self._blob_need_backward[blob_name] = True
 
     def layer_dict_names(self):
         return {layer.name for layer in self.layers}
 
     def _add_params(self, layer_index, layer):
         layer_param = layer.param
+        if len(layer_param.param) > len(layer.blobs):
+            raise layer.error(f"has {len(layer_param.param)} param specs but only "
+                              f"{len(layer.blobs)} parameter blobs")
         for param_index, blob in enumerate(layer.blobs):
             spec = layer_param.param[param_index] if param_index < len(layer_param.param) else None
             name = spec.name if spec is not None else ""
@@ -276,6 +292,17 @@ class Net:
             if self.layer_need_backward[i]:
                 self.layers[i].backward(self.top_vecs[i], self.bottom_need_backward[i],
                                         self.bottom_vecs[i])
+            for hook in self._backward_hooks:
+                hook(i)
+
+    def add_backward_hook(self, hook):
+        """Call ``hook(layer_index)`` right after each layer's turn in backward.
+
+        Called for every layer from ``start`` down to ``end``, needed or skipped, so
+        a data-parallel run can send a layer's finished gradients while the
+        layers below it are still back-propagating.
+        """
+        self._backward_hooks.append(hook)
 
     def forward_prefilled(self):
         """Forward through the whole net; returns the loss (Caffe's Net::Forward)."""
@@ -318,6 +345,14 @@ class Net:
     @property
     def params(self):
         return OrderedDict((layer.name, layer.blobs) for layer in self.layers if layer.blobs)
+
+    def set_input_arrays(self, data, labels):
+        """pycaffe's: hand ``data`` and ``labels`` to the first layer, a MemoryData layer."""
+        first = self.layers[0] if self.layers else None
+        if not hasattr(first, "set_input_arrays"):
+            raise CaffeError("set_input_arrays may only be called if the first layer is a "
+                             "MemoryDataLayer")
+        first.set_input_arrays(data, labels)
 
     def _set_inputs(self, arrays, diff=False):
         for name, array in arrays.items():
@@ -395,7 +430,8 @@ class Net:
             where = os.fspath(weights)
             source = read_binary_proto(where, caffe_pb2.NetParameter())
             if not (source.layer or source.layers):
-                raise ModelFileError(f"{where}: holds no layers; is it a .caffemodel?")
+                raise ModelFileError(f"{where}: not a NetParameter (.caffemodel) file: "
+                                     f"it holds no layers")
         source = net_passes.upgrade(source, where)
         layers = self.layer_dict
         for source_layer in source.layer:
@@ -412,16 +448,19 @@ class Net:
     @staticmethod
     def _copy_blob(where, layer_name, index, proto, blob):
         shape = proto_shape(proto)
-        fits = shape == blob.shape
-        if not fits and not proto.HasField("shape"):
-            # Legacy 4-d files: compare as Caffe does, with missing axes counting as 1.
-            padded = (1,) * (4 - len(blob.shape)) + tuple(blob.shape)
-            fits = len(blob.shape) <= 4 and shape == padded
+        if has_legacy_shape(proto):
+            fits = legacy_shape_equals(blob.shape, proto)
+        else:
+            fits = shape == blob.shape
         if not fits:
             raise ModelFileError(
-                f"{where}: layer '{layer_name}' blob {index}: the file has shape "
-                f"{shape}, the net expects {blob.shape}")
-        blob.data[...] = proto_array(proto).reshape(blob.shape)
+                f"{where}: cannot copy param {index} of layer '{layer_name}': the file has "
+                f"shape {shape}, the net expects {blob.shape}; to learn this layer from "
+                f"scratch instead, rename it")
+        try:
+            blob.data[...] = proto_array(proto).reshape(blob.shape)
+        except CaffeError as exc:
+            raise ModelFileError(f"{where}: layer '{layer_name}' param {index}: {exc}") from None
 
     def share_with(self, other):
         """Share the weights of same-named layers of ``other`` (ShareTrainedLayersWith)."""

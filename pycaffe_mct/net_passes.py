@@ -24,8 +24,12 @@ _V1_TYPES = {
     "SIGMOID_CROSS_ENTROPY_LOSS": "SigmoidCrossEntropyLoss", "SILENCE": "Silence",
     "SOFTMAX": "Softmax", "SOFTMAX_LOSS": "SoftmaxWithLoss", "SPLIT": "Split",
     "SLICE": "Slice", "TANH": "TanH", "WINDOW_DATA": "WindowData",
-    "THRESHOLD": "Threshold",
+    "THRESHOLD": "Threshold", "NONE": "",
 }
+
+# V1 data layers kept their transformation fields in their own parameter message.
+_V1_TRANSFORM_FIELDS = ("scale", "mean_file", "crop_size", "mirror")
+_V1_DATA_PARAMS = ("data_param", "image_data_param", "window_data_param")
 
 # Fields V1LayerParameter shares by name with LayerParameter, copied as they are.
 _V1_SHARED_SCALARS = ("name", "bottom", "top", "include", "exclude", "blobs", "loss_weight")
@@ -46,6 +50,7 @@ def _upgrade_v1_layer(v1):
     if v1.HasField("type"):
         enum_name = caffe_pb2.V1LayerParameter.LayerType.Name(v1.type)
         layer.type = _V1_TYPES.get(enum_name, enum_name)
+    _move_transform_fields(layer)
     per_param = max(len(v1.param), len(v1.blobs_lr), len(v1.weight_decay),
                     len(v1.blob_share_mode))
     for i in range(per_param):
@@ -59,6 +64,18 @@ def _upgrade_v1_layer(v1):
         if i < len(v1.blob_share_mode):
             spec.share_mode = v1.blob_share_mode[i]
     return layer
+
+
+def _move_transform_fields(layer):
+    """Caffe's UpgradeNetDataTransformation: scale/mean_file/crop_size/mirror -> transform_param."""
+    for param_name in _V1_DATA_PARAMS:
+        if not layer.HasField(param_name):
+            continue
+        data_param = getattr(layer, param_name)
+        for field in _V1_TRANSFORM_FIELDS:
+            if data_param.HasField(field):
+                setattr(layer.transform_param, field, getattr(data_param, field))
+                data_param.ClearField(field)
 
 
 def upgrade(net_param, source="net"):

@@ -61,11 +61,18 @@ class Top:
     def to_proto(self):
         return to_proto(self)
 
+    def _update(self, params):
+        self.fn.params.update(params)
+
 
 class Function:
     """A layer in the making: its type, bottoms, and parameter values."""
 
     def __init__(self, type_name, inputs, params):
+        for index, bottom in enumerate(inputs):
+            if not isinstance(bottom, Top):
+                raise TypeError(f"{type_name} input {index} is not a Top "
+                                f"(type is {type(bottom).__name__})")
         self.type_name = type_name
         self.inputs = inputs
         self.params = dict(params)
@@ -155,6 +162,19 @@ class NetSpec:
 
     def __getitem__(self, name):
         return self.tops[name]
+
+    def __delitem__(self, name):
+        del self.tops[name]
+
+    def keys(self):
+        return list(self.tops)
+
+    def vals(self):
+        return list(self.tops.values())
+
+    def update(self, name, params):
+        """Add or change keyword parameters of the layer that produced top ``name``."""
+        self.tops[name]._update(params)
 
     def to_proto(self):
         names = {top: name for name, top in self.tops.items()}

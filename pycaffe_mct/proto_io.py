@@ -51,10 +51,20 @@ def read_binary_proto(path, message):
     try:
         message.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as exc:
+        hint = "; it looks like a text file" if _looks_like_text(data) else ""
         raise ModelFileError(
             f"{path}: not a binary {message.DESCRIPTOR.name} file "
-            f"({len(data)} bytes; protobuf says: {exc})") from None
+            f"({len(data)} bytes{hint}; protobuf says: {exc})") from None
     return message
+
+
+def _looks_like_text(data):
+    """Whether ``data`` is printable UTF-8 (a prototxt passed where a binary file belongs)."""
+    try:
+        text = data[:4096].decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\n\r\t" for ch in text)
 
 
 def write_atomically(path, data):

@@ -27,3 +27,17 @@ def blobs_from(*arrays):
 
 def empty_tops(n):
     return [Blob() for _ in range(n)]
+
+
+def run_layer(text, *arrays, tops=1, phase=TRAIN):
+    """Set up one layer on copies of ``arrays`` and run forward; returns (layer, bottoms, tops)."""
+    layer = make_layer(text, phase)
+    bottoms, top_blobs = blobs_from(*arrays), empty_tops(tops)
+    layer.setup(bottoms, top_blobs)
+    layer.forward(bottoms, top_blobs)
+    return layer, bottoms, top_blobs
+
+
+def uniform(*shape, seed=0, low=-1.0, high=1.0):
+    """Reproducible float64 test data."""
+    return np.random.default_rng(seed).uniform(low, high, shape)

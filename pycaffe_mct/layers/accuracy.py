@@ -40,8 +40,9 @@ class AccuracyLayer(Layer):
             raise self.error(f"a label is outside [0, {channels})")
         safe = np.where(valid, labels, 0)
         truth = np.take_along_axis(scores, safe[:, None, :], axis=1)
-        # Caffe counts the classes scoring strictly higher than the true one.
-        better = (scores > truth).sum(axis=1)
+        # Caffe counts the other classes scoring at least as high as the true one:
+        # a tie counts against the prediction.
+        better = (scores >= truth).sum(axis=1) - 1
         correct = (better < self.top_k) & valid
         total = valid.sum()
         top[0].data[...] = correct.sum() / total if total else 0.0

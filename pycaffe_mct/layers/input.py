@@ -39,24 +39,29 @@ class DummyDataLayer(Layer):
 
     def layer_setup(self, bottom, top):
         p = self.param.dummy_data_param
-        if p.shape:
-            shapes = [list(s.dim) for s in p.shape]
-        else:
-            legacy = [p.num, p.channels, p.height, p.width]
-            lengths = {len(v) for v in legacy}
-            if len(lengths) != 1:
-                raise self.error("num, channels, height and width must have equal lengths")
-            shapes = [list(dims) for dims in zip(*legacy)]
-        if not shapes:
-            raise self.error("dummy_data_param gives no shape")
+        shapes = self._shapes(p, len(top))
         fillers = list(p.data_filler) or [caffe_pb2.FillerParameter(type="constant")]
         if len(fillers) not in (1, len(top)):
             raise self.error(f"{len(fillers)} data_filler entries for {len(top)} tops")
         self.fillers = [fillers[0 if len(fillers) == 1 else i] for i in range(len(top))]
-        for blob, shape, filler in zip(top, _shapes_for_tops(self, shapes, len(top)),
-                                       self.fillers):
+        for blob, shape, filler in zip(top, shapes, self.fillers):
             blob.reshape(shape)
             fill(blob, filler)
+
+    def _shapes(self, p, n_tops):
+        """One shape per top, from ``shape`` or the legacy num/channels/height/width lists."""
+        legacy = [list(p.num), list(p.channels), list(p.height), list(p.width)]
+        if any(legacy) and p.shape:
+            raise self.error("give shape or num/channels/height/width, not both")
+        if p.shape:
+            return _shapes_for_tops(self, [list(s.dim) for s in p.shape], n_tops)
+        if not any(legacy):
+            raise self.error("dummy_data_param gives no shape")
+        for name, values in zip(("num", "channels", "height", "width"), legacy):
+            if len(values) not in (1, n_tops):
+                raise self.error(f"{name} has {len(values)} values for {n_tops} tops; "
+                                 f"give one, or one per top")
+        return [tuple(v[0 if len(v) == 1 else i] for v in legacy) for i in range(n_tops)]
 
     def reshape(self, bottom, top):
         """Shapes are fixed at set-up."""

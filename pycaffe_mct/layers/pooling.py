@@ -40,6 +40,8 @@ class PoolingLayer(Layer):
         if self.global_pooling:
             if p.HasField("kernel_size") or p.HasField("kernel_h"):
                 raise self.error("global_pooling takes no kernel size")
+        elif p.HasField("kernel_size") and (p.HasField("kernel_h") or p.HasField("kernel_w")):
+            raise self.error("give kernel_size or kernel_h and kernel_w, not both")
         elif p.HasField("kernel_h") != p.HasField("kernel_w"):
             raise self.error("give both kernel_h and kernel_w")
         elif not (p.HasField("kernel_size") or p.HasField("kernel_h")):
