@@ -29,10 +29,15 @@ def _usage():
 def run_command(function, argv):
     """Run a command; a CaffeError becomes one clear line on stderr and exit code 1."""
     try:
-        return function(argv) or 0
+        code = function(argv) or 0
     except CaffeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        code = 1
+    if code:
+        # One MPI rank exiting alone would leave the others waiting in a collective.
+        from .parallel.faults import abort_parallel_job
+        abort_parallel_job(code)
+    return code
 
 
 def main(argv=None):

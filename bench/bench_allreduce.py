@@ -1,0 +1,76 @@
+"""Bus bandwidth of our ring allreduce against MPI's own Allreduce.
+
+``python bench/bench_allreduce.py`` starts itself under ``mpiexec -n 2`` and
+``-n 4`` on this machine and prints one row per (ranks, buffer size): the bus
+bandwidth (NCCL-tests' definition: bytes x 2(N-1)/N / seconds, comparable
+across N) of both algorithms, and ours / MPI's.  Both are timed in the same
+run, alternately, taking each one's best of several repetitions.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SIZES_MB = (1, 16, 128)
+RANKS = (2, 4)
+
+
+def _best_seconds(allreduce, comm, buffer, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        comm.Barrier()
+        begin = time.perf_counter()
+        allreduce.allreduce(buffer)
+        elapsed = comm.allreduce(time.perf_counter() - begin, op=_mpi().MAX)
+        best = min(best, elapsed)
+    return best
+
+
+def _mpi():
+    from pycaffe_mct.parallel.comm import mpi_module
+    return mpi_module()
+
+
+def measure(sizes_mb, repeats):
+    """Run on every rank; rank 0 prints the rows."""
+    from pycaffe_mct.parallel.ring import make_allreduce
+    comm = _mpi().COMM_WORLD
+    ours, theirs = make_allreduce(comm, "ring"), make_allreduce(comm, "mpi")
+    size = comm.Get_size()
+    for megabytes in sizes_mb:
+        buffer = np.ones(megabytes * (1 << 20) // 4, dtype=np.float32)
+        ours.allreduce(buffer)
+        theirs.allreduce(buffer)                       # warm-up: page faults, connections
+        ring_s = _best_seconds(ours, comm, buffer, repeats)
+        mpi_s = _best_seconds(theirs, comm, buffer, repeats)
+        factor = buffer.nbytes * 2 * (size - 1) / size / 1e9
+        if comm.Get_rank() == 0:
+            print(f"| {size} | {megabytes:>4} MB | {factor / ring_s:8.2f} | {factor / mpi_s:8.2f} "
+                  f"| {mpi_s / ring_s:5.2f} |", flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--ranks", type=int, nargs="+", default=RANKS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        measure(SIZES_MB, args.repeats)
+        return 0
+    print("| ranks | buffer | ours GB/s (bus) | MPI Allreduce GB/s (bus) | ours / MPI |")
+    print("|---|---|---|---|---|", flush=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+         os.environ.get("PYTHONPATH", "")]))
+    for ranks in args.ranks:
+        subprocess.run(["mpiexec", "-n", str(ranks), sys.executable, os.path.abspath(__file__),
+                        "--worker", "--repeats", str(args.repeats)], check=True, env=env)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""MPI parallelism: data-parallel solvers, ring allreduce, model groups for MCT.
+
+Importing this package does not import mpi4py; the communicator is created
+(and MPI initialised) only when a parallel run asks for it, so single-process
+training works without mpi4py installed.
+"""
+from .data_parallel import attach_data_parallel, init_parallel
+from .launch import launched_by_mpi, mpi_rank, mpi_world_size
+
+__all__ = ["attach_data_parallel", "init_parallel", "launched_by_mpi", "mpi_rank",
+           "mpi_world_size"]

@@ -1,0 +1,58 @@
+"""Programs the MPI tests run on every rank: ``mpiexec -n N python mpi_workers.py NAME ...``.
+
+Each checks its results on every rank and raises on a mismatch; the
+abort-on-error hook then makes the job exit non-zero with the rank's message.
+"""
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from pycaffe_mct.parallel.comm import get_world
+from pycaffe_mct.parallel.ring import RingAllreduce, make_allreduce
+
+
+def rank_data(rank, size, seed):
+    """The buffer rank ``rank`` contributes; any rank can recompute any other's."""
+    return np.random.default_rng([seed, rank, size]).standard_normal(size).astype(np.float32)
+
+
+def check_allreduce(allreduce, world, size, seed, average):
+    contributions = [rank_data(r, size, seed) for r in range(world.Get_size())]
+    expected = np.sum(np.array(contributions, dtype=np.float64), axis=0)
+    if average:
+        expected /= world.Get_size()
+    buffer = contributions[world.Get_rank()].copy()
+    result = allreduce.allreduce(buffer, average=average)
+    assert result.base is buffer or result is buffer or np.shares_memory(result, buffer)
+    np.testing.assert_allclose(buffer, expected.reshape(buffer.shape), rtol=1e-5, atol=1e-5,
+                               err_msg=f"{allreduce.name} size {size} average {average}")
+    everyone = world.allgather(buffer.tobytes())
+    assert all(b == everyone[0] for b in everyone), "ranks ended with different sums"
+
+
+def ring(algorithm):
+    """Sizes 0, 1, N-1, N, N+1, odd, large; several in flight at once; small pieces."""
+    world = get_world()
+    n = world.Get_size()
+    allreduce = make_allreduce(world, algorithm)
+    for seed, size in enumerate([0, 1, max(n - 1, 0), n, n + 1, 1001, (1 << 18) + 3]):
+        check_allreduce(allreduce, world, size, seed, average=seed % 2 == 1)
+    if algorithm == "ring":
+        check_allreduce(RingAllreduce(world, piece_bytes=12), world, 999, 99, average=True)
+    buffers = [rank_data(world.Get_rank(), size, 7) for size in (5000, 3, 70000)]
+    handles = [allreduce.start(b) for b in buffers]
+    while not all([h.test() for h in handles]):
+        pass
+    for size, buffer in zip((5000, 3, 70000), buffers):
+        expected = sum(rank_data(r, size, 7).astype(np.float64) for r in range(n))
+        np.testing.assert_allclose(buffer, expected, rtol=1e-5, atol=1e-5)
+    print(f"rank {world.Get_rank()}: {algorithm} ok", flush=True)
+
+
+WORKERS = {"ring": ring}
+
+if __name__ == "__main__":
+    WORKERS[sys.argv[1]](*sys.argv[2:])
