@@ -1,0 +1,134 @@
+"""Image decoding, resizing and encoding with OpenCV's numerics, through Pillow.
+
+Caffe reads images with OpenCV: ``imread`` gives BGR (or gray) uint8 pixels and
+``cv::resize`` with INTER_LINEAR resizes them in fixed point (11-bit weights,
+no anti-aliasing).  Pillow's own bilinear filter anti-aliases when shrinking and
+would give visibly different pixels, so ``resize_linear`` re-derives OpenCV's
+arithmetic in numpy.  Everything here works on (H, W, C) uint8 arrays in BGR
+order, C = 1 or 3, as OpenCV's Mat does.
+"""
+import io
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+COEF_BITS = 11                  # OpenCV's INTER_RESIZE_COEF_BITS
+COEF_SCALE = 1 << COEF_BITS
+
+
+class ImageDecodeError(ValueError):
+    """Bytes that are not a readable image; callers add the file or record."""
+
+
+def decode_image(data, color=None):
+    """Decode JPEG/PNG/... bytes to an (H, W, C) uint8 BGR array.
+
+    ``color`` True forces 3 channels, False forces gray, None keeps the file's
+    own kind (OpenCV's IMREAD_ANYCOLOR, used for encoded datums).
+    """
+    try:
+        image = Image.open(io.BytesIO(data))
+        if color is False and image.format == "JPEG" and image.mode != "L":
+            image.draft("L", image.size)   # libjpeg's own gray output, as OpenCV asks for
+        image.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageDecodeError(f"cannot decode image: {exc}") from None
+    if image.mode == "L":
+        gray = np.asarray(image)
+        return gray[:, :, None] if color is not True else np.repeat(gray[:, :, None], 3, 2)
+    if image.mode in ("I;16", "I;16B", "I"):
+        gray = (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8)  # 16-bit -> 8-bit
+        return gray[:, :, None] if color is not True else np.repeat(gray[:, :, None], 3, 2)
+    bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+    if color is not False:
+        return bgr
+    return png_rgb_to_gray(bgr) if image.format == "PNG" else bgr_to_gray(bgr)
+
+
+def read_image(path, color=True):
+    """Read an image file as OpenCV's ``imread`` would (BGR, or gray if not ``color``)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return decode_image(data, color)
+
+
+def bgr_to_gray(bgr):
+    """OpenCV's BGR2GRAY for uint8: 14-bit fixed-point ITU-R 601 weights, rounded."""
+    b, g, r = (bgr[:, :, k].astype(np.int32) for k in range(3))
+    gray = (b * 1868 + g * 9617 + r * 4899 + (1 << 13)) >> 14
+    return gray.astype(np.uint8)[:, :, None]
+
+
+def png_rgb_to_gray(bgr):
+    """libpng's rgb_to_gray as OpenCV's PNG reader asks for it: 15-bit weights, truncated."""
+    b, g, r = (bgr[:, :, k].astype(np.int32) for k in range(3))
+    mixed = (r * 9797 + g * 19234 + b * 3737) >> 15
+    gray = np.where((r == g) & (g == b), r, mixed)
+    return gray.astype(np.uint8)[:, :, None]
+
+
+def _axis_taps(src_size, dst_size):
+    """Source index and fixed-point weights of both taps along one axis."""
+    scale = 1.0 / (dst_size / src_size)              # OpenCV: 1 / inv_scale, in double
+    pos = ((np.arange(dst_size) + 0.5) * scale - 0.5).astype(np.float32)
+    index = np.floor(pos).astype(np.int64)
+    frac = (pos - index.astype(np.float32)).astype(np.float32)
+    return index, frac
+
+
+def _weights(frac):
+    w1 = np.rint(frac * np.float32(COEF_SCALE)).astype(np.int32)
+    w0 = np.rint((np.float32(1) - frac) * np.float32(COEF_SCALE)).astype(np.int32)
+    return w0, w1
+
+
+def resize_linear(image, height, width):
+    """``cv::resize(image, Size(width, height))`` with INTER_LINEAR, for uint8 (H, W, C)."""
+    src_h, src_w, channels = image.shape
+    if (src_h, src_w) == (height, width):
+        return image.copy()
+    if src_h == 2 * height and src_w == 2 * width:
+        return _halve(image)                          # OpenCV switches to INTER_AREA here
+    xs, fx = _axis_taps(src_w, width)
+    left_edge, right_edge = xs < 0, xs >= src_w - 1
+    fx[left_edge | right_edge] = 0
+    xs = np.clip(xs, 0, src_w - 1)
+    a0, a1 = _weights(fx)
+    x1 = np.minimum(xs + 1, src_w - 1)
+    pixels = image.astype(np.int32)
+    rows = pixels[:, xs, :] * a0[None, :, None] + pixels[:, x1, :] * a1[None, :, None]
+
+    ys, fy = _axis_taps(src_h, height)                # rows clamp, weights do not
+    b0, b1 = _weights(fy)
+    top = rows[np.clip(ys, 0, src_h - 1)].reshape(height, -1)
+    bottom = rows[np.clip(ys + 1, 0, src_h - 1)].reshape(height, -1)
+    out = _vertical_blend(top, bottom, b0[:, None], b1[:, None])
+    return out.reshape(height, width, channels)
+
+
+def _vertical_blend(top, bottom, b0, b1):
+    """OpenCV's vectorised VResizeLinear rounding (drop 4 bits, high 16 of the products, +2 >> 2).
+
+    This, not the exact scalar formula, reproduces Caffe's resized LMDBs pixel for pixel.
+    """
+    out = ((((top >> 4) * b0) >> 16) + (((bottom >> 4) * b1) >> 16) + 2) >> 2
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _halve(image):
+    """OpenCV's fast INTER_AREA for an exact 2x shrink: rounded 2x2 means."""
+    p = image.astype(np.int32)
+    total = p[0::2, 0::2] + p[1::2, 0::2] + p[0::2, 1::2] + p[1::2, 1::2]
+    return ((total + 2) >> 2).astype(np.uint8)
+
+
+def encode_image(image, encode_type):
+    """Encode an (H, W, C) uint8 BGR array as ``encode_type`` (png, jpg, ...) bytes."""
+    fmt = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "bmp": "BMP"}.get(encode_type.lower())
+    if fmt is None:
+        raise ValueError(f"unsupported encode_type '{encode_type}' (use png, jpg or bmp)")
+    pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image[:, :, ::-1])
+    buffer = io.BytesIO()
+    options = {"quality": 95} if fmt == "JPEG" else {}   # OpenCV's default JPEG quality
+    pil.save(buffer, fmt, **options)
+    return buffer.getvalue()

@@ -1,0 +1,98 @@
+"""The digits demo data set: layout, splits, label noise, and LeNet learning from it."""
+import numpy as np
+import pytest
+from data_helpers import golden_records, raw_pixels
+
+from pycaffe_mct.errors import CaffeError
+from pycaffe_mct.tools.make_digits_dataset import corrupt_labels, main, make_digits_dataset
+
+
+def _labels(path):
+    return {line.split()[0]: int(line.split()[1]) for line in path.read_text().splitlines()}
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    outdir = tmp_path_factory.mktemp("digits")
+    assert main([str(outdir), "--rate", "0.4", "--seed", "3"]) == 0
+    return outdir
+
+
+def test_layout_and_split_sizes(digits):
+    train, test = _labels(digits / "train.txt"), _labels(digits / "test.txt")
+    clean, noisy = _labels(digits / "clean.txt"), _labels(digits / "noisy.txt")
+    assert len(train) + len(test) == 1797 and len(test) == 359
+    assert set(clean) | set(noisy) == set(train) and not set(clean) & set(noisy)
+    assert not set(train) & set(test) and len(clean) == round(0.1 * len(train))
+    assert all((digits / path).is_file() for path in list(test)[:5])
+
+
+def test_noisy_split_keeps_true_labels_beside(digits):
+    train, noisy = _labels(digits / "train.txt"), _labels(digits / "noisy.txt")
+    truth = _labels(digits / "noisy_true.txt")
+    assert truth == {path: train[path] for path in noisy}
+    wrong = np.mean([noisy[p] != truth[p] for p in noisy])
+    assert 0.35 < wrong < 0.45
+
+
+def test_lmdbs_hold_the_listed_images_as_convert_imageset_would(digits):
+    records = golden_records(digits / "clean_lmdb")
+    listed = (digits / "clean.txt").read_text().splitlines()
+    from PIL import Image
+    for line_id, ((key, datum), line) in enumerate(list(zip(records, listed))[:10]):
+        path, label = line.split()
+        assert key == f"{line_id:08d}_{path}".encode() and datum.label == int(label)
+        assert (datum.channels, datum.height, datum.width) == (1, 28, 28)
+        png = np.asarray(Image.open(digits / path))
+        np.testing.assert_array_equal(raw_pixels(datum)[:, :, 0], png)
+
+
+def test_pairflip_moves_each_class_to_the_next():
+    labels = np.arange(10).repeat(100)
+    moved = corrupt_labels(labels, "pairflip", 1.0, np.random.default_rng(0))
+    np.testing.assert_array_equal(moved, (labels + 1) % 10)
+
+
+def test_symmetric_noise_never_keeps_a_flipped_label_and_reaches_all_others():
+    labels = np.zeros(2000, dtype=np.int64)
+    moved = corrupt_labels(labels, "symmetric", 1.0, np.random.default_rng(0))
+    assert set(moved.tolist()) == set(range(1, 10))
+
+
+def test_bad_noise_settings_are_refused(tmp_path):
+    with pytest.raises(CaffeError, match="unknown noise type 'gaussian'"):
+        make_digits_dataset(tmp_path / "a", noise="gaussian")
+    with pytest.raises(CaffeError, match="rate 1.5 is not in"):
+        make_digits_dataset(tmp_path / "b", rate=1.5)
+
+
+def test_overwrite_rewrites_lists_and_lmdbs(digits):
+    summary = make_digits_dataset(digits, noise="pairflip", rate=0.2, seed=3, overwrite=True)
+    assert summary["noisy"] == 1294 and 0.15 < summary["realised_rate"] < 0.25
+    with pytest.raises(CaffeError, match="already exists"):
+        make_digits_dataset(digits, seed=3)
+    make_digits_dataset(digits, rate=0.4, seed=3, overwrite=True)
+
+
+@pytest.mark.slow
+def test_lenet_learns_from_the_train_lmdb(digits, monkeypatch):
+    """Forward/backward of models/lenet on the LMDB, with plain SGD steps, lowers the loss."""
+    import pathlib
+
+    import pycaffe_mct as caffe
+    from pycaffe_mct import rng
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    (digits / "data").mkdir(exist_ok=True)
+    if not (digits / "data" / "digits").exists():
+        (digits / "data" / "digits").symlink_to(digits)
+    monkeypatch.chdir(digits)
+    rng.set_random_seed(1)
+    net = caffe.Net(str(repo / "models/lenet/lenet_train_test.prototxt"), caffe.TRAIN)
+    assert net.blobs["data"].shape == (64, 1, 28, 28) and net.blobs["label"].shape == (64,)
+    losses = []
+    for _ in range(25):
+        net.clear_param_diffs()
+        losses.append(net.forward_backward())
+        for blob in net.learnable_params:
+            blob.data[...] -= 0.05 * blob.diff
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
