@@ -112,5 +112,5 @@ def restore(solver, state_file):
         for layer in net.layers:
             hook = getattr(layer, "restore_iteration", None)
             if hook is not None:
-                hook(solver.iter)
+                hook(solver.iter, iter_size=solver.param.iter_size)
 

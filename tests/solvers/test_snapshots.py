@@ -103,7 +103,7 @@ def test_restore_calls_data_layer_hooks(tmp_path):
     solver.step(2)
     state_file = solver.snapshot()
     seen = []
-    solver.net.layers[0].restore_iteration = seen.append
+    solver.net.layers[0].restore_iteration = lambda iteration, iter_size: seen.append(iteration)
     solver.restore(state_file)
     assert seen == [2]
 
