@@ -52,7 +52,53 @@ def ring(algorithm):
     print(f"rank {world.Get_rank()}: {algorithm} ok", flush=True)
 
 
-WORKERS = {"ring": ring}
+def groups(noisy_to_clean):
+    """Division, re-division, group-local reduction, confidences and soft targets."""
+    from pycaffe_mct.parallel.groups import (AUXILIARY, CALIBRATE, PRETRAIN, PRIMARY,
+                                             ModelGroups, group_sizes)
+    world = get_world()
+    rank, size = world.Get_rank(), world.Get_size()
+    groups = ModelGroups(world, PRETRAIN, float(noisy_to_clean))
+    for phase in (PRETRAIN, CALIBRATE):
+        primary_size, _ = group_sizes(size, phase, float(noisy_to_clean))
+        assert groups.phase == phase
+        if size > 1:
+            assert groups.models == ((PRIMARY,) if rank < primary_size else (AUXILIARY,))
+        expected_members = groups.ranks_of(groups.model)
+        assert groups.comm.Get_size() == len(expected_members)
+        members = groups.comm.allgather(rank)
+        assert members == expected_members, (members, expected_members)
+        check_model_exchanges(groups, rank, size)
+        if phase == PRETRAIN:
+            groups = groups.resplit(CALIBRATE)
+    print(f"rank {rank}: groups ok ({groups.primary_size}+{groups.auxiliary_size})", flush=True)
+
+
+def confidence(model, index):
+    return np.array([index + (0.5 if model == "primary" else 0.25), -index], np.float32)
+
+
+def check_model_exchanges(groups, rank, size):
+    """Each model's samples 0..S-1 are dealt round-robin over its group's ranks."""
+    samples = 11
+    contributions = {}
+    for model in groups.models:
+        members = groups.ranks_of(model)
+        mine = np.arange(members.index(rank), samples, len(members))
+        contributions[model] = (mine, [confidence(model, i) for i in mine])
+    gathered = groups.allgather_confidences(contributions, samples)
+    for model, dense in gathered.items():
+        np.testing.assert_array_equal(dense, [confidence(model, i) for i in range(samples)])
+    needed = contributions.get("primary", (None,))[0]
+    held_indices, held_targets = contributions.get("auxiliary", (None, None))
+    targets = groups.exchange_soft_targets(needed, held_indices, held_targets)
+    if "primary" in groups.models:
+        np.testing.assert_array_equal(targets, [confidence("auxiliary", i) for i in needed])
+    else:
+        assert targets is None
+
+
+WORKERS = {"ring": ring, "groups": groups}
 
 if __name__ == "__main__":
     WORKERS[sys.argv[1]](*sys.argv[2:])
