@@ -28,11 +28,12 @@ class _Storage:
 class Blob:
     """Caffe's Blob: shape, data, diff, with the legacy 4-d accessors."""
 
-    def __init__(self, shape=()):
+    def __init__(self, shape=None):
+        """An empty blob (shape (0,)), or one of ``shape``; ``()`` makes a scalar."""
         self._data = _Storage()
         self._diff = _Storage()
         self._shape = ()
-        self.reshape(*shape) if shape else self.reshape(0)
+        self.reshape(0 if shape is None else tuple(shape))
 
     # ---- shape -----------------------------------------------------------
     def reshape(self, *shape):
