@@ -45,6 +45,10 @@ def _pieces(view, piece_elements):
     return [view[i:i + piece_elements] for i in range(0, view.size, piece_elements)]
 
 
+class RingBroken(CaffeError):
+    """A neighbour stopped answering in the middle of a ring allreduce."""
+
+
 class RingHandle:
     """One allreduce in flight on a ring; ``test()`` to advance, ``wait()`` to finish."""
 
@@ -101,7 +105,14 @@ class RingHandle:
 
     def _advance(self, block):
         while not self.done:
-            if not self._finish_step(block):
+            try:
+                finished = self._finish_step(block)
+            except self._ring.mpi.Exception as exc:
+                raise RingBroken(
+                    f"rank {self._ring.rank}: ring allreduce step {self._step} with ranks "
+                    f"{self._ring.left} and {self._ring.right} failed "
+                    f"({exc.Get_error_string()}); has a rank died?") from exc
+            if not finished:
                 return False
             self._step += 1
             if self._step == self._ring.size - 1 and self._average:

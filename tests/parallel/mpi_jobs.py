@@ -25,22 +25,62 @@ def _clean_environment():
     return env
 
 
+def start_mpi(ranks, *args, script=WORKERS, cwd=None):
+    """Start ``mpiexec -n ranks python script args`` in a process group of its own."""
+    command = ["mpiexec", "-n", str(ranks), sys.executable, str(script), *map(str, args)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_clean_environment(), cwd=cwd,
+                            start_new_session=True)
+
+
+def _descendants(pid):
+    """Process ids below ``pid`` (Linux /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def rank_pid(job, rank):
+    """The process id of MPI rank ``rank`` of a job started by ``start_mpi`` (Linux)."""
+    for pid in _descendants(job.pid):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"PMI_RANK={rank}".encode() in environ:
+            return pid
+    raise AssertionError(f"rank {rank} of job {job.pid} not found")
+
+
 def run_mpi(ranks, *args, timeout=90, script=WORKERS, cwd=None):
     """``mpiexec -n ranks python script args``; the whole process group dies at ``timeout``.
 
     Returns (exit code, stdout, stderr, seconds taken).
     """
-    command = ["mpiexec", "-n", str(ranks), sys.executable, str(script), *map(str, args)]
     begin = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=_clean_environment(), cwd=cwd,
-                               start_new_session=True)
+    process = start_mpi(ranks, *args, script=script, cwd=cwd)
+    return finish_mpi(process, begin, timeout)
+
+
+def finish_mpi(process, begin, timeout):
+    """Wait for a job from ``start_mpi``; (exit code, stdout, stderr, seconds since begin)."""
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         out, err = process.communicate()
-        pytest.fail(f"MPI job {' '.join(command)} still running after {timeout} s\n"
+        pytest.fail(f"MPI job {' '.join(process.args)} still running after {timeout} s\n"
                     f"stdout:\n{out}\nstderr:\n{err}")
     return process.returncode, out, err, time.monotonic() - begin
 

@@ -98,7 +98,31 @@ def check_model_exchanges(groups, rank, size):
         assert targets is None
 
 
-WORKERS = {"ring": ring, "groups": groups}
+def fail(how):
+    """Rank 1 fails in the middle of allreduces while the others keep reducing."""
+    from pycaffe_mct.cli import run_command
+    from pycaffe_mct.errors import CaffeError
+    world = get_world()
+    allreduce = make_allreduce(world, "ring")
+    buffer = np.ones(1 << 16, np.float32)
+    for iteration in range(1000):
+        handle = allreduce.start(buffer)
+        if world.Get_rank() == 1 and iteration == 3:
+            if how == "exception":
+                raise ValueError("boom on purpose")
+            if how == "kill":
+                handle.test()
+                os.kill(os.getpid(), signal.SIGKILL)
+            if how == "command":
+                def failing_command(argv):
+                    raise CaffeError("bad solver on purpose")
+                sys.exit(run_command(failing_command, []))
+        handle.wait()
+        buffer[...] = 1
+    time.sleep(60)        # not reached when the job is torn down
+
+
+WORKERS = {"ring": ring, "groups": groups, "fail": fail}
 
 if __name__ == "__main__":
     WORKERS[sys.argv[1]](*sys.argv[2:])

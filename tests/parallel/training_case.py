@@ -22,7 +22,7 @@ layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top:
 
 SOLVER = """net: "{net}"
 base_lr: 0.2 momentum: 0.9 weight_decay: 0.001 lr_policy: "fixed"
-max_iter: {max_iter} display: 1 iter_size: {iter_size} random_seed: 7
+max_iter: {max_iter} display: {display} iter_size: {iter_size} random_seed: 7
 snapshot: {snapshot} snapshot_prefix: "{prefix}"
 """
 
@@ -41,7 +41,7 @@ def write_lmdb(path, records=RECORDS):
     env.close()
 
 
-def write_job(directory, name, batch, max_iter, iter_size=1, snapshot=0):
+def write_job(directory, name, batch, max_iter, iter_size=1, snapshot=0, display=1):
     """Net + solver files for one run; returns the solver path."""
     directory = Path(directory)
     source = directory / "train_lmdb"
@@ -51,7 +51,8 @@ def write_job(directory, name, batch, max_iter, iter_size=1, snapshot=0):
     net.write_text(NET.format(source=source, batch=batch))
     solver = directory / f"{name}_solver.prototxt"
     solver.write_text(SOLVER.format(net=net, max_iter=max_iter, iter_size=iter_size,
-                                    snapshot=snapshot, prefix=directory / name))
+                                    snapshot=snapshot, prefix=directory / name,
+                                    display=display))
     return solver
 
 

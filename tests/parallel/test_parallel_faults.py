@@ -1,0 +1,47 @@
+"""A failing or killed rank ends the whole job within seconds; training then resumes."""
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from mpi_jobs import finish_mpi, needs_mpi, rank_pid, run_mpi, start_mpi
+from training_case import write_job
+
+pytestmark = [pytest.mark.slow, pytest.mark.mpi, needs_mpi]
+
+TEARDOWN_SECONDS = 30      # generous: ranks share 2 cores with the rest of the suite
+
+
+@pytest.mark.parametrize("how, message", [
+    ("exception", r"rank 1 of 3: uncaught exception(.|\n)*ValueError: boom on purpose"),
+    ("command", r"error: bad solver on purpose\n\*\*\* rank 1 of 3: command failed"),
+    ("kill", r"rank [02] of 3: uncaught exception(.|\n)*RingBroken: rank [02]: ring allreduce"),
+])
+def test_one_failing_rank_ends_the_job_with_its_message(how, message):
+    code, out, err, seconds = run_mpi(3, "fail", how, timeout=120)
+    assert code != 0
+    assert seconds < TEARDOWN_SECONDS, f"the job took {seconds:.0f} s to end"
+    assert re.search(message, out + err), err
+
+
+def test_killed_rank_mid_training_ends_the_job_and_the_last_snapshot_resumes(tmp_path):
+    solver = write_job(tmp_path, "long", batch=4, max_iter=100000, snapshot=2, display=0)
+    job = start_mpi(3, "pycaffe_mct.cli", "train", "--solver", solver, script="-m")
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "long_iter_4.solverstate").exists():
+        assert job.poll() is None and time.monotonic() < deadline, "training did not start"
+        time.sleep(0.05)
+    os.kill(rank_pid(job, 1), signal.SIGKILL)
+    code, _, err, seconds = finish_mpi(job, time.monotonic(), timeout=120)
+    assert code != 0 and seconds < TEARDOWN_SECONDS, (code, seconds, err[-2000:])
+
+    states = sorted(tmp_path.glob("long_iter_*.solverstate"),
+                    key=lambda p: int(re.search(r"_iter_(\d+)", p.name).group(1)))
+    last = int(re.search(r"_iter_(\d+)", states[-1].name).group(1))
+    code, _, err, _ = run_mpi(2, "pycaffe_mct.cli", "train", "--solver", solver,
+                              "--snapshot", states[-1], "--iterations", last + 2,
+                              script="-m", timeout=120)
+    assert code == 0, err[-3000:]
+    assert (tmp_path / f"long_iter_{last + 2}.caffemodel").exists()
