@@ -127,6 +127,11 @@ def _top_name(top, names, autonames):
     return names[top]
 
 
+def _function_of(item):
+    """The layer behind a Top, or the layer itself (what ``ntop=0`` returns)."""
+    return item if isinstance(item, Function) else item.fn
+
+
 class _Counter(dict):
     def __missing__(self, key):
         return 0
@@ -137,7 +142,7 @@ def to_proto(*tops):
     layers = OrderedDict()
     names, autonames = {}, _Counter()
     for top in tops:
-        top.fn.to_proto(layers, names, autonames)
+        _function_of(top).to_proto(layers, names, autonames)
     net = caffe_pb2.NetParameter()
     net.layer.extend(layers.values())
     return net
@@ -181,7 +186,7 @@ class NetSpec:
         autonames = _Counter()
         layers = OrderedDict()
         for top in self.tops.values():
-            top.fn.to_proto(layers, names, autonames)
+            _function_of(top).to_proto(layers, names, autonames)
         net = caffe_pb2.NetParameter()
         net.layer.extend(layers.values())
         return net
