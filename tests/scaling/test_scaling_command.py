@@ -1,0 +1,60 @@
+"""``pycaffe_mct scale`` on LeNet: the table, the JSON rows, plots and bad input."""
+import json
+from pathlib import Path
+
+import pytest
+
+from pycaffe_mct.cli import main
+from pycaffe_mct.errors import CaffeError, NetError
+from pycaffe_mct.scaling import scale_main
+from pycaffe_mct.scaling.compute import _profile, deploy_param, profile_compute
+
+LENET = Path(__file__).resolve().parents[2] / "models" / "lenet"
+DEPLOY = str(LENET / "lenet_deploy.prototxt")
+ARGS = ["--model", DEPLOY, "--batch", "64", "--images", "60000", "--epochs", "2",
+        "--cgs", "1,4,16"]
+
+
+def test_json_rows(capsys):
+    assert scale_main(ARGS + ["--json", "--mct"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["param_bytes"] == 4 * 431080          # LeNet's 431,080 float32 parameters
+    assert data["iterations"] == pytest.approx(60000 * 2 / 64)
+    rows = data["rows"]
+    assert [row["cgs"] for row in rows] == [1, 4, 16]
+    for row in rows:
+        parts = row["compute"] + row["allreduce"] + row["allgather"] + row["io"]
+        assert row["seconds_per_iteration"] == pytest.approx(parts)
+        assert row["total_hours"] == pytest.approx(
+            row["seconds_per_iteration"] * data["iterations"] / 3600)
+    assert rows[0]["allreduce"] == 0.0 and rows[1]["allreduce"] > 0
+    assert rows[1]["allgather"] > 0
+    assert rows[2]["compute"] == pytest.approx(rows[0]["compute"] / 16)
+
+
+def test_table_and_plots_through_the_cli(capsys, tmp_path):
+    assert main(["scale", *ARGS, "--plots", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "allreduce" in out and len(out.strip().splitlines()) == 5
+    for name in ("scaling.png", "breakdown.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plan_is_affine_in_the_batch():
+    """Two small probes predict the plan at a larger batch."""
+    compute, _ = profile_compute(DEPLOY, 64)
+    records, _ = _profile(DEPLOY, 48)
+    assert compute.at_batch(48) == pytest.approx(sum(r.cg_seconds for r in records), rel=0.02)
+
+
+def test_training_net_is_refused_naming_file_and_layer():
+    with pytest.raises(NetError, match=r"lenet_train_test.prototxt.*'digits' \(Data\)"):
+        deploy_param(str(LENET / "lenet_train_test.prototxt"), 8)
+
+
+def test_bad_flags(capsys):
+    with pytest.raises(CaffeError, match="--images, --epochs"):
+        scale_main(["--model", DEPLOY])
+    with pytest.raises(SystemExit):
+        main(["scale", "--model", DEPLOY, "--images", "1", "--epochs", "1", "--cgs", "4,x"])
+    assert "--cgs '4,x'" in capsys.readouterr().err
