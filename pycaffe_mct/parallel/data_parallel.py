@@ -19,6 +19,8 @@ Only rank 0 logs, tests and snapshots (the solver's ``is_root``).  The rank
 count is logged at the start; Caffe's SolverState has no field for it, and
 snapshots stay readable by BVLC Caffe.
 """
+import os
+
 from ..data.partition import default_partition, set_default_partition
 from ..errors import CaffeError
 from ..solvers.log import default_writer
@@ -44,8 +46,18 @@ def init_parallel(comm=None):
     return world
 
 
-def attach_data_parallel(solver, comm=None, algorithm="ring", bucket_bytes=DEFAULT_BUCKET_BYTES):
-    """Make ``solver`` one replica of a data-parallel job over ``comm``; returns the callback."""
+def attach_data_parallel(solver, comm=None, algorithm=None, bucket_bytes=None):
+    """Make ``solver`` one replica of a data-parallel job over ``comm``; returns the callback.
+
+    ``algorithm`` ("ring" or "mpi") and ``bucket_bytes`` default to the
+    environment's PYCAFFE_MCT_ALLREDUCE and PYCAFFE_MCT_BUCKET_MB, so that
+    ``mpiexec -genv PYCAFFE_MCT_ALLREDUCE mpi pycaffe_mct train ...`` selects them.
+    """
+    if algorithm is None:
+        algorithm = os.environ.get("PYCAFFE_MCT_ALLREDUCE", "ring")
+    if bucket_bytes is None:
+        megabytes = os.environ.get("PYCAFFE_MCT_BUCKET_MB")
+        bucket_bytes = int(float(megabytes) * (1 << 20)) if megabytes else DEFAULT_BUCKET_BYTES
     world = comm if comm is not None else get_world()
     partitioned_late = default_partition() != (world.Get_rank(), world.Get_size())
     init_parallel(world)

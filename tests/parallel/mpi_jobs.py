@@ -25,11 +25,11 @@ def _clean_environment():
     return env
 
 
-def start_mpi(ranks, *args, script=WORKERS, cwd=None):
+def start_mpi(ranks, *args, script=WORKERS, cwd=None, env=None):
     """Start ``mpiexec -n ranks python script args`` in a process group of its own."""
     command = ["mpiexec", "-n", str(ranks), sys.executable, str(script), *map(str, args)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=_clean_environment(), cwd=cwd,
+                            text=True, env={**_clean_environment(), **(env or {})}, cwd=cwd,
                             start_new_session=True)
 
 
@@ -63,13 +63,13 @@ def rank_pid(job, rank):
     raise AssertionError(f"rank {rank} of job {job.pid} not found")
 
 
-def run_mpi(ranks, *args, timeout=90, script=WORKERS, cwd=None):
+def run_mpi(ranks, *args, timeout=90, script=WORKERS, cwd=None, env=None):
     """``mpiexec -n ranks python script args``; the whole process group dies at ``timeout``.
 
     Returns (exit code, stdout, stderr, seconds taken).
     """
     begin = time.monotonic()
-    process = start_mpi(ranks, *args, script=script, cwd=cwd)
+    process = start_mpi(ranks, *args, script=script, cwd=cwd, env=env)
     return finish_mpi(process, begin, timeout)
 
 

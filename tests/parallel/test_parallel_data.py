@@ -19,9 +19,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.mpi, needs_mpi]
 TRAIN = ("-m", "pycaffe_mct.cli", "train", "--solver")
 
 
-def train(ranks, solver, *flags):
+def train(ranks, solver, *flags, env=None):
     """Run the train command on ``ranks`` ranks; returns its log (stderr)."""
-    code, out, err, _ = run_mpi(ranks, *TRAIN[1:], solver, *flags, script=TRAIN[0])
+    code, out, err, _ = run_mpi(ranks, *TRAIN[1:], solver, *flags, script=TRAIN[0], env=env)
     assert code == 0, f"exit code {code}\nstdout:\n{out}\nstderr:\n{err}"
     return err
 
@@ -52,9 +52,11 @@ def test_four_ranks_follow_one_process_with_four_times_the_batch(single_process)
     assert log.count("Snapshotting to binary proto file") == 1
 
 
-def test_two_ranks_with_iter_size_follow_one_process(single_process):
+def test_two_ranks_with_iter_size_and_mpi_allreduce_follow_one_process(single_process):
     directory, reference = single_process
-    train(2, write_job(directory, "two_accumulating", batch=4, max_iter=5, iter_size=2))
+    log = train(2, write_job(directory, "two_accumulating", batch=4, max_iter=5, iter_size=2),
+                env={"PYCAFFE_MCT_ALLREDUCE": "mpi"})
+    assert "averaged by mpi allreduce" in log
     assert_same_weights(read_weights(directory / "two_accumulating_iter_5.caffemodel"),
                         reference)
 
