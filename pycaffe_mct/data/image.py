@@ -12,6 +12,8 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..cg.kernels_image import resize_linear_u8
+
 COEF_BITS = 11                  # OpenCV's INTER_RESIZE_COEF_BITS
 COEF_SCALE = 1 << COEF_BITS
 
@@ -39,7 +41,7 @@ def decode_image(data, color=None):
     if image.mode in ("I;16", "I;16B", "I"):
         gray = (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8)  # 16-bit -> 8-bit
         return gray[:, :, None] if color is not True else np.repeat(gray[:, :, None], 3, 2)
-    bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+    bgr = np.asarray(Image.merge("RGB", image.convert("RGB").split()[::-1]))
     if color is not False:
         return bgr
     return png_rgb_to_gray(bgr) if image.format == "PNG" else bgr_to_gray(bgr)
@@ -90,29 +92,15 @@ def resize_linear(image, height, width):
     if src_h == 2 * height and src_w == 2 * width:
         return _halve(image)                          # OpenCV switches to INTER_AREA here
     xs, fx = _axis_taps(src_w, width)
-    left_edge, right_edge = xs < 0, xs >= src_w - 1
-    fx[left_edge | right_edge] = 0
-    xs = np.clip(xs, 0, src_w - 1)
+    fx[(xs < 0) | (xs >= src_w - 1)] = 0              # OpenCV clamps columns and weights
+    x0 = np.clip(xs, 0, src_w - 1)
     a0, a1 = _weights(fx)
-    x1 = np.minimum(xs + 1, src_w - 1)
-    pixels = image.astype(np.int32)
-    rows = pixels[:, xs, :] * a0[None, :, None] + pixels[:, x1, :] * a1[None, :, None]
-
     ys, fy = _axis_taps(src_h, height)                # rows clamp, weights do not
     b0, b1 = _weights(fy)
-    top = rows[np.clip(ys, 0, src_h - 1)].reshape(height, -1)
-    bottom = rows[np.clip(ys + 1, 0, src_h - 1)].reshape(height, -1)
-    out = _vertical_blend(top, bottom, b0[:, None], b1[:, None])
-    return out.reshape(height, width, channels)
-
-
-def _vertical_blend(top, bottom, b0, b1):
-    """OpenCV's vectorised VResizeLinear rounding (drop 4 bits, high 16 of the products, +2 >> 2).
-
-    This, not the exact scalar formula, reproduces Caffe's resized LMDBs pixel for pixel.
-    """
-    out = ((((top >> 4) * b0) >> 16) + (((bottom >> 4) * b1) >> 16) + 2) >> 2
-    return np.clip(out, 0, 255).astype(np.uint8)
+    out = np.empty((height, width, channels), dtype=np.uint8)
+    resize_linear_u8(np.ascontiguousarray(image), x0, np.minimum(x0 + 1, src_w - 1), a0, a1,
+                     np.clip(ys, 0, src_h - 1), np.clip(ys + 1, 0, src_h - 1), b0, b1, out)
+    return out
 
 
 def _halve(image):

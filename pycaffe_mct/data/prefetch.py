@@ -8,7 +8,8 @@ one (``depth`` 2 is double buffering; Caffe's default ``prefetch`` is 4).
 Because each batch is a pure function of its index, restarting at another
 index (a resumed solver) gives exactly the batches an uninterrupted run reads.
 An exception in the thread is handed over and raised by the next ``next()`` in
-the caller's thread.  ``close()`` stops and joins the thread; owners register
+the caller's thread.  ``depth`` 0 produces each batch in ``next()`` itself, with
+no thread (for debugging, and as the baseline of bench/bench_prefetch.py).  ``close()`` stops and joins the thread; owners register
 it with ``weakref.finalize`` and every live prefetcher is closed at exit, so no
 thread outlives its data layer or keeps the interpreter from exiting.
 """
@@ -30,7 +31,7 @@ class Prefetcher:
     """Produce batches ``first, first + 1, ...`` ahead of time in a daemon thread."""
 
     def __init__(self, produce, depth=4, first=0, name="prefetch"):
-        self.produce, self.depth, self.name = produce, max(1, int(depth)), name
+        self.produce, self.depth, self.name = produce, max(0, int(depth)), name
         self._thread = None
         self.start(first)
         _live.add(self)
@@ -38,6 +39,9 @@ class Prefetcher:
     def start(self, first):
         """(Re)start producing at batch ``first``; anything queued before is dropped."""
         self.close()
+        self._next_index = first
+        if not self.depth:
+            return
         self._queue = queue.Queue(maxsize=self.depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(first, self._queue, self._stop),
@@ -62,6 +66,9 @@ class Prefetcher:
 
     def next(self):
         """The next batch, waiting for it; re-raises an exception of the thread."""
+        if not self.depth:
+            self._next_index += 1
+            return self.produce(self._next_index - 1)
         while True:
             try:
                 item = self._queue.get(timeout=_POLL_SECONDS)

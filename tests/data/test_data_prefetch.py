@@ -70,3 +70,13 @@ def test_interpreter_exits_with_prefetchers_left_running():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "0"
+
+
+def test_depth_zero_produces_in_the_callers_thread():
+    callers = []
+    prefetcher = Prefetcher(lambda i: callers.append(threading.get_ident()) or i, depth=0,
+                            first=3)
+    assert [prefetcher.next(), prefetcher.next()] == [3, 4]
+    assert set(callers) == {threading.get_ident()} and not prefetcher.running
+    prefetcher.start(7)
+    assert prefetcher.next() == 7
