@@ -39,12 +39,12 @@ def reference_conv(x, w, b, stride, pad, dilation, group):
 
 
 CASES = {
-    "pad_bias": ("num_output: 3 kernel_size: 3 pad: 1", (2, 2, 5, 4),
+    "pad_bias": ("num_output: 3 kernel_size: 3 pad: 1", (2, 2, 4, 3),
                  dict(stride=(1, 1), pad=(1, 1), dilation=(1, 1), group=1)),
-    "stride": ("num_output: 2 kernel_size: 3 stride: 2", (1, 2, 7, 6),
+    "stride": ("num_output: 2 kernel_size: 3 stride: 2", (1, 2, 5, 6),
                dict(stride=(2, 2), pad=(0, 0), dilation=(1, 1), group=1)),
     "rectangular": ("num_output: 2 kernel_h: 3 kernel_w: 2 pad_h: 1 pad_w: 0 "
-                    "stride_h: 2 stride_w: 1", (2, 2, 6, 5),
+                    "stride_h: 2 stride_w: 1", (1, 2, 6, 5),
                     dict(stride=(2, 1), pad=(1, 0), dilation=(1, 1), group=1)),
     "group": ("num_output: 4 kernel_size: 2 group: 2", (1, 4, 4, 4),
               dict(stride=(1, 1), pad=(0, 0), dilation=(1, 1), group=2)),
