@@ -88,7 +88,7 @@ def plot_breakdown(path, rows, title="where an iteration's time goes"):
     axes.set_xlabel("core groups")
     axes.set_ylabel("share of one iteration")
     axes.set_title(title)
-    axes.legend()
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _save(figure, path)
     plt.close(figure)
 
