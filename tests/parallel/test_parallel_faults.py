@@ -45,3 +45,18 @@ def test_killed_rank_mid_training_ends_the_job_and_the_last_snapshot_resumes(tmp
                               script="-m", timeout=120)
     assert code == 0, err[-3000:]
     assert (tmp_path / f"long_iter_{last + 2}.caffemodel").exists()
+
+
+def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_iteration(tmp_path):
+    solver = write_job(tmp_path, "stopped", batch=4, max_iter=100000, snapshot=2, display=0)
+    job = start_mpi(3, "pycaffe_mct.cli", "train", "--solver", solver, script="-m")
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "stopped_iter_4.solverstate").exists():
+        assert job.poll() is None and time.monotonic() < deadline, "training did not start"
+        time.sleep(0.05)
+    os.kill(rank_pid(job, 2), signal.SIGINT)
+    code, _, err, seconds = finish_mpi(job, time.monotonic(), timeout=120)
+    assert code == 0 and seconds < TEARDOWN_SECONDS, (code, seconds, err[-2000:])
+    assert err.count("Optimization stopped early.") == 1
+    stopped_at = int(re.findall(r"Snapshotting to binary proto file \S+_iter_(\d+)", err)[-1])
+    assert (tmp_path / f"stopped_iter_{stopped_at}.solverstate").exists()
