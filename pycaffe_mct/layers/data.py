@@ -104,7 +104,9 @@ class DataLayer(_PrefetchingDataLayer):
 
     def layer_setup(self, bottom, top):
         p = self.param.data_param
-        if p.backend == caffe_pb2.DataParameter.LEVELDB:
+        # Caffe's default backend is LEVELDB; only an explicit LEVELDB is refused, so a
+        # prototxt that leaves the backend out reads its LMDB.
+        if p.HasField("backend") and p.backend == caffe_pb2.DataParameter.LEVELDB:
             raise self.error(f"backend LEVELDB ('{p.source}') is not supported; convert "
                              f"the data with convert_imageset --backend lmdb")
         if not p.source:

@@ -271,3 +271,37 @@ def test_hdf5_data_is_refused_with_the_fix():
     text = 'name: "h" type: "HDF5Data" top: "data" hdf5_data_param { source: "x.txt" }'
     with pytest.raises(CaffeError, match="layer 'h'.*HDF5Data.*not supported.*LMDB"):
         make_layer(text).setup([], empty_tops(1))
+
+
+def test_resumed_solver_reads_the_batches_of_an_uninterrupted_run(tmp_path):
+    """Snapshot at 2 of 4 iterations (iter_size 2, random crops and mirrors), restore in a
+    fresh solver: its weights equal those of the straight run."""
+    import io
+
+    from pycaffe_mct.solvers import get_solver
+    from pycaffe_mct.solvers.log import GlogWriter
+    source = write_indexed_lmdb(tmp_path / "db", 11, shape=(1, 5, 5))
+    (tmp_path / "net.prototxt").write_text(f"""
+      layer {{ name: "d" type: "Data" top: "data" top: "label"
+        transform_param {{ crop_size: 3 mirror: true scale: 0.01 }}
+        data_param {{ source: "{source}" batch_size: 3 backend: LMDB }} }}
+      layer {{ name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+        inner_product_param {{ num_output: 11 weight_filler {{ type: "gaussian" std: 0.1 }} }} }}
+      layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }}
+    """)
+    (tmp_path / "solver.prototxt").write_text(
+        f'net: "{tmp_path / "net.prototxt"}" base_lr: 0.5 lr_policy: "fixed" max_iter: 4 '
+        f'iter_size: 2 display: 0 random_seed: 3 snapshot_prefix: "{tmp_path / "snap"}"')
+
+    def solver():
+        return get_solver(str(tmp_path / "solver.prototxt"), log=GlogWriter(stream=io.StringIO()))
+    straight = solver()
+    straight.step(4)
+    first = solver()
+    first.step(2)
+    state = first.snapshot()
+    resumed = solver()
+    resumed.restore(state)
+    resumed.step(2)
+    np.testing.assert_array_equal(resumed.net.params["ip"][0].data,
+                                  straight.net.params["ip"][0].data)

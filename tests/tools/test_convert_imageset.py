@@ -110,3 +110,31 @@ def test_nogray_turns_the_flag_off(fixtures_dir, tmp_path):
 def test_boolean_flag_with_false_value(fixtures_dir, tmp_path):
     assert convert(fixtures_dir, tmp_path / "db", "-gray=false") == 0
     assert golden_records(tmp_path / "db")[0][1].channels == 3
+
+
+def test_clothing1m_style_folder_trains_through_the_data_layer(tmp_path):
+    """Nested JPEG folders and a noisy_label_kv.txt-style list, converted resized and
+    encoded, read back by a Data layer with random crops."""
+    from layer_helpers import empty_tops, make_layer
+    from PIL import Image
+    generator = np.random.default_rng(0)
+    lines = []
+    for i in range(6):
+        folder = tmp_path / "images" / str(i % 3) / f"{i:02d}"
+        folder.mkdir(parents=True)
+        pixels = generator.integers(0, 256, (30 + i, 40, 3)).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.jpg", quality=90)
+        lines.append(f"images/{i % 3}/{i:02d}/{i}.jpg {i % 14}\n")
+    (tmp_path / "noisy_label_kv.txt").write_text("".join(lines))
+    assert main(["--resize_height=24", "--resize_width=24", "--shuffle", "--encoded",
+                 "--encode_type=jpg", f"{tmp_path}/", str(tmp_path / "noisy_label_kv.txt"),
+                 str(tmp_path / "train_lmdb")]) == 0
+    layer = make_layer(f'name: "d" type: "Data" top: "data" top: "label" '
+                       f'transform_param {{ crop_size: 20 mirror: true }} '
+                       f'data_param {{ source: "{tmp_path / "train_lmdb"}" batch_size: 6 }}')
+    tops = empty_tops(2)
+    layer.setup([], tops)
+    layer.forward([], tops)
+    assert tops[0].shape == (6, 3, 20, 20)
+    assert sorted(tops[1].data.astype(int)) == sorted(i % 14 for i in range(6))
+    layer.close()
