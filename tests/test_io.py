@@ -95,7 +95,8 @@ def test_transformer_preprocess_matches_pycaffe_order_and_deprocess_inverts_it()
     image = np.random.default_rng(3).uniform(0, 1, (4, 5, 3)).astype(np.float32)
     transformer = make_transformer()
     net_input = transformer.preprocess("data", image)
-    expected = (image.transpose(2, 0, 1)[::-1] * 255 - np.array([104, 117, 123])[:, None, None]) * 0.5
+    mean = np.array([104, 117, 123])[:, None, None]
+    expected = (image.transpose(2, 0, 1)[::-1] * 255 - mean) * 0.5
     np.testing.assert_allclose(net_input, expected, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(transformer.deprocess("data", net_input), image, atol=1e-5)
 

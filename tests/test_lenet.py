@@ -32,7 +32,8 @@ def test_lenet_builds_and_runs(phase, batch, outputs):
     caffe.set_random_seed(1)
     net = caffe.Net(lenet_fed_by_inputs(), phase)
     assert net.outputs == outputs and net.inputs == ["data", "label"]
-    shapes = {name: net.blobs[name].shape for name in ("conv1", "pool1", "conv2", "pool2", "ip1", "ip2")}
+    shapes = {name: net.blobs[name].shape
+              for name in ("conv1", "pool1", "conv2", "pool2", "ip1", "ip2")}
     assert shapes == {"conv1": (batch, 20, 24, 24), "pool1": (batch, 20, 12, 12),
                       "conv2": (batch, 50, 8, 8), "pool2": (batch, 50, 4, 4),
                       "ip1": (batch, 500), "ip2": (batch, 10)}

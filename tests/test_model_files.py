@@ -14,7 +14,8 @@ FILL = 'weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "gaussia
 # no weights of their own here (ip reads pool1 directly: LRN keeps the shape).
 SMALL = f"""
 name: "SmallNet"
-layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: 4 dim: 3 dim: 24 dim: 20 }} }} }}
+layer {{ name: "data" type: "Input" top: "data"
+        input_param {{ shape {{ dim: 4 dim: 3 dim: 24 dim: 20 }} }} }}
 layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
         convolution_param {{ num_output: 8 kernel_size: 3 pad: 1 {FILL} }} }}
 layer {{ name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
@@ -69,7 +70,8 @@ def test_golden_caffemodel_layers_and_shapes(fixtures_dir):
 
 def test_golden_weights_load_by_layer_name_and_save_back_unchanged(fixtures_dir, tmp_path):
     path = fixtures_dir / "small_adam_iter_10.caffemodel"
-    golden = {layer.name: layer for layer in read_binary_proto(path, caffe_pb2.NetParameter()).layer}
+    golden = {layer.name: layer
+              for layer in read_binary_proto(path, caffe_pb2.NetParameter()).layer}
     net = small_net(weights=str(path))                 # layers missing here are ignored
     for name in ("conv1", "ip"):
         for blob, proto in zip(net.params[name], golden[name].blobs):

@@ -26,11 +26,13 @@ def layer_names(net):
 
 def input_layer(name="data", dims=(2, 3)):
     dims_text = " ".join(f"dim: {d}" for d in dims)
-    return f'layer {{ name: "{name}" type: "Input" top: "{name}" input_param {{ shape {{ {dims_text} }} }} }}'
+    return (f'layer {{ name: "{name}" type: "Input" top: "{name}" '
+            f'input_param {{ shape {{ {dims_text} }} }} }}')
 
 
 def ip_layer(name, bottom, outputs=2, extra=""):
-    return (f'layer {{ name: "{name}" type: "InnerProduct" bottom: "{bottom}" top: "{name}" {extra} '
+    return (f'layer {{ name: "{name}" type: "InnerProduct" bottom: "{bottom}" top: "{name}" '
+            f'{extra} '
             f'inner_product_param {{ num_output: {outputs} {FILL} }} }}')
 
 
@@ -98,7 +100,8 @@ def test_net_level_inputs_become_an_input_layer(header):
     assert layer_names(net)[0] == "input"
     assert net.inputs == ["data", "label"]
     assert net.blobs["data"].count == 6
-    out = net.forward(data=np.ones(net.blobs["data"].shape), label=np.zeros(net.blobs["label"].shape))
+    out = net.forward(data=np.ones(net.blobs["data"].shape),
+                      label=np.zeros(net.blobs["label"].shape))
     assert out == {} and net.outputs == []
     assert net.forward_prefilled() > 0
 
@@ -127,7 +130,8 @@ def test_a_top_read_twice_gets_a_split():
     names = [layer.name for layer in param.layer]
     assert names == ["data", "ip", "ip_ip_0_split", "sig", "tanh"]
     split = param.layer[2]
-    assert list(split.bottom) == ["ip"] and list(split.top) == ["ip_ip_0_split_0", "ip_ip_0_split_1"]
+    assert list(split.bottom) == ["ip"]
+    assert list(split.top) == ["ip_ip_0_split_0", "ip_ip_0_split_1"]
     assert list(param.layer[3].bottom) == ["ip_ip_0_split_0"]
     assert list(param.layer[4].bottom) == ["ip_ip_0_split_1"]
 
@@ -276,8 +280,10 @@ def test_propagate_down_must_cover_every_bottom():
 
 
 def test_lr_mult_zero_freezes_a_layer_and_mults_are_recorded():
-    text = LENET_LIKE.replace('top: "ip1" ', 'top: "ip1" param { lr_mult: 0 } param { lr_mult: 0 } ') \
-        .replace('top: "ip2" ', 'top: "ip2" param { lr_mult: 1 decay_mult: 2 } param { lr_mult: 2 decay_mult: 0 } ')
+    frozen = 'param { lr_mult: 0 } param { lr_mult: 0 } '
+    mults = 'param { lr_mult: 1 decay_mult: 2 } param { lr_mult: 2 decay_mult: 0 } '
+    text = LENET_LIKE.replace('top: "ip1" ', 'top: "ip1" ' + frozen) \
+        .replace('top: "ip2" ', 'top: "ip2" ' + mults)
     net = make_net(text)
     assert net.params_lr == [0.0, 0.0, 1.0, 2.0]
     assert net.params_weight_decay == [1.0, 1.0, 2.0, 0.0]
@@ -298,7 +304,8 @@ def test_too_many_param_specs_is_an_error():
 def shared_net_text(b_dims=(2, 3), b_spec='param { name: "w" } param { name: "bias" }'):
     """Two InnerProducts sharing weight "w" and bias "bias", each under a sigmoid loss."""
     return (input_layer("a", (2, 3)) + input_layer("b", b_dims) +
-            ip_layer("ip_a", "a", 2, extra='param { name: "w" } param { name: "bias" lr_mult: 2 }') +
+            ip_layer("ip_a", "a", 2,
+                     extra='param { name: "w" } param { name: "bias" lr_mult: 2 }') +
             ip_layer("ip_b", "b", 2, extra=b_spec) +
             'layer { name: "la" type: "Sigmoid" bottom: "ip_a" top: "la" loss_weight: 1 }'
             'layer { name: "lb" type: "Sigmoid" bottom: "ip_b" top: "lb" loss_weight: 1 }')
@@ -327,7 +334,8 @@ def test_shared_params_share_values_and_accumulate_gradients():
 
 
 def test_sharing_needs_matching_shapes_unless_permissive():
-    with pytest.raises(CaffeError, match=r"layer 'ip_b'.*cannot share param 'w'.*\(2, 6\).*\(2, 3\)"):
+    shapes = r"layer 'ip_b'.*cannot share param 'w'.*\(2, 6\).*\(2, 3\)"
+    with pytest.raises(CaffeError, match=shapes):
         make_net(shared_net_text(b_dims=(2, 6)))
     permissive = 'param { name: "w" share_mode: PERMISSIVE } param { name: "bias" }'
     with pytest.raises(CaffeError, match="cannot share param 'w'"):
@@ -338,7 +346,7 @@ def test_sharing_needs_matching_shapes_unless_permissive():
 
 def test_conflicting_lr_mult_on_a_shared_param_is_an_error():
     text = shared_net_text(b_spec='param { name: "w" } param { name: "bias" lr_mult: 3 }')
-    with pytest.raises(CaffeError, match="layer 'ip_b'.*shared param 'bias' has conflicting lr_mult"):
+    with pytest.raises(CaffeError, match="layer 'ip_b'.*param 'bias' has conflicting lr_mult"):
         make_net(text)
 
 

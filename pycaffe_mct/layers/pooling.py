@@ -68,7 +68,8 @@ class PoolingLayer(Layer):
             raise self.error(f"needs a 4-axis (N, C, H, W) bottom, got {shape}")
         if self.global_pooling:
             self.kernel = (shape[2], shape[3])
-        if self.kernel[0] > shape[2] + 2 * self.pad[0] or self.kernel[1] > shape[3] + 2 * self.pad[1]:
+        if (self.kernel[0] > shape[2] + 2 * self.pad[0]
+                or self.kernel[1] > shape[3] + 2 * self.pad[1]):
             raise self.error(f"kernel {self.kernel} is larger than the padded input "
                              f"{shape[2]}x{shape[3]} (pad {self.pad})")
         out_h = pooled_size(shape[2], self.kernel[0], self.pad[0], self.stride[0], any(self.pad))

@@ -87,7 +87,8 @@ def test_two_bottoms_share_the_weights_and_accumulate_their_gradients():
 
 
 def test_output_size_rounds_down():
-    _, _, tops = run_layer(conv_text("num_output: 1 kernel_size: 3 stride: 2"), np.ones((1, 1, 8, 8)))
+    text = conv_text("num_output: 1 kernel_size: 3 stride: 2")
+    _, _, tops = run_layer(text, np.ones((1, 1, 8, 8)))
     assert tops[0].shape == (1, 1, 3, 3)        # (8 - 3) // 2 + 1
 
 
