@@ -16,7 +16,9 @@ from .compute import profile_compute
 from .model import ScalingModel, Workload
 
 DEFAULT_CGS = "1,32,64,128,256,512"
-PAPER_MODEL = os.path.join("models", "alexnet", "deploy.prototxt")
+# The repository's AlexNet (models/ sits next to the package in a checkout).
+PAPER_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "models", "alexnet", "deploy.prototxt")
 
 
 def _counts(text):
@@ -53,7 +55,7 @@ def build_parser():
     parser.add_argument("--plots", metavar="DIR", help="write PNG plots into DIR")
     parser.add_argument("--paper", action="store_true",
                         help="reproduce the paper's Table 1, Fig. 3 and Fig. 4 "
-                             f"(AlexNet; --model defaults to {PAPER_MODEL})")
+                             "(AlexNet; --model defaults to models/alexnet/deploy.prototxt)")
     return parser
 
 
