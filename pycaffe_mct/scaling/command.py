@@ -50,7 +50,7 @@ def build_parser():
     parser.add_argument("--efficiency", type=float, default=paper.PAPER_COMPUTE_EFFICIENCY,
                         help="fraction of the emulator's modelled core-group rate the software "
                              f"sustains (default {paper.PAPER_COMPUTE_EFFICIENCY}, derived from "
-                             "the paper; swDNN-class kernels: about 1)")
+                             "the paper; swDNN-class kernels: about 1.2)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--plots", metavar="DIR", help="write PNG plots into DIR")
     parser.add_argument("--paper", action="store_true",
