@@ -16,6 +16,11 @@ from .solvers import (AdaDeltaSolver, AdaGradSolver, AdamSolver, NesterovSolver,
 __version__ = "0.1.0"
 
 
+def layer_type_list():
+    """pycaffe's name for the registered layer types."""
+    return layer_types()
+
+
 def set_mode_cpu():
     """Everything runs on the CPU; kept for pycaffe scripts."""
 
@@ -34,6 +39,7 @@ __all__ = [
     "Blob", "CaffeError", "ModelFileError", "NetError", "PrototxtError", "TEST", "TRAIN",
     "Layer", "layer_types", "register_layer", "Net", "set_random_seed", "io", "NetSpec",
     "layers", "params", "to_proto", "set_mode_cpu", "set_mode_gpu", "set_device",
+    "layer_type_list",
     "get_solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
     "AdaDeltaSolver", "AdamSolver",
 ]

@@ -395,16 +395,26 @@ class Net:
         return {name: self.blobs[name].diff for name in list(names) + list(diffs or [])}
 
     def forward_all(self, blobs=None, **kwargs):
-        """Run forward over inputs of any batch size, in net-sized batches."""
-        batch = self.blobs[self._inputs[0]].shape[0] if self._inputs else 1
-        total = len(next(iter(kwargs.values()))) if kwargs else batch
+        """Run forward over inputs of any length in net-sized batches (pycaffe's forward_all).
+
+        As in pycaffe, the last batch is padded with zeros to the net's batch size
+        and the padding is cut from the outputs, so the net keeps its shape.
+        """
+        if not kwargs:
+            return {key: value.copy() for key, value in self.forward(blobs=blobs).items()}
+        arrays = {name: np.asarray(value) for name, value in kwargs.items()}
+        total = len(next(iter(arrays.values())))
+        batch = self.blobs[next(iter(arrays))].shape[0]
         collected = {}
         for begin in range(0, total, batch):
-            chunk = {k: np.asarray(v)[begin:begin + batch] for k, v in kwargs.items()}
-            outs = self.forward(blobs=blobs, **chunk)
-            for key, value in outs.items():
+            chunk = {}
+            for name, array in arrays.items():
+                part = array[begin:begin + batch]
+                padding = np.zeros((batch - len(part),) + part.shape[1:], part.dtype)
+                chunk[name] = np.concatenate([part, padding])
+            for key, value in self.forward(blobs=blobs, **chunk).items():
                 collected.setdefault(key, []).append(value.copy())
-        return {key: np.concatenate(parts) for key, parts in collected.items()}
+        return {key: np.concatenate(parts)[:total] for key, parts in collected.items()}
 
     # ---- weights ----------------------------------------------------------
     def to_proto(self, write_diff=False):

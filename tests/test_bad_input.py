@@ -45,7 +45,7 @@ def test_unknown_layer_type_names_the_layer_and_the_known_types(tmp_path):
     assert "layer 'odd'" in message and "unknown layer type 'Convolutoin'" in message
     known = message.split("known types: ")[1].split(", ")
     assert {"Convolution", "InnerProduct", "Pooling", "SoftmaxWithLoss"} <= set(known)
-    assert known == sorted(known)
+    assert known == sorted(known) == caffe.layer_type_list()
 
 
 def test_bottom_that_nothing_produced_names_layer_and_blob(tmp_path):

@@ -53,8 +53,11 @@ def test_lenet_train_and_test_share_weights_through_a_caffemodel(tmp_path):
     train = caffe.Net(lenet_fed_by_inputs(), caffe.TRAIN)
     weights = tmp_path / "lenet.caffemodel"
     train.save(str(weights))
+    caffe.set_mode_cpu()
     deploy = caffe.Net(str(MODELS / "lenet_deploy.prototxt"), str(weights), caffe.TEST)
+    keyword = caffe.Net(str(MODELS / "lenet_deploy.prototxt"), caffe.TEST, weights=str(weights))
     for name in ("conv1", "conv2", "ip1", "ip2"):
         np.testing.assert_array_equal(deploy.params[name][0].data, train.params[name][0].data)
+        np.testing.assert_array_equal(keyword.params[name][1].data, train.params[name][1].data)
     prob = deploy.forward(data=np.zeros((2, 1, 28, 28)))["prob"]
     np.testing.assert_allclose(prob.sum(axis=1), 1, rtol=1e-5)

@@ -412,3 +412,13 @@ def test_pycaffe_attributes():
     assert net.layer_dict["ip1"].type == "InnerProduct"
     assert net._layer_names == layer_names(net)
     assert net._blob_names == list(net.blobs)
+
+
+def test_forward_all_batches_pads_and_trims():
+    net = make_net(CONV_NET, caffe.TEST)
+    x = np.random.default_rng(8).uniform(-1, 1, (5, 1, 6, 6))
+    out = net.forward_all(data=x, blobs=["pool"])
+    assert out["prob"].shape == (5, 2, 3, 3) and out["pool"].shape == (5, 2, 3, 3)
+    assert net.blobs["data"].shape == (2, 1, 6, 6)              # the net keeps its batch
+    np.testing.assert_allclose(out["prob"][4:], net.forward(data=np.concatenate(
+        [x[4:], np.zeros((1, 1, 6, 6))]))["prob"][:1], rtol=1e-6)
