@@ -85,14 +85,23 @@ def lrn_within_backward(x, dy, size, alpha, beta):
     return dy * scale ** -beta + 2 * x * d_square
 
 
+KINK_BAND = 1e-4   # ReLU inputs this close to 0 (relative to the blob's max) are ambiguous
+
+
 class ReferenceNet:
     """Run ``net_param`` (deploy style, Input layers) with the parameters ``params``
-    ({layer name: [float64 arrays]}); ``train`` picks BatchNorm's batch statistics."""
+    ({layer name: [float64 arrays]}); ``train`` picks BatchNorm's batch statistics.
 
-    def __init__(self, net_param, params, train):
+    ``relu_masks`` ({ReLU layer name: bool array}) settles the ReLU inputs that lie
+    within KINK_BAND of zero, where float32 and float64 may disagree on the sign
+    (the kink of Caffe's gradient checker); elsewhere the reference's own sign counts.
+    """
+
+    def __init__(self, net_param, params, train, relu_masks=None):
         self.layers = list(net_param.layer)
         self.params = params
         self.train = train
+        self.relu_masks = relu_masks or {}
 
     # ---- forward --------------------------------------------------------------
     def forward(self, inputs):
@@ -189,7 +198,11 @@ class ReferenceNet:
             flat = x.reshape(x.shape[0], -1)
             return [(dy @ w[0]).reshape(x.shape)], [dy.T @ flat, dy.sum(axis=0)]
         if t == "ReLU":
-            return [dy * (x > 0)], None
+            mask = x > 0
+            if layer.name in self.relu_masks:
+                ambiguous = np.abs(x) <= KINK_BAND * np.abs(x).max()
+                mask = np.where(ambiguous, self.relu_masks[layer.name], mask)
+            return [dy * mask], None
         if t == "Dropout":
             return [dy], None
         if t == "Pooling":
