@@ -7,6 +7,7 @@ in-place layer), registers its parameters (sharing by ``ParamSpec.name``) and
 works out which layers need a backward pass.  The pycaffe API (``blobs``,
 ``params``, ``forward(**inputs)``, ...) lives on this same class.
 """
+import itertools
 import os
 from collections import OrderedDict
 
@@ -394,27 +395,49 @@ class Net:
         names = self.bottom_names[self.layers[end_index].name] if end is not None else self._inputs
         return {name: self.blobs[name].diff for name in list(names) + list(diffs or [])}
 
-    def forward_all(self, blobs=None, **kwargs):
-        """Run forward over inputs of any length in net-sized batches (pycaffe's forward_all).
-
-        As in pycaffe, the last batch is padded with zeros to the net's batch size
-        and the padding is cut from the outputs, so the net keeps its shape.
-        """
-        if not kwargs:
-            return {key: value.copy() for key, value in self.forward(blobs=blobs).items()}
-        arrays = {name: np.asarray(value) for name, value in kwargs.items()}
+    def _batches(self, arrays):
+        """Net-sized batches of ``arrays`` (name -> array), the last one padded with zeros
+        (pycaffe's Net._batch); the batch size is that of the net's first blob."""
+        arrays = {name: np.asarray(value) for name, value in arrays.items()}
         total = len(next(iter(arrays.values())))
-        batch = self.blobs[next(iter(arrays))].shape[0]
-        collected = {}
+        batch = next(iter(self.blobs.values())).shape[0]
         for begin in range(0, total, batch):
             chunk = {}
             for name, array in arrays.items():
                 part = array[begin:begin + batch]
                 padding = np.zeros((batch - len(part),) + part.shape[1:], part.dtype)
                 chunk[name] = np.concatenate([part, padding])
-            for key, value in self.forward(blobs=blobs, **chunk).items():
-                collected.setdefault(key, []).append(value.copy())
-        return {key: np.concatenate(parts)[:total] for key, parts in collected.items()}
+            yield chunk
+
+    def forward_all(self, blobs=None, **kwargs):
+        """Run forward over inputs of any length in net-sized batches (pycaffe's forward_all).
+
+        As in pycaffe the last batch is padded, and the padding cut from the outputs, so
+        the net keeps its shape.
+        """
+        if not kwargs:
+            return {key: value.copy() for key, value in self.forward(blobs=blobs).items()}
+        collected = {}
+        for chunk in self._batches(kwargs):
+            _collect(collected, self.forward(blobs=blobs, **chunk))
+        return _concatenate(collected, len(next(iter(kwargs.values()))))
+
+    def forward_backward_all(self, blobs=None, diffs=None, **kwargs):
+        """Forward then backward in net-sized batches; returns (outputs, diffs) as pycaffe.
+
+        ``kwargs`` holds input arrays (for forward) and output diffs (for backward).
+        """
+        inputs = {name: kwargs[name] for name in self._inputs if name in kwargs}
+        top_diffs = {name: kwargs[name] for name in self._outputs if name in kwargs}
+        forward_batches = self._batches(inputs) if inputs else iter([{}])
+        backward_batches = self._batches(top_diffs) if top_diffs else iter([{}])
+        outs, grads = {}, {}
+        for forward_batch, backward_batch in itertools.zip_longest(
+                forward_batches, backward_batches, fillvalue={}):
+            _collect(outs, self.forward(blobs=blobs, **forward_batch))
+            _collect(grads, self.backward(diffs=diffs, **backward_batch))
+        total = len(next(iter(kwargs.values()))) if kwargs else None
+        return _concatenate(outs, total), _concatenate(grads, total)
 
     # ---- weights ----------------------------------------------------------
     def to_proto(self, write_diff=False):
@@ -487,3 +510,14 @@ class Net:
                     raise NetError(f"layer '{source.name}' blob {index}: cannot share shape "
                                    f"{theirs.shape} with {mine.shape}")
                 mine.share_data(theirs)
+
+
+def _collect(collected, batch_values):
+    """Append copies of one batch's arrays to ``collected`` (name -> list of arrays)."""
+    for name, value in batch_values.items():
+        collected.setdefault(name, []).append(value.copy())
+
+
+def _concatenate(collected, total):
+    """Join the batches and cut the padding after ``total`` items (None keeps all)."""
+    return {name: np.concatenate(parts)[:total] for name, parts in collected.items()}

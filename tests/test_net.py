@@ -422,3 +422,14 @@ def test_forward_all_batches_pads_and_trims():
     assert net.blobs["data"].shape == (2, 1, 6, 6)              # the net keeps its batch
     np.testing.assert_allclose(out["prob"][4:], net.forward(data=np.concatenate(
         [x[4:], np.zeros((1, 1, 6, 6))]))["prob"][:1], rtol=1e-6)
+
+
+def test_forward_backward_all_returns_outputs_and_input_diffs():
+    net = make_net(CONV_NET, caffe.TEST)
+    x = np.random.default_rng(9).uniform(-1, 1, (3, 1, 6, 6))
+    grad = np.random.default_rng(10).standard_normal((3, 2, 3, 3))
+    outs, diffs = net.forward_backward_all(data=x, prob=grad)
+    assert outs["prob"].shape == (3, 2, 3, 3) and diffs["data"].shape == (3, 1, 6, 6)
+    net.forward(data=np.concatenate([x[2:], np.zeros((1, 1, 6, 6))]))
+    expected = net.backward(prob=np.concatenate([grad[2:], np.zeros((1, 2, 3, 3))]))["data"]
+    np.testing.assert_allclose(diffs["data"][2:], expected[:1], rtol=1e-5, atol=1e-7)
