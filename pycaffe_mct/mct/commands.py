@@ -1,0 +1,67 @@
+"""``mct_train``: Mutual Calibration Training from a solver file with an ``mct_param``.
+
+    mct_train --solver models/mct_digits/solver.prototxt
+    mct_train --solver S --snapshot <primary prefix>_iter_N.solverstate   # resume both
+    mpiexec -n 4 mct_train --solver S                                     # 4 ranks
+
+A solver file without an ``mct_param`` section is trained as plain Caffe
+(``pycaffe_mct train``).  Under mpiexec (world size > 1) the parallel package
+is imported and every rank runs both models on its share of each batch.
+"""
+import argparse
+import sys
+
+from ..proto import caffe_pb2
+from ..proto_io import read_prototxt
+from ..solvers.log import default_writer, format_number, log_to_file
+
+
+def _has_mct_section(solver_file):
+    return read_prototxt(solver_file, caffe_pb2.SolverParameter()).HasField("mct_param")
+
+
+def _parallel_world():
+    """MPI_COMM_WORLD prepared for data parallelism, or None in a single process."""
+    from ..parallel.launch import mpi_world_size
+    if mpi_world_size() <= 1:
+        return None
+    from ..parallel import init_parallel
+    return init_parallel()
+
+
+def _summary(name, outputs):
+    return ", ".join(f"{key} = {format_number(value[0] if value.size == 1 else value.mean())}"
+                     for key, value in outputs.items()) or f"{name}: no test outputs"
+
+
+def mct_train_main(argv=None):
+    parser = argparse.ArgumentParser(prog="mct_train", description=__doc__.splitlines()[0])
+    parser.add_argument("--solver", required=True, help="solver prototxt with an mct_param")
+    parser.add_argument("--snapshot", help="M_p's .solverstate to resume both models from "
+                                           "(M_a's is found by its prefix and iteration)")
+    parser.add_argument("--log", help="also append the trainer's log to this file")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, rest = parser.parse_known_args(argv)
+    if not _has_mct_section(args.solver):
+        from ..solvers.commands import train_main
+        return train_main(argv)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.log:
+        log_to_file(args.log)
+    from .trainer import MCTTrainer
+    world = _parallel_world()
+    trainer = MCTTrainer(args.solver, world)
+    if world is not None:
+        from ..parallel import attach_data_parallel
+        trainer.attach = lambda solver: attach_data_parallel(solver, world)
+    mct_result = trainer.train(args.snapshot)
+    log = default_writer()
+    log.info(f"[MCT] M_p (MCT) final test: {_summary('M_p', mct_result)}", "mct_train:0")
+    if trainer.config.mct.compare_noise_only:
+        baseline = trainer.noise_only_baseline()
+        log.info(f"[MCT] M_p (MCT) final test: {_summary('M_p', mct_result)}", "mct_train:0")
+        log.info(f"[MCT] noise-only baseline final test: {_summary('baseline', baseline)}",
+                 "mct_train:0")
+    return 0
+

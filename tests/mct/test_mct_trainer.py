@@ -1,0 +1,194 @@
+"""The MCT trainer: bad configurations stop before training; a tiny run end to end."""
+import os
+
+import lmdb
+import numpy as np
+import pytest
+
+from pycaffe_mct.errors import CaffeError
+from pycaffe_mct.mct.commands import mct_train_main
+from pycaffe_mct.mct.trainer import MCTTrainer
+from pycaffe_mct.net import Net
+from pycaffe_mct.proto import caffe_pb2
+from pycaffe_mct.proto_io import read_binary_proto
+
+BODY = """
+layer { name: "ip1" type: "InnerProduct" bottom: "data" top: "ip1"
+        inner_product_param { num_output: 16 weight_filler { type: "xavier" } } }
+layer { name: "relu1" type: "ReLU" bottom: "ip1" top: "ip1" }
+layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "logits"
+        inner_product_param { num_output: %(classes)d weight_filler { type: "xavier" } } }
+"""
+TEST_PART = """
+layer { name: "digits" type: "Data" top: "data" top: "label" include { phase: TEST }
+        transform_param { scale: 0.00390625 }
+        data_param { source: "%(data)s/test_lmdb" batch_size: 60 backend: LMDB } }
+"""
+ACCURACY = """
+layer { name: "accuracy" type: "Accuracy" bottom: "logits" bottom: "label" top: "accuracy"
+        include { phase: TEST } }
+"""
+
+
+def _input(name, shape, stage=None):
+    rule = "phase: TRAIN" + (f' stage: "{stage}"' if stage else "")
+    dims = " ".join(f"dim: {d}" for d in shape)
+    return (f'layer {{ name: "{name}" type: "Input" top: "{name}" include {{ {rule} }} '
+            f'input_param {{ shape {{ {dims} }} }} }}\n')
+
+
+def _aux_net(data, classes):
+    return (_input("data", [8, 1, 28, 28]) + _input("label", [8]) + _input("sample_weight", [8])
+            + TEST_PART % {"data": data} + BODY % {"classes": classes} + ACCURACY
+            + 'layer { name: "loss" type: "SoftmaxWithLoss" include { phase: TRAIN } '
+              'bottom: "logits" bottom: "label" bottom: "sample_weight" top: "loss" }\n')
+
+
+def _primary_net(data, classes):
+    return (_input("data", [8, 1, 28, 28]) + _input("label", [8])
+            + _input("mask", [8], "mct_calibrate") + _input("aux_logits", [8, classes],
+                                                             "mct_calibrate")
+            + TEST_PART % {"data": data} + BODY % {"classes": classes} + ACCURACY
+            + 'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "logits" bottom: "label" '
+              'top: "loss" include { phase: TRAIN stage: "mct_pretrain" } }\n'
+              'layer { name: "distill" type: "SoftTargetLoss" top: "loss" bottom: "logits" '
+              'bottom: "aux_logits" bottom: "label" bottom: "mask" '
+              'include { phase: TRAIN stage: "mct_calibrate" } }\n')
+
+
+def _solver(net_file, **overrides):
+    settings = dict(net=f'"{net_file}"', base_lr=0.05, momentum=0.9, lr_policy='"fixed"',
+                    max_iter=12, display=0, snapshot=4, test_iter=1, test_interval=6,
+                    random_seed=3)
+    settings.update(overrides)
+    return "".join(f"{key}: {value}\n" for key, value in settings.items())
+
+
+def write_job(tmp_path, data, noise_rate="0.4", aux_classes=10, clean_source=None,
+              noisy_batch=8, **solver_overrides):
+    """A complete MCT job under tmp_path; returns the MCT solver file."""
+    (tmp_path / "aux.prototxt").write_text(_aux_net(data, aux_classes))
+    (tmp_path / "primary.prototxt").write_text(_primary_net(data, 10))
+    (tmp_path / "aux_solver.prototxt").write_text(_solver(tmp_path / "aux.prototxt",
+                                                          **solver_overrides))
+    (tmp_path / "primary_solver.prototxt").write_text(_solver(tmp_path / "primary.prototxt",
+                                                              **solver_overrides))
+    selection = f"selection {{ noise_rate: {noise_rate} }}" if noise_rate else ""
+    solver = tmp_path / "mct.prototxt"
+    solver.write_text(f"""random_seed: 5
+mct_param {{
+  aux_solver: "{tmp_path}/aux_solver.prototxt"
+  primary_solver: "{tmp_path}/primary_solver.prototxt"
+  clean_data {{ name: "clean" type: "Data" top: "data" top: "label"
+    transform_param {{ scale: 0.00390625 }}
+    data_param {{ source: "{clean_source or data + '/clean_lmdb'}" batch_size: 4 }} }}
+  noisy_data {{ name: "noisy" type: "Data" top: "data" top: "label"
+    transform_param {{ scale: 0.00390625 }}
+    data_param {{ source: "{data}/noisy_lmdb" batch_size: {noisy_batch} }} }}
+  pretrain_iter: 4
+  pretrain_lr: 0.1
+  {selection}
+  noisy_label_list: "{data}/noisy.txt"
+  clean_label_list: "{data}/noisy_true.txt"
+  distillation {{ temperature: 2 soft_weight: 0.5 }}
+  aux_snapshot_prefix: "{tmp_path}/snap/aux"
+  primary_snapshot_prefix: "{tmp_path}/snap/primary"
+}}
+""")
+    return solver
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    from pycaffe_mct.tools.make_digits_dataset import make_digits_dataset
+    out = tmp_path_factory.mktemp("digits")
+    make_digits_dataset(str(out))
+    return str(out)
+
+
+class FakeWorld:
+    def __init__(self, rank, size):
+        self.rank, self.size = rank, size
+
+    def Get_rank(self):
+        return self.rank
+
+    def Get_size(self):
+        return self.size
+
+
+@pytest.mark.parametrize("rate", ["1.0", "-0.2"])
+def test_noise_rate_outside_unit_interval_is_refused(tmp_path, digits, rate):
+    solver = write_job(tmp_path, digits, noise_rate=rate)
+    with pytest.raises(CaffeError, match=r"mct.prototxt: mct_param.selection.noise_rate: "
+                                         r"P_noise must be in \[0, 1\)"):
+        MCTTrainer(str(solver))
+
+
+def test_noise_rate_is_estimated_from_label_lists(tmp_path, digits):
+    solver = write_job(tmp_path, digits, noise_rate=None)
+    noisy = dict(line.split() for line in open(f"{digits}/noisy.txt"))
+    true = dict(line.split() for line in open(f"{digits}/noisy_true.txt"))
+    expected = np.mean([noisy[k] != true[k] for k in noisy])
+    assert MCTTrainer(str(solver)).config.noise_rate == pytest.approx(expected)
+
+
+def test_class_counts_that_differ_are_refused(tmp_path, digits):
+    solver = write_job(tmp_path, digits, aux_classes=9)
+    with pytest.raises(CaffeError, match="mct.prototxt: the models' class counts differ: "
+                                         "M_a scores 9 classes, M_p 10"):
+        MCTTrainer(str(solver)).train()
+
+
+def test_empty_clean_source_is_refused(tmp_path, digits):
+    empty = tmp_path / "empty_lmdb"
+    lmdb.open(str(empty)).close()
+    solver = write_job(tmp_path, digits, clean_source=str(empty))
+    with pytest.raises(CaffeError, match=r"mct_param.clean_data: .*empty_lmdb' holds no records"):
+        MCTTrainer(str(solver)).train()
+
+
+def test_batch_smaller_than_rank_count_is_refused(tmp_path, digits):
+    solver = write_job(tmp_path, digits, noisy_batch=2)
+    with pytest.raises(CaffeError, match="noisy_data batch_size 2 cannot be split evenly "
+                                         "over 4 ranks"):
+        MCTTrainer(str(solver), world=FakeWorld(0, 4)).train()
+
+
+def test_max_iter_must_agree(tmp_path, digits):
+    solver = write_job(tmp_path, digits)
+    text = (tmp_path / "aux_solver.prototxt").read_text().replace("max_iter: 12", "max_iter: 9")
+    (tmp_path / "aux_solver.prototxt").write_text(text)
+    with pytest.raises(CaffeError, match="same max_iter"):
+        MCTTrainer(str(solver))
+
+
+def _weights(path):
+    net = read_binary_proto(path, caffe_pb2.NetParameter())
+    return {layer.name: [np.array(b.data) for b in layer.blobs] for layer in net.layer}
+
+
+@pytest.mark.slow
+def test_tiny_run_end_to_end_deploys_and_resumes_bitwise(tmp_path, digits):
+    solver = write_job(tmp_path, digits)
+    assert mct_train_main(["--solver", str(solver)]) == 0
+    snap = tmp_path / "snap"
+    for prefix in ("aux", "primary"):
+        for iteration in (4, 8, 12):
+            assert (snap / f"{prefix}_iter_{iteration}.solverstate").is_file()
+        assert "Test net output #0: accuracy" in (snap / f"{prefix}.log").read_text()
+    deploy = Net(str(snap / "primary_deploy.prototxt"), caffe_pb2.TEST,
+                 weights=str(snap / "primary_deploy.caffemodel"))
+    deploy.blobs["data"].data[...] = 0.5
+    prob = deploy.forward()["prob"]
+    assert prob.shape == (1, 10) and prob.sum() == pytest.approx(1, abs=1e-5)
+    uninterrupted = _weights(snap / "primary_iter_12.caffemodel")
+    for resume_at in (4, 8):        # at the stage switch, and within calibration
+        os.remove(snap / "primary_iter_12.caffemodel")
+        os.remove(snap / "primary_iter_12.solverstate")
+        assert mct_train_main(["--solver", str(solver), "--snapshot",
+                               str(snap / f"primary_iter_{resume_at}.solverstate")]) == 0
+        resumed = _weights(snap / "primary_iter_12.caffemodel")
+        for name, blobs in uninterrupted.items():
+            for mine, theirs in zip(resumed[name], blobs):
+                assert np.array_equal(mine, theirs), (resume_at, name)
