@@ -1,4 +1,7 @@
 """Binary .caffemodel files: our round trip, Caffe's golden file, V1 nets, legacy 4-d blobs."""
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -173,3 +176,12 @@ def test_share_with_shares_weights_by_layer_name():
     test.share_with(train)
     train.params["ip"][0].data[...] = 0.25
     np.testing.assert_array_equal(test.params["ip"][0].data, 0.25)
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    path = tmp_path / "net.caffemodel"
+    small_net().save(str(path))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    assert list(tmp_path.iterdir()) == [path]             # no temporary file left behind
