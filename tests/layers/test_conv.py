@@ -101,3 +101,15 @@ def test_parameter_errors_name_the_layer():
                   np.ones((1, 1, 3, 3)))
     with pytest.raises(NetError, match="larger than the padded input"):
         run_layer(conv_text("num_output: 1 kernel_size: 5"), np.ones((1, 1, 3, 3)))
+
+
+def test_repeated_fields_give_per_axis_values():
+    x = uniform(1, 1, 5, 4, seed=5)
+    text = conv_text("num_output: 1 kernel_size: 3 kernel_size: 2 stride: 2 stride: 1 "
+                     "pad: 1 pad: 0 dilation: 1 dilation: 2")
+    layer, _, tops = run_layer(text, x)
+    assert layer.blobs[0].shape == (1, 1, 3, 2)
+    expected = reference_conv(x, layer.blobs[0].data.astype(float),
+                              layer.blobs[1].data.astype(float), stride=(2, 1), pad=(1, 0),
+                              dilation=(1, 2), group=1)
+    np.testing.assert_allclose(tops[0].data, expected, rtol=1e-5, atol=1e-5)
