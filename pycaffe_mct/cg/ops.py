@@ -182,19 +182,30 @@ def sum_into(arrays, out, coeffs=None):
 # ---- layer zoo: normalisation and cropping ---------------------------------
 def lrn_across_forward(x, size, alpha, beta, k, scale, out):
     """Caffe's ACROSS_CHANNELS LRN of x viewed (N, C, S); scale keeps k + alpha/size*sum."""
-    kernels_normalization.lrn_across_forward(x, size, alpha, beta, k, scale, out)
+    image = x.shape[1] * x.shape[2]
+    scheduler.units("lrn_forward", x.shape[0], image * x.itemsize, 2 * image * out.itemsize,
+                    (2 * size + 4) * image,
+                    lambda lo, hi: kernels_normalization.lrn_across_forward(
+                        x[lo:hi], size, alpha, beta, k, scale[lo:hi], out[lo:hi]))
 
 
 def lrn_across_backward(x, y, scale, dy, size, alpha, beta, dx):
     """dx of ACROSS_CHANNELS LRN; dx must not alias dy."""
-    kernels_normalization.lrn_across_backward(x, y, scale, dy, size, alpha, beta, dx)
+    image = x.shape[1] * x.shape[2]
+    scheduler.units("lrn_backward", x.shape[0], 4 * image * x.itemsize, image * dx.itemsize,
+                    (3 * size + 6) * image,
+                    lambda lo, hi: kernels_normalization.lrn_across_backward(
+                        x[lo:hi], y[lo:hi], scale[lo:hi], dy[lo:hi], size, alpha, beta,
+                        dx[lo:hi]))
 
 
 def channel_mean_var(x):
     """Per-channel mean and biased variance of x (N, C, S), as float32 (C,) arrays."""
     mean = np.empty(x.shape[1], np.float32)
     var = np.empty(x.shape[1], np.float32)
-    kernels_normalization.channel_mean_var(x, mean, var)
+    _per_channel("channel_mean_var", x.shape, 1, 3,
+                 lambda lo, hi: kernels_normalization.channel_mean_var(
+                     x[:, lo:hi], mean[lo:hi], var[lo:hi]))
     return mean, var
 
 
@@ -202,20 +213,66 @@ def channel_sums(a, b):
     """Per-channel sums of a and a*b over axes 0 and 2 of (N, C, S) arrays."""
     sum_a = np.empty(a.shape[1], np.float32)
     sum_ab = np.empty(a.shape[1], np.float32)
-    kernels_normalization.channel_sums(a, b, sum_a, sum_ab)
+    _per_channel("channel_sums", a.shape, 2, 3,
+                 lambda lo, hi: kernels_normalization.channel_sums(
+                     a[:, lo:hi], b[:, lo:hi], sum_a[lo:hi], sum_ab[lo:hi]))
     return sum_a, sum_ab
+
+
+def _per_channel(kernel_name, shape, arrays, flops, run):
+    """A reduction whose unit is one channel of ``arrays`` (N, C, S) float32 inputs."""
+    n_img, channels, plane = shape
+    scheduler.units(kernel_name, channels, arrays * n_img * plane * 4, 2 * 4,
+                    flops * n_img * plane, run)
 
 
 def crop_forward(x, offsets, out):
     """out = the window of x starting at ``offsets`` (one per axis) with out's shape."""
-    out[...] = x[_window(offsets, out.shape)]
+    window = x[_window(offsets, out.shape)]
+
+    def run(lo, hi):
+        out[lo:hi] = window[lo:hi]
+    _rows("crop_forward", out, run)
 
 
 def crop_backward(dy, offsets, dx):
     """dx = zeros with dy placed back at ``offsets``."""
-    dx[...] = 0
-    dx[_window(offsets, dy.shape)] = dy
+    window = dx[_window(offsets, dy.shape)]
+    start = offsets[0]
+
+    def run(lo, hi):
+        dx[lo:hi] = 0
+        first, last = max(lo, start), min(hi, start + dy.shape[0])
+        if first < last:
+            window[first - start:last - start] = dy[first - start:last - start]
+    _rows("crop_backward", dx, run)
+
+
+def _rows(kernel_name, out, run):
+    """A copy whose unit is one index of out's first axis."""
+    row = out[0].size * out.itemsize if out.size else 0
+    scheduler.units(kernel_name, out.shape[0], row, row, 0, run)
 
 
 def _window(offsets, shape):
     return tuple(slice(o, o + n) for o, n in zip(offsets, shape))
+
+
+# ---- per-channel bias (Convolution, InnerProduct) ----------------------------
+def add_channel_bias(y, bias):
+    """y (outer, channels, inner) += bias[channel]."""
+    outer, channels, inner = y.shape
+    per_outer = channels * inner * y.itemsize
+    scheduler.units("bias_forward", outer, per_outer + bias.nbytes, per_outer,
+                    channels * inner,
+                    lambda lo, hi: np.add(y[lo:hi], bias.reshape(1, -1, 1), out=y[lo:hi]))
+
+
+def accumulate_channel_bias_grad(dy, bias_diff):
+    """bias_diff[channel] += the sum of dy (outer, channels, inner) over outer and inner."""
+    outer, channels, inner = dy.shape
+
+    def run(lo, hi):
+        bias_diff[lo:hi] += dy[:, lo:hi].sum(axis=(0, 2))
+    scheduler.units("bias_backward", channels, outer * inner * dy.itemsize,
+                    2 * bias_diff.itemsize, outer * inner, run)

@@ -13,6 +13,12 @@ from .accounting import CallSummary
 from .spec import SW26010, CoreGroupSpec  # noqa: F401  (the scaling model's entry point)
 
 
+def _both(name):
+    """A property: forward's plus backward's ``name``."""
+    return property(lambda self: getattr(self.forward, name) + getattr(self.backward, name),
+                    doc=f"forward plus backward {name}")
+
+
 @dataclass
 class LayerProfile:
     """One layer's figures per iteration; forward and backward kept apart."""
@@ -28,34 +34,17 @@ class LayerProfile:
     def host_ms(self):
         return self.forward_ms + self.backward_ms
 
-    @property
-    def flops(self):
-        return self.forward.flops + self.backward.flops
-
-    @property
-    def dma_in_bytes(self):
-        return self.forward.dma_in_bytes + self.backward.dma_in_bytes
-
-    @property
-    def dma_out_bytes(self):
-        return self.forward.dma_out_bytes + self.backward.dma_out_bytes
-
-    @property
-    def reg_comm_bytes(self):
-        return self.forward.reg_comm_bytes + self.backward.reg_comm_bytes
+    flops = _both("flops")
+    dma_in_bytes = _both("dma_in_bytes")
+    dma_out_bytes = _both("dma_out_bytes")
+    reg_comm_bytes = _both("reg_comm_bytes")
+    tiles_per_cpe = _both("tiles_per_cpe")
 
     @property
     def ldm_peak_bytes(self):
         return max(self.forward.ldm_peak_bytes, self.backward.ldm_peak_bytes)
 
-    @property
-    def tiles_per_cpe(self):
-        return self.forward.tiles_per_cpe + self.backward.tiles_per_cpe
-
-    @property
-    def cg_seconds(self):
-        """Modelled core-group seconds of forward plus backward."""
-        return self.forward.seconds + self.backward.seconds
+    cg_seconds = _both("seconds")       # modelled core-group seconds
 
     @property
     def imbalance(self):

@@ -1,11 +1,13 @@
 """Convolution: im2col over a chunk of images, then one GEMM per group.
 
-Weights are (num_output, channels/group, kh, kw) as in Caffe.  Images are
-processed in chunks whose unfolded columns fit a fixed workspace, so one GEMM
-covers many images (small feature maps stay efficient) while memory stays
-bounded whatever the batch size.
+Weights are (num_output, channels/group, kh, kw) as in Caffe.  Small feature
+maps are processed in chunks of images whose unfolded columns fit a fixed
+workspace, so one GEMM covers many images while memory stays bounded whatever
+the batch size; the GEMM's (O, images*plane) result is then transposed into
+place.  When one image's GEMM is large on its own, images go one at a time:
+the GEMM writes straight into the top, and a 1x1 stride-1 unpadded
+convolution needs no im2col at all (the image is its own column matrix).
 """
-import numpy as np
 
 from ..blob import Blob
 from ..cg import ops
@@ -15,6 +17,9 @@ from ..layer import Layer, register_layer
 
 # Columns of at most this many floats per chunk (16 MB).
 CHUNK_FLOATS = 4 << 20
+# Images whose GEMM has at least this many multiply-adds per group go one at a time
+# (below it, BLAS threads are better fed by a GEMM over many images).
+PER_IMAGE_MACS = 1 << 24
 
 
 def spatial_pairs(layer, p):
@@ -103,18 +108,34 @@ class ConvolutionLayer(Layer):
 
     # ---- the work --------------------------------------------------------
     def _chunks(self, n_images, rows, plane):
-        per_image = max(rows * plane, 1)
-        step = max(1, CHUNK_FLOATS // per_image)
+        macs = (self.num_output // self.group) * (rows // self.group) * plane
+        step = 1 if macs >= PER_IMAGE_MACS else max(1, CHUNK_FLOATS // max(rows * plane, 1))
         for start in range(0, n_images, step):
             yield start, min(start + step, n_images)
 
+    def _pointwise(self):
+        return self.kernel == (1, 1) and self.stride == (1, 1) and self.pad == (0, 0)
+
     def _columns(self, x):
-        """The im2col matrix of images x (nb, C, H, W), in workspace slot 0."""
+        """The im2col matrix of images x (nb, C, H, W): x itself for one image of a
+        pointwise convolution (read-only then), else workspace slot 0."""
         nb = x.shape[0]
         out_h, out_w = self.output_hw(x.shape[2], x.shape[3])
         rows = self.channels * self.kernel[0] * self.kernel[1]
+        if nb == 1 and self._pointwise():
+            return x.reshape(rows, out_h * out_w)
         cols = workspace(0, (rows, nb * out_h * out_w))
         return ops.im2col(x, self.kernel, self.pad, self.stride, self.dilation, cols)
+
+    def _group_rows(self, array, lo, hi, plane):
+        """Rows (group, O/group, images*plane) of a top-shaped array for images lo..hi:
+        a view for one image, else a transposed copy in workspace slot 1."""
+        if hi - lo == 1:
+            return array[lo].reshape(self.group, -1, plane)
+        rows = workspace(1, (self.group, self.num_output // self.group, (hi - lo) * plane))
+        rows.reshape(self.group, -1, hi - lo, plane)[...] = (
+            array[lo:hi].reshape(hi - lo, self.group, -1, plane).transpose(1, 2, 0, 3))
+        return rows
 
     def forward_cpu(self, bottom, top):
         weight = self.blobs[0].data.reshape(self.group, self.num_output // self.group, -1)
@@ -123,13 +144,21 @@ class ConvolutionLayer(Layer):
             plane = y.shape[2] * y.shape[3]
             rows = weight.shape[2] * self.group
             for lo, hi in self._chunks(x.shape[0], rows, plane):
-                cols = self._columns(x[lo:hi]).reshape(self.group, -1, (hi - lo) * plane)
-                out = y[lo:hi].reshape(hi - lo, self.group, -1, plane)
+                nb = hi - lo
+                cols = self._columns(x[lo:hi]).reshape(self.group, -1, nb * plane)
+                if nb == 1:
+                    out = y[lo].reshape(self.group, -1, plane)
+                    for g in range(self.group):
+                        ops.gemm(weight[g], cols[g], out=out[g])
+                    continue
+                product = workspace(1, (weight.shape[1], nb * plane))
+                out = y[lo:hi].reshape(nb, self.group, -1, plane)
                 for g in range(self.group):
-                    product = ops.gemm(weight[g], cols[g])
-                    out[:, g] = product.reshape(-1, hi - lo, plane).transpose(1, 0, 2)
+                    ops.gemm(weight[g], cols[g], out=product)
+                    out[:, g] = product.reshape(-1, nb, plane).transpose(1, 0, 2)
             if self.bias_term:
-                y += self.blobs[1].data.reshape(1, -1, 1, 1)
+                ops.add_channel_bias(y.reshape(y.shape[0], self.num_output, plane),
+                                     self.blobs[1].data)
 
     def backward_cpu(self, top, propagate_down, bottom):
         weight = self.blobs[0].data.reshape(self.group, self.num_output // self.group, -1)
@@ -138,7 +167,8 @@ class ConvolutionLayer(Layer):
             dy = y_blob.diff
             plane = dy.shape[2] * dy.shape[3]
             if self.bias_term and self.param_propagate_down[1]:
-                self.blobs[1].diff[...] += dy.sum(axis=(0, 2, 3))
+                ops.accumulate_channel_bias_grad(dy.reshape(dy.shape[0], self.num_output, plane),
+                                                 self.blobs[1].diff)
             want_weight = self.param_propagate_down[0]
             if not (want_weight or propagate_down[index]):
                 continue
@@ -147,15 +177,17 @@ class ConvolutionLayer(Layer):
             for lo, hi in self._chunks(x.shape[0], rows, plane):
                 nb = hi - lo
                 # (nb, O, plane) -> (group, O/group, nb*plane), matching the columns' order.
-                dy_mat = np.ascontiguousarray(
-                    dy[lo:hi].reshape(nb, self.group, -1, plane).transpose(1, 2, 0, 3)
-                ).reshape(self.group, -1, nb * plane)
+                dy_mat = self._group_rows(dy, lo, hi, plane)
                 cols = self._columns(x[lo:hi]).reshape(self.group, -1, nb * plane)
                 if want_weight:
                     for g in range(self.group):
                         ops.gemm(dy_mat[g], cols[g], trans_b=True, beta=1.0, out=weight_diff[g])
-                if propagate_down[index]:
-                    for g in range(self.group):
-                        ops.gemm(weight[g], dy_mat[g], trans_a=True, out=cols[g])
+                if not propagate_down[index]:
+                    continue
+                if nb == 1 and self._pointwise():        # dx is its own column matrix
+                    cols = x_blob.diff[lo].reshape(self.group, -1, plane)
+                for g in range(self.group):
+                    ops.gemm(weight[g], dy_mat[g], trans_a=True, out=cols[g])
+                if not (nb == 1 and self._pointwise()):
                     ops.col2im(cols.reshape(rows, -1), self.kernel, self.pad, self.stride,
                                self.dilation, x_blob.diff[lo:hi])

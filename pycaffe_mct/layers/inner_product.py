@@ -46,7 +46,7 @@ class InnerProductLayer(Layer):
         x, y = self._matrices(bottom, top)
         ops.gemm(x, self.blobs[0].data, trans_b=not self.transpose, out=y)
         if self.bias_term:
-            y += self.blobs[1].data
+            ops.add_channel_bias(y.reshape(y.shape[0], -1, 1), self.blobs[1].data)
 
     def backward_cpu(self, top, propagate_down, bottom):
         x, dy = self._matrices(bottom, top, diff=True)
@@ -56,7 +56,7 @@ class InnerProductLayer(Layer):
             else:
                 ops.gemm(dy, x, trans_a=True, beta=1.0, out=self.blobs[0].diff)
         if self.bias_term and self.param_propagate_down[1]:
-            self.blobs[1].diff[...] += dy.sum(axis=0)
+            ops.accumulate_channel_bias_grad(dy.reshape(dy.shape[0], -1, 1), self.blobs[1].diff)
         if propagate_down[0]:
             dx = bottom[0].diff.reshape(x.shape)
             ops.gemm(dy, self.blobs[0].data, trans_b=self.transpose, out=dx)

@@ -146,3 +146,49 @@ def test_elementwise_maps_match_numpy():
     np.testing.assert_array_equal(out.reshape(5000, 10), x.reshape(5000, 10) * factor)
     ops.sum_into([x, dy, x], out, [1.0, 2.0, -1.0])
     np.testing.assert_allclose(out, 2 * dy, rtol=1e-5, atol=1e-5)
+
+
+def test_lrn_matches_numpy():
+    x, size, alpha, beta, k = rand(3, 7, 5), 3, 0.3, 0.75, 2.0
+    squares = np.pad(x.astype(np.float64) ** 2, ((0, 0), (1, 1), (0, 0)))
+    window = sum(squares[:, i:i + 7] for i in range(size))
+    expected_scale = k + alpha / size * window
+    scale, out = np.empty_like(x), np.empty_like(x)
+    ops.lrn_across_forward(x, size, alpha, beta, k, scale, out)
+    np.testing.assert_allclose(scale, expected_scale, rtol=1e-5)
+    np.testing.assert_allclose(out, x * expected_scale ** -beta, rtol=1e-5)
+    dy, dx = rand(*x.shape), np.full_like(x, np.nan)
+    ops.lrn_across_backward(x, out, scale, dy, size, alpha, beta, dx)
+    assert np.isfinite(dx).all()          # values: tests/layers checks the LRN gradient
+
+
+def test_channel_statistics_match_numpy():
+    a, b = rand(4, 70, 9), rand(4, 70, 9)
+    mean, var = ops.channel_mean_var(a)
+    np.testing.assert_allclose(mean, a.mean(axis=(0, 2)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var, a.var(axis=(0, 2)), rtol=1e-5, atol=1e-6)
+    sum_a, sum_ab = ops.channel_sums(a, b)
+    np.testing.assert_allclose(sum_a, a.sum(axis=(0, 2)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(sum_ab, (a * b).sum(axis=(0, 2)), rtol=1e-5, atol=1e-5)
+
+
+def test_crop_with_offsets_on_every_axis():
+    x, offsets = rand(70, 3, 6), (5, 1, 2)
+    out = np.full((40, 2, 3), np.nan, np.float32)
+    ops.crop_forward(x, offsets, out)
+    np.testing.assert_array_equal(out, x[5:45, 1:3, 2:5])
+    dx = np.full_like(x, np.nan)
+    ops.crop_backward(out, offsets, dx)
+    expected = np.zeros_like(x)
+    expected[5:45, 1:3, 2:5] = out
+    np.testing.assert_array_equal(dx, expected)
+
+
+def test_channel_bias_forward_and_gradient():
+    y, bias = rand(5, 70, 3), rand(70)
+    expected = y + bias[None, :, None]
+    ops.add_channel_bias(y, bias)
+    np.testing.assert_allclose(y, expected, rtol=1e-6)
+    grad = np.ones(70, np.float32)
+    ops.accumulate_channel_bias_grad(y, grad)
+    np.testing.assert_allclose(grad, 1 + expected.sum(axis=(0, 2)), rtol=1e-5, atol=1e-5)

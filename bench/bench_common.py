@@ -1,0 +1,45 @@
+"""What the benches share: the thread settings for their headers, and timing.
+
+numba's parallel kernels and BLAS never run at the same time here (ops are
+called one after another), so both may use every core; what matters is that
+neither asks for more threads than the cores it was given.  ``describe_threads``
+shows the environment variables, numba's thread count and layer, and every
+BLAS/OpenMP pool threadpoolctl sees (with its kernel, e.g. OpenBLAS's core type).
+"""
+import os
+import time
+
+import numba
+
+VARIABLES = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+             "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def describe_threads():
+    lines = [f"cores available: {len(os.sched_getaffinity(0))}"]
+    lines.append("env: " + ", ".join(f"{v}={os.environ.get(v, '(unset)')}" for v in VARIABLES))
+    lines.append(f"numba: {numba.get_num_threads()} threads, layer "
+                 f"{numba.config.THREADING_LAYER}")
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        lines.append("threadpoolctl not installed: BLAS pools unknown")
+        return "\n".join(lines)
+    for pool in threadpool_info():
+        lines.append(f"{pool['user_api']}: {pool['internal_api']} {pool.get('version')} "
+                     f"{pool['num_threads']} threads, kernel {pool.get('architecture')}, "
+                     f"{os.path.basename(pool['filepath'])}")
+    return "\n".join(lines)
+
+
+def timed(function):
+    """Seconds one call of ``function`` takes."""
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def best_seconds(function, repeats):
+    """Best of ``repeats`` calls, after one warm-up call (allocation, compilation)."""
+    function()
+    return min(timed(function) for _ in range(repeats))

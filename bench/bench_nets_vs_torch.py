@@ -1,0 +1,227 @@
+"""A training iteration (forward + backward) of our nets against PyTorch CPU.
+
+``python bench/bench_nets_vs_torch.py [--repeats 3] [--nets lenet alexnet ...]``
+builds each net from ``models/`` (data layers become random inputs, as in
+``pycaffe_mct time``), builds the same architecture in PyTorch from our net's
+own layers and weights, and prints the best-of-N time of both and ours / torch
+(target <= 1.5).  Both use the same thread count: numba, BLAS and torch are
+set to the cores this process may use (or OMP_NUM_THREADS), and the header
+shows the settings.  Last, the start-up time of a fresh process to its first
+LeNet iteration, with an empty numba cache (cold) and then a filled one (warm).
+Nets whose prototxt is missing, or a missing torch, are skipped with a message.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from pycaffe_mct.cg.timing import build_timing_net
+from pycaffe_mct.proto import caffe_pb2
+
+from bench_common import best_seconds, describe_threads  # noqa: E402  (a sibling script)
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+NETS = {  # name: (prototxt, batch, data shape C,H,W)
+    "lenet": ("lenet/lenet_train_test.prototxt", 64, (1, 28, 28)),
+    "cifar10_quick": ("cifar10_quick/train_val.prototxt", 100, (3, 32, 32)),
+    "alexnet": ("alexnet/train_val.prototxt", 16, (3, 227, 227)),
+    "resnet50": ("resnet50/train_val.prototxt", 8, (3, 224, 224)),
+}
+_POOL = caffe_pb2.PoolingParameter
+_ELTWISE = caffe_pb2.EltwiseParameter
+
+
+def threads():
+    return int(os.environ.get("OMP_NUM_THREADS", len(os.sched_getaffinity(0))))
+
+
+def limit_threads(count):
+    """One thread budget for numba, BLAS and torch (they never run at the same time)."""
+    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(count)
+    except ImportError:
+        pass
+
+
+# ---- the same net in PyTorch --------------------------------------------------
+
+def _pair(values, default):
+    values = list(values) or [default]
+    return tuple(values) if len(values) == 2 else (values[0], values[0])
+
+
+def _conv(torch, layer, inputs, weights):
+    p = layer.param.convolution_param
+    kernel = (p.kernel_h, p.kernel_w) if p.kernel_h else _pair(p.kernel_size, 1)
+    return torch.nn.functional.conv2d(
+        inputs[0], weights[0], weights[1] if len(weights) > 1 else None,
+        stride=(p.stride_h, p.stride_w) if p.stride_h else _pair(p.stride, 1),
+        padding=(p.pad_h, p.pad_w) if p.pad_h else _pair(p.pad, 0),
+        dilation=_pair(p.dilation, 1), groups=p.group)
+
+
+def _pool(torch, layer, inputs, weights):
+    F, x = torch.nn.functional, inputs[0]
+    kernel, stride, pad = layer.kernel, layer.stride, layer.pad
+    if layer.method == _POOL.MAX:
+        return F.max_pool2d(x, kernel, stride, pad, ceil_mode=True)
+    return F.avg_pool2d(x, kernel, stride, pad, ceil_mode=True, count_include_pad=True)
+
+
+def _inner_product(torch, layer, inputs, weights):
+    x = inputs[0].flatten(layer.axis)
+    return torch.nn.functional.linear(x, weights[0], weights[1] if len(weights) > 1 else None)
+
+
+def _batch_norm(torch, layer, inputs, weights):
+    return torch.nn.functional.batch_norm(inputs[0], None, None, training=True,
+                                          eps=layer.param.batch_norm_param.eps)
+
+
+def _scale(torch, layer, inputs, weights):
+    shape = (1, -1, 1, 1)
+    y = inputs[0] * weights[0].reshape(shape)
+    return y + weights[1].reshape(shape) if len(weights) > 1 else y
+
+
+def _eltwise(torch, layer, inputs, weights):
+    p = layer.param.eltwise_param
+    if p.operation == _ELTWISE.PROD:
+        return torch.prod(torch.stack(inputs), 0)
+    if p.operation == _ELTWISE.MAX:
+        return torch.amax(torch.stack(inputs), 0)
+    coeffs = list(p.coeff) or [1.0] * len(inputs)
+    return sum(c * x for c, x in zip(coeffs, inputs))
+
+
+def _lrn(torch, layer, inputs, weights):
+    p = layer.param.lrn_param
+    return torch.nn.functional.local_response_norm(inputs[0], p.local_size, p.alpha, p.beta,
+                                                   p.k)
+
+
+def _softmax_loss(torch, layer, inputs, weights):
+    return torch.nn.functional.cross_entropy(inputs[0], inputs[1].long())
+
+
+TORCH_LAYERS = {
+    "Convolution": _conv,
+    "Pooling": _pool,
+    "InnerProduct": _inner_product,
+    "BatchNorm": _batch_norm,
+    "Scale": _scale,
+    "Eltwise": _eltwise,
+    "LRN": _lrn,
+    "SoftmaxWithLoss": _softmax_loss,
+    "ReLU": lambda torch, layer, inputs, weights: torch.relu(inputs[0]),
+    "Dropout": lambda torch, layer, inputs, weights: torch.nn.functional.dropout(
+        inputs[0], layer.param.dropout_param.dropout_ratio),
+    "Concat": lambda torch, layer, inputs, weights: torch.cat(
+        inputs, layer.param.concat_param.axis),
+    "Softmax": lambda torch, layer, inputs, weights: torch.softmax(inputs[0], 1),
+}
+PASS_THROUGH = {"Split", "Accuracy", "Silence"}
+
+
+def torch_step(torch, net):
+    """A function running one forward+backward of ``net``'s architecture in torch."""
+    params = [[torch.tensor(b.data, requires_grad=True) for b in layer.blobs]
+              for layer in net.layers]
+    unsupported = {layer.type for layer in net.layers} - set(TORCH_LAYERS) - PASS_THROUGH \
+        - {"Input"}
+    if unsupported:
+        raise KeyError(f"no torch equivalent for {sorted(unsupported)}")
+
+    def step():
+        blobs = {}
+        for i, layer in enumerate(net.layers):
+            bottoms = [blobs[name] for name in net.bottom_names[layer.name]]
+            tops = net.top_names[layer.name]
+            if layer.type == "Input":
+                outputs = [torch.from_numpy(net.blobs[name].data) for name in tops]
+            elif layer.type in PASS_THROUGH:
+                outputs = bottoms[:1] * len(tops)
+            else:
+                outputs = [TORCH_LAYERS[layer.type](torch, layer, bottoms, params[i])]
+            blobs.update(zip(tops, outputs))
+        loss = sum(blobs[name] for name in net.outputs if blobs[name].dim() == 0)
+        loss.backward()
+        for group in params:
+            for p in group:
+                p.grad = None
+    return step
+
+
+def compare(name, torch, repeats):
+    prototxt, batch, shape = NETS[name]
+    if not (MODELS / prototxt).is_file():
+        return f"| {name} | skipped: models/{prototxt} not present | | |"
+    net = build_timing_net(MODELS / prototxt, batch=batch, data_shape=shape)
+    ours = best_seconds(net.forward_backward, repeats)
+    if torch is None:
+        return f"| {name} (batch {batch}) | {ours * 1e3:.1f} | torch not installed | |"
+    try:
+        step = torch_step(torch, net)
+    except KeyError as exc:
+        return f"| {name} (batch {batch}) | {ours * 1e3:.1f} | skipped: {exc} | |"
+    theirs = best_seconds(step, repeats)
+    return f"| {name} (batch {batch}) | {ours * 1e3:.1f} | {theirs * 1e3:.1f} | " \
+           f"{ours / theirs:.2f} |"
+
+
+START_UP = """
+import time
+start = time.perf_counter()
+from pycaffe_mct.cg.timing import build_timing_net
+net = build_timing_net({model!r}, batch=64, data_shape=(1, 28, 28))
+net.forward_backward()
+print(time.perf_counter() - start)
+"""
+
+
+def start_up_seconds():
+    """(cold, warm): a new process to its first LeNet iteration, empty then filled numba cache."""
+    code = START_UP.format(model=str(MODELS / NETS["lenet"][0]))
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        runs = [subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                               capture_output=True, text=True).stdout for _ in range(2)]
+    return tuple(float(out.split()[-1]) for out in runs)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
+    parser.add_argument("--skip-start-up", action="store_true")
+    args = parser.parse_args(argv)
+    limit_threads(threads())
+    try:
+        import torch
+        torch.set_num_threads(threads())
+    except ImportError:
+        torch = None
+        print("torch is not installed (pip install torch): printing our times only")
+    print(describe_threads())
+    if torch is not None:
+        print(f"torch {torch.__version__}: {torch.get_num_threads()} threads")
+    print("| net | ours ms | torch ms | ours / torch |")
+    print("|---|---:|---:|---:|")
+    np.random.seed(0)
+    for name in args.nets:
+        print(compare(name, torch, args.repeats), flush=True)
+    if not args.skip_start_up:
+        cold, warm = start_up_seconds()
+        print(f"start-up to the first LeNet iteration: cold (empty numba cache) {cold:.1f} s, "
+              f"warm {warm:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
