@@ -21,8 +21,9 @@ def conv(x, w, b, stride=(1, 1), pad=(0, 0), dilation=(1, 1), group=1):
         xs = xp[:, g * cg:(g + 1) * cg]
         for i in range(kh):
             for j in range(kw):
-                patch = xs[:, :, i * dilation[0]:i * dilation[0] + stride[0] * (oh - 1) + 1:stride[0],
-                           j * dilation[1]:j * dilation[1] + stride[1] * (ow - 1) + 1:stride[1]]
+                rows = slice(i * dilation[0], i * dilation[0] + stride[0] * (oh - 1) + 1, stride[0])
+                cols = slice(j * dilation[1], j * dilation[1] + stride[1] * (ow - 1) + 1, stride[1])
+                patch = xs[:, :, rows, cols]
                 out[:, g * og:(g + 1) * og] += np.einsum("nchw,oc->nohw", patch,
                                                          w[g * og:(g + 1) * og, :, i, j])
     if b is not None:
@@ -101,7 +102,8 @@ def batch_statistics(x):
 
 def broadcast(operand, x_shape, axis):
     """Shape operand to broadcast against x from ``axis`` on."""
-    return operand.reshape((1,) * axis + operand.shape + (1,) * (len(x_shape) - axis - operand.ndim))
+    trailing = len(x_shape) - axis - operand.ndim
+    return operand.reshape((1,) * axis + operand.shape + (1,) * trailing)
 
 
 def softmax(x, axis=1):

@@ -53,16 +53,23 @@ def random_statistics(net, rng):
             factor.data[...] = 1
 
 
-@pytest.mark.parametrize("case", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW else [])
-                                  for n in CASES])
-def test_net_matches_numpy_reference(case):
-    name, width, side, phase, (forward_tolerance, gradient_tolerance) = CASES[case]
+def case_net(case):
+    """(net param, our Net, input data, objective weights R) of one case, all seeded."""
+    name, width, side, phase, _ = CASES[case]
     param = forced_backward(generator.deploy(name, width=width, size=side, batch=2))
     set_random_seed(1701)
     net = Net(param, phase)
     rng = np.random.default_rng(1)
     random_statistics(net, rng)
     data = rng.uniform(-1, 1, net.blobs["data"].shape)
+    return param, net, data, rng.uniform(-1, 1, net.blobs["prob"].shape)
+
+
+@pytest.mark.parametrize("case", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW else [])
+                                  for n in CASES])
+def test_net_matches_numpy_reference(case):
+    phase, (forward_tolerance, gradient_tolerance) = CASES[case][3:]
+    param, net, data, objective = case_net(case)
     weights = {layer.name: [blob.data.astype(np.float64) for blob in layer.blobs]
                for layer in net.layers if layer.blobs}
     net.forward(data=data)
@@ -72,9 +79,8 @@ def test_net_matches_numpy_reference(case):
     expected = reference.forward({"data": data})
     for blob_name, value in expected.items():
         error = relative_error(net.blobs[blob_name].data, value)
-        assert error <= forward_tolerance, f"{name}: blob {blob_name} differs by {error:.2e}"
+        assert error <= forward_tolerance, f"{case}: blob {blob_name} differs by {error:.2e}"
 
-    objective = rng.uniform(-1, 1, net.blobs["prob"].shape)
     net.clear_param_diffs()
     net.backward(prob=objective)
     expected_grads = reference.backward({"prob": objective})
@@ -84,6 +90,7 @@ def test_net_matches_numpy_reference(case):
             if layer.type == "BatchNorm":
                 continue                       # statistics, not learned
             error = relative_error(blob.diff, expected_grads[layer.name][index])
-            assert error <= gradient_tolerance, f"{name}: {layer.name} param {index} gradient off by {error:.2e}"
+            assert error <= gradient_tolerance, \
+                f"{case}: {layer.name} param {index} gradient off by {error:.2e}"
             checked += 1
     assert checked == sum(len(l.blobs) for l in net.layers if l.type != "BatchNorm")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from zoo_helpers import assert_close, check_gradient, forward, random
+from zoo_helpers import assert_close, check_gradient, forward
 from pycaffe_mct.errors import NetError
 
 FILLERS = ('weight_filler { type: "uniform" min: -1 max: 1 } '
