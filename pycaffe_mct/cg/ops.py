@@ -182,21 +182,22 @@ def sum_into(arrays, out, coeffs=None):
 # ---- layer zoo: normalisation and cropping ---------------------------------
 def lrn_across_forward(x, size, alpha, beta, k, scale, out):
     """Caffe's ACROSS_CHANNELS LRN of x viewed (N, C, S); scale keeps k + alpha/size*sum."""
-    image = x.shape[1] * x.shape[2]
-    scheduler.units("lrn_forward", x.shape[0], image * x.itemsize, 2 * image * out.itemsize,
-                    (2 * size + 4) * image,
+    column = x.shape[0] * x.shape[1]      # unit: one pixel, all images and channels
+    scheduler.units("lrn_forward", x.shape[2], column * x.itemsize, 2 * column * out.itemsize,
+                    (2 * size + 4) * column,
                     lambda lo, hi: kernels_normalization.lrn_across_forward(
-                        x[lo:hi], size, alpha, beta, k, scale[lo:hi], out[lo:hi]))
+                        x[:, :, lo:hi], size, alpha, beta, k, scale[:, :, lo:hi],
+                        out[:, :, lo:hi]))
 
 
 def lrn_across_backward(x, y, scale, dy, size, alpha, beta, dx):
     """dx of ACROSS_CHANNELS LRN; dx must not alias dy."""
-    image = x.shape[1] * x.shape[2]
-    scheduler.units("lrn_backward", x.shape[0], 4 * image * x.itemsize, image * dx.itemsize,
-                    (3 * size + 6) * image,
+    column = x.shape[0] * x.shape[1]      # unit: one pixel, all images and channels
+    scheduler.units("lrn_backward", x.shape[2], 4 * column * x.itemsize, column * dx.itemsize,
+                    (3 * size + 6) * column,
                     lambda lo, hi: kernels_normalization.lrn_across_backward(
-                        x[lo:hi], y[lo:hi], scale[lo:hi], dy[lo:hi], size, alpha, beta,
-                        dx[lo:hi]))
+                        x[:, :, lo:hi], y[:, :, lo:hi], scale[:, :, lo:hi], dy[:, :, lo:hi],
+                        size, alpha, beta, dx[:, :, lo:hi]))
 
 
 def channel_mean_var(x):

@@ -66,12 +66,15 @@ class DeconvolutionLayer(ConvolutionLayer):
                 ops.col2im(cols.reshape(rows, -1), self.kernel, self.pad, self.stride,
                            self.dilation, y[lo:hi])
             if self.bias_term:
-                y += self.blobs[1].data.reshape(1, -1, 1, 1)
+                ops.add_channel_bias(y.reshape(y.shape[0], self.num_output, -1),
+                                     self.blobs[1].data)
 
     def backward_cpu(self, top, propagate_down, bottom):
         if self.bias_term and self.param_propagate_down[1]:
             for y_blob in top:
-                self.blobs[1].diff[...] += y_blob.diff.sum(axis=(0, 2, 3))
+                dy = y_blob.diff
+                ops.accumulate_channel_bias_grad(dy.reshape(dy.shape[0], self.num_output, -1),
+                                                 self.blobs[1].diff)
         for y_blob, x_blob, wanted in zip(top, bottom, propagate_down):
             if self.param_propagate_down[0] or wanted:
                 self._backward_pair(y_blob.diff, x_blob, wanted)
