@@ -82,3 +82,26 @@ def test_train_val_builds_in_both_phases_and_runs_once(name):
     train_net.backward()
     first = train_net.learnable_params[0]
     assert np.isfinite(first.diff).all() and np.abs(first.diff).max() > 0
+
+
+def _storage_ids(net):
+    blobs = list(net.blobs.values()) + [b for layer in net.layers for b in layer.blobs]
+    return {id(storage.array) for blob in blobs for storage in (blob._data, blob._diff)}
+
+
+def test_in_place_layers_share_the_blob():
+    net = Net(generator.deploy("resnet50", width=16, batch=1), TRAIN)
+    for layer in ("bn_conv1", "scale_conv1", "conv1_relu"):
+        index = list(net.layer_dict).index(layer)
+        assert net.top_vecs[index][0] is net.blobs["conv1"]
+
+
+def test_iterations_reuse_blob_storage():
+    net = Net(with_inputs_for_data(generator.train_val("cifar10_full"), batch=4), TRAIN)
+    net.blobs["label"].data[...] = [1, 2, 3, 4]
+    net.forward_backward()
+    before = _storage_ids(net)
+    for _ in range(2):
+        net.clear_param_diffs()
+        net.forward_backward()
+    assert _storage_ids(net) == before
