@@ -27,7 +27,6 @@ from ..solvers.log import default_writer
 from ..solvers.solver import NONE, SNAPSHOT, STOP
 from .buckets import DEFAULT_BUCKET_BYTES, GradientSync
 from .comm import get_world, mpi_module
-from .faults import install_abort_on_error
 from .ring import make_allreduce
 
 _ACTION_ORDER = (NONE, SNAPSHOT, STOP)    # when ranks differ, the later one wins
@@ -37,13 +36,14 @@ def init_parallel(comm=None):
     """Prepare this process as one rank of ``comm`` (default MPI_COMM_WORLD); returns it.
 
     Call before building nets: data layers read their partition when built.
+    A failing rank aborts the whole world, whatever ``comm`` is.
     """
-    world = comm if comm is not None else get_world()
-    install_abort_on_error(world)
-    set_default_partition(world.Get_rank(), world.Get_size())
+    world = get_world()
+    comm = world if comm is None else comm
+    set_default_partition(comm.Get_rank(), comm.Get_size())
     if world.Get_rank() != 0:
         default_writer().enabled = False
-    return world
+    return comm
 
 
 def attach_data_parallel(solver, comm=None, algorithm=None, bucket_bytes=None):
