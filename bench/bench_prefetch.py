@@ -22,6 +22,7 @@ import io            # noqa: E402
 import tempfile      # noqa: E402
 import time          # noqa: E402
 
+import numpy as np  # noqa: E402
 from bench_convert import photo_like  # noqa: E402
 
 import pycaffe_mct as caffe                                           # noqa: E402

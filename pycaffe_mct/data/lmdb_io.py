@@ -90,6 +90,15 @@ class LMDBReader:
             raise CaffeError(f"data source '{self.source}' holds no records")
         self.note = interrupted_conversion_note(self.source)
 
+    def reopen_after_fork(self):
+        """Open a private environment: a forked process must not use its parent's.
+
+        Closing the inherited copy only unmaps it in this process; the parent's stays open.
+        """
+        self.env.close()
+        self.env = lmdb.open(self.source, readonly=True, lock=False, readahead=False,
+                             subdir=os.path.isdir(self.source))
+
     def _index_keys(self):
         with self.env.begin() as txn:
             keys = list(txn.cursor().iternext(keys=True, values=False))

@@ -1,22 +1,33 @@
 """Background batch production with a bounded queue (Caffe's prefetch threads).
 
 A ``Prefetcher`` runs ``produce(batch_index)`` for consecutive batch indices
-in a daemon thread and keeps at most ``depth`` finished batches in a queue, so
-decoding and transforming the next batches overlaps the compute of the current
-one (``depth`` 2 is double buffering; Caffe's default ``prefetch`` is 4).
+in a background worker and keeps at most ``depth`` finished batches in a queue,
+so reading, decoding and transforming the next batches overlaps the compute of
+the current one (``depth`` 2 is double buffering; Caffe's default ``prefetch``
+is 4).  ``depth`` 0 produces each batch inside ``next()``, with no worker (for
+debugging, and as the baseline of bench/bench_prefetch.py).
+
+The worker is a daemon thread, or, with ``process=True``, a forked daemon
+process: decoding JPEGs holds Python's GIL often enough to slow the training
+thread's own work, so sources that decode use a process and hand batches over
+through a pipe.  ``on_start`` runs first in the worker (a forked process
+reopens its LMDB there, since an LMDB environment must not cross a fork).
 
 Because each batch is a pure function of its index, restarting at another
 index (a resumed solver) gives exactly the batches an uninterrupted run reads.
-An exception in the thread is handed over and raised by the next ``next()`` in
-the caller's thread.  ``depth`` 0 produces each batch in ``next()`` itself, with
-no thread (for debugging, and as the baseline of bench/bench_prefetch.py).  ``close()`` stops and joins the thread; owners register
+An exception in the worker is handed over and raised by the next ``next()`` in
+the caller's thread.  ``close()`` stops and joins the worker; owners register
 it with ``weakref.finalize`` and every live prefetcher is closed at exit, so no
-thread outlives its data layer or keeps the interpreter from exiting.
+worker outlives its data layer or keeps the interpreter from exiting.
 """
 import atexit
+import multiprocessing
 import queue
 import threading
+import traceback
 import weakref
+
+from ..errors import CaffeError
 
 _live = weakref.WeakSet()
 _POLL_SECONDS = 0.05
@@ -27,12 +38,51 @@ class _Failure:
         self.exc = exc
 
 
-class Prefetcher:
-    """Produce batches ``first, first + 1, ...`` ahead of time in a daemon thread."""
+def _portable(exc):
+    """An exception that survives pickling to the parent, keeping the message."""
+    if isinstance(exc, CaffeError):
+        return CaffeError(str(exc))
+    return RuntimeError(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
 
-    def __init__(self, produce, depth=4, first=0, name="prefetch"):
+
+def _produce_loop(produce, on_start, index, out, stop, in_process):
+    """The worker: produce batches into ``out`` until stopped or failed.
+
+    A process flushes a failure into the pipe before it exits (the parent is
+    waiting for it) but, when stopped, exits without waiting for anyone to read.
+    """
+    try:
+        if on_start is not None:
+            on_start()
+    except BaseException as exc:
+        out.put(_Failure(_portable(exc) if in_process else exc))
+        return
+    while not stop.is_set():
+        try:
+            item = produce(index)
+        except BaseException as exc:      # handed to the consumer, not lost
+            item = _Failure(_portable(exc) if in_process else exc)
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=_POLL_SECONDS)
+                break
+            except queue.Full:
+                continue
+        if isinstance(item, _Failure):
+            return
+        index += 1
+    if in_process:
+        out.cancel_join_thread()
+
+
+class Prefetcher:
+    """Produce batches ``first, first + 1, ...`` ahead of time in a daemon worker."""
+
+    def __init__(self, produce, depth=4, first=0, name="prefetch", process=False,
+                 on_start=None):
         self.produce, self.depth, self.name = produce, max(0, int(depth)), name
-        self._thread = None
+        self.process, self.on_start = bool(process), on_start
+        self._worker = None
         self.start(first)
         _live.add(self)
 
@@ -42,30 +92,20 @@ class Prefetcher:
         self._next_index = first
         if not self.depth:
             return
-        self._queue = queue.Queue(maxsize=self.depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(first, self._queue, self._stop),
-                                        name=self.name, daemon=True)
-        self._thread.start()
-
-    def _run(self, index, out, stop):
-        while not stop.is_set():
-            try:
-                item = self.produce(index)
-            except BaseException as exc:          # handed to the consumer, not lost
-                item = _Failure(exc)
-            while not stop.is_set():
-                try:
-                    out.put(item, timeout=_POLL_SECONDS)
-                    break
-                except queue.Full:
-                    continue
-            if isinstance(item, _Failure):
-                return
-            index += 1
+        if self.process:
+            context = multiprocessing.get_context("fork")
+            self._queue, self._stop = context.Queue(maxsize=self.depth), context.Event()
+            make_worker = context.Process
+        else:
+            self._queue, self._stop = queue.Queue(maxsize=self.depth), threading.Event()
+            make_worker = threading.Thread
+        self._worker = make_worker(
+            target=_produce_loop, name=self.name, daemon=True,
+            args=(self.produce, self.on_start, first, self._queue, self._stop, self.process))
+        self._worker.start()
 
     def next(self):
-        """The next batch, waiting for it; re-raises an exception of the thread."""
+        """The next batch, waiting for it; re-raises an exception of the worker."""
         if not self.depth:
             self._next_index += 1
             return self.produce(self._next_index - 1)
@@ -74,23 +114,28 @@ class Prefetcher:
                 item = self._queue.get(timeout=_POLL_SECONDS)
                 break
             except queue.Empty:
-                if not self._thread.is_alive() and self._queue.empty():
-                    raise RuntimeError(f"{self.name}: prefetch thread stopped") from None
+                if not self._worker.is_alive() and self._queue.empty():
+                    raise RuntimeError(f"{self.name}: prefetch worker stopped") from None
         if isinstance(item, _Failure):
             raise item.exc
         return item
 
     @property
     def running(self):
-        return self._thread is not None and self._thread.is_alive()
+        return self._worker is not None and self._worker.is_alive()
 
     def close(self):
-        """Stop the thread and wait for it; safe to call more than once."""
-        if self._thread is None:
+        """Stop the worker and wait for it; safe to call more than once."""
+        if self._worker is None:
             return
         self._stop.set()
-        self._thread.join()
-        self._thread = None
+        self._worker.join(timeout=None if not self.process else 2.0)
+        if self.process:
+            if self._worker.is_alive():
+                self._worker.terminate()
+                self._worker.join()
+            self._queue.close()
+        self._worker = None
 
 
 @atexit.register

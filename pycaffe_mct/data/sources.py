@@ -17,7 +17,16 @@ from .image import ImageDecodeError, read_image, resize_linear
 
 
 class BatchSource:
-    """Base class: subclasses give ``num_records``, ``read_records(indices)``, ``describe``."""
+    """Base class: subclasses give ``num_records`` and ``read_records(indices)``.
+
+    ``decodes`` says whether records are compressed images, whose decoding is
+    best done in a separate process (see ``prefetch``); ``after_fork`` then runs
+    first in that process.
+    """
+    decodes = False
+
+    def after_fork(self):
+        """Nothing to reopen by default."""
 
     def __init__(self, transformer, batch_size, partition, seed, skip=0):
         self.transformer, self.batch_size = transformer, int(batch_size)
@@ -60,6 +69,11 @@ class LMDBSource(BatchSource):
     def __init__(self, reader, *args, **kwargs):
         self.reader = reader
         super().__init__(*args, **kwargs)
+        with reader.transaction() as txn:
+            self.decodes = parse_datum(reader.read(txn, 0), reader.where(0)).encoded
+
+    def after_fork(self):
+        self.reader.reopen_after_fork()
 
     @property
     def num_records(self):
@@ -112,6 +126,7 @@ def load_image_file(path, color, height=0, width=0):
 
 class ImageListSource(BatchSource):
     """Image files named by a list file (ImageData layer)."""
+    decodes = True
 
     def __init__(self, list_path, root_folder, color, height, width, *args, **kwargs):
         self.list_path, self.entries = list_path, read_list_file(list_path)

@@ -1,7 +1,8 @@
 """Data layers: Data (LMDB), ImageData (list file), MemoryData (arrays from Python).
 
 Data and ImageData produce their batches in a background ``Prefetcher``
-(``data_param.prefetch`` batches ahead, Caffe's default 4), each batch a pure
+(``data_param.prefetch`` batches ahead, Caffe's default 4; a thread for raw
+Datums, a forked process when images must be decoded), each batch a pure
 function of its number (see ``pycaffe_mct.data.sources``), so
 ``restore_iteration`` can put a resumed solver on exactly the batches an
 uninterrupted run would read.  In TRAIN each rank reads its own share of the
@@ -59,8 +60,10 @@ class _PrefetchingDataLayer(Layer):
             top[1].reshape(batch_size)
         _log("info", "output data size: " + ",".join(map(str, top[0].shape)), self.log_tag)
         self.next_batch = 0
+        in_process = self.source.decodes
         self.prefetcher = Prefetcher(self.source.produce, depth=self.param.data_param.prefetch,
-                                     name=f"prefetch {self.name}")
+                                     name=f"prefetch {self.name}", process=in_process,
+                                     on_start=self.source.after_fork if in_process else None)
         self._finalizer = weakref.finalize(self, _close_source, self.prefetcher, self.source)
 
     def _partition(self, num_records, seed, rank, world_size, shuffle):

@@ -80,3 +80,29 @@ def test_depth_zero_produces_in_the_callers_thread():
     assert set(callers) == {threading.get_ident()} and not prefetcher.running
     prefetcher.start(7)
     assert prefetcher.next() == 7
+
+
+def _fails_at_two(index):
+    from pycaffe_mct.errors import CaffeError
+    if index == 2:
+        raise CaffeError("source s, key k: broken record")
+    return index * 10
+
+
+def test_process_worker_gives_batches_and_hands_over_errors():
+    from pycaffe_mct.errors import CaffeError
+    prefetcher = Prefetcher(_fails_at_two, depth=2, process=True)
+    assert [prefetcher.next(), prefetcher.next()] == [0, 10]
+    with pytest.raises(CaffeError, match="source s, key k: broken record"):
+        prefetcher.next()
+    prefetcher.close()
+
+
+def test_process_worker_stops_on_close_and_restarts():
+    prefetcher = Prefetcher(lambda i: i, depth=2, first=4, process=True)
+    assert prefetcher.next() == 4
+    worker = prefetcher._worker
+    prefetcher.start(9)
+    assert not worker.is_alive() and prefetcher.next() == 9
+    prefetcher.close()
+    assert not prefetcher.running

@@ -305,3 +305,12 @@ def test_resumed_solver_reads_the_batches_of_an_uninterrupted_run(tmp_path):
     resumed.step(2)
     np.testing.assert_array_equal(resumed.net.params["ip"][0].data,
                                   straight.net.params["ip"][0].data)
+
+
+def test_encoded_records_are_decoded_in_a_worker_process(fixtures_dir):
+    layer, tops = data_layer(fixtures_dir / "encoded_lmdb", 1, phase=TEST)
+    assert layer.prefetcher.process
+    layer.forward([], tops)
+    assert tops[0].shape == (1, 3, 24, 54)
+    layer.close()
+    assert not layer.prefetcher.running
