@@ -119,7 +119,7 @@ def _check_nets(param, source, fail):
     if param.test_state and len(param.test_state) != len(param.test_iter):
         fail("test_state", "give test_state once per test net, or not at all")
     if param.test_iter and param.test_interval <= 0:
-        fail("test_interval", "test nets need a positive test_interval")
+        fail("test_iter", "test nets need a positive test_interval")
 
 
 # ---- learning-rate policies -------------------------------------------------

@@ -113,4 +113,3 @@ def restore(solver, state_file):
             hook = getattr(layer, "restore_iteration", None)
             if hook is not None:
                 hook(solver.iter, iter_size=solver.param.iter_size)
-
