@@ -14,16 +14,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.mpi, needs_mpi]
 TEARDOWN_SECONDS = 30      # generous: ranks share 2 cores with the rest of the suite
 
 
-@pytest.mark.parametrize("how, message", [
-    ("exception", r"rank 1 of 3: uncaught exception(.|\n)*ValueError: boom on purpose"),
-    ("command", r"error: bad solver on purpose\n\*\*\* rank 1 of 3: command failed"),
-    ("kill", r"rank [02] of 3: uncaught exception(.|\n)*RingBroken: rank [02]: ring allreduce"),
+@pytest.mark.parametrize("how, messages", [
+    ("exception", ["rank 1 of 3: uncaught exception", "ValueError: boom on purpose"]),
+    ("command", ["error: bad solver on purpose", "rank 1 of 3: command failed"]),
+    ("kill", ["uncaught exception", "RingBroken: rank [02]: ring allreduce step"]),
 ])
-def test_one_failing_rank_ends_the_job_with_its_message(how, message):
+def test_one_failing_rank_ends_the_job_with_its_message(how, messages):
     code, out, err, seconds = run_mpi(3, "fail", how, timeout=120)
     assert code != 0
     assert seconds < TEARDOWN_SECONDS, f"the job took {seconds:.0f} s to end"
-    assert re.search(message, out + err), err
+    for message in messages:
+        assert re.search(message, out + err), f"{message!r} not in:\n{out}\n{err}"
 
 
 def test_killed_rank_mid_training_ends_the_job_and_the_last_snapshot_resumes(tmp_path):
