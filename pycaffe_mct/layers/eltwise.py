@@ -45,10 +45,13 @@ class EltwiseLayer(Layer):
             for array in arrays[2:]:
                 out *= array
         else:
-            # Ties go to the earliest bottom, as Caffe's strict ">" comparison does.
-            self.argmax = np.argmax(np.stack(arrays), axis=0)
-            np.maximum(arrays[0], arrays[1], out=out)
-            for array in arrays[2:]:
+            if self.argmax is None or self.argmax.shape != out.shape:
+                self.argmax = np.empty(out.shape, np.int32)
+            self.argmax[...] = 0
+            out[...] = arrays[0]
+            for index, array in enumerate(arrays[1:], 1):
+                # Strict ">": ties go to the earliest bottom, as in Caffe.
+                self.argmax[array > out] = index
                 np.maximum(out, array, out=out)
 
     def backward_cpu(self, top, propagate_down, bottom):

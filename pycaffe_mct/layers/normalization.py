@@ -153,8 +153,10 @@ class BatchNormLayer(Layer):
         y = self.normalized.data.reshape(self.view)
         sum_dy, sum_dy_y = ops.channel_sums(dy, y)
         per_channel = np.float32(self.view[0] * self.view[2])
-        dx[...] = (dy - (sum_dy / per_channel)[None, :, None]
-                   - y * (sum_dy_y / per_channel)[None, :, None]) / self.std
+        # dx may alias dy (in place): each step reads only what is still needed.
+        np.subtract(dy, (sum_dy / per_channel)[None, :, None], out=dx)
+        dx -= y * (sum_dy_y / per_channel)[None, :, None]
+        dx /= self.std
 
 
 @register_layer("MVN")

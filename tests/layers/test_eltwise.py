@@ -63,3 +63,12 @@ def test_argmax_along_axis():
 def test_argmax_top_k_too_large():
     with pytest.raises(NetError, match="top_k 7 exceeds the 6 values"):
         forward('type: "ArgMax" argmax_param { top_k: 7 }', random(2, 6))
+
+
+def test_eltwise_max_gradient_goes_to_the_first_of_tied_bottoms():
+    a, b = np.array([[1.0, 2.0]]), np.array([[1.0, 3.0]])
+    layer, bottoms, tops = forward('type: "Eltwise" eltwise_param { operation: MAX }', a, b)
+    tops[0].diff[...] = [[5.0, 7.0]]
+    layer.backward(tops, [True, True], bottoms)
+    assert_close(bottoms[0].diff, [[5.0, 0.0]])
+    assert_close(bottoms[1].diff, [[0.0, 7.0]])
