@@ -20,31 +20,28 @@ _SLURM_STEP_SIZE = "SLURM_STEP_NUM_TASKS"
 _LOCAL_SIZE = "MPI_LOCALNRANKS"
 
 
-def _int_variable(name, environ):
-    value = environ.get(name, "").strip()
-    return int(value) if value.isdigit() else None
+def _first_int(names, environ):
+    """The value of the first of ``names`` set to a number in ``environ``, else None."""
+    for name in names:
+        value = environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return None
 
 
 def mpi_world_size(environ=None):
     """The number of ranks the launcher started, 1 outside any MPI launcher."""
     environ = os.environ if environ is None else environ
-    for size_name, _ in _LAUNCHER_VARIABLES:
-        size = _int_variable(size_name, environ)
-        if size is not None:
-            return size
-    if "PMIX_RANK" in environ and _int_variable(_SLURM_STEP_SIZE, environ) is not None:
-        return _int_variable(_SLURM_STEP_SIZE, environ)
-    return _int_variable(_LOCAL_SIZE, environ) or 1
+    size = _first_int([size for size, _ in _LAUNCHER_VARIABLES], environ)
+    if size is None and "PMIX_RANK" in environ:
+        size = _first_int([_SLURM_STEP_SIZE], environ)
+    return size or _first_int([_LOCAL_SIZE], environ) or 1
 
 
 def mpi_rank(environ=None):
     """This process's rank in the launcher's world, 0 outside any MPI launcher."""
     environ = os.environ if environ is None else environ
-    for _, rank_name in _LAUNCHER_VARIABLES:
-        rank = _int_variable(rank_name, environ)
-        if rank is not None:
-            return rank
-    return 0
+    return _first_int([rank for _, rank in _LAUNCHER_VARIABLES], environ) or 0
 
 
 def launched_by_mpi(environ=None):
