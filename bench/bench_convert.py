@@ -60,7 +60,14 @@ def pillow_loop(root):
     return len(entries) / (time.perf_counter() - start)
 
 
+def print_machine():
+    """Cores and load: on a shared machine other processes' load moves every figure."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"cores {len(os.sched_getaffinity(0))}, load average {load}")
+
+
 def main(count=300):
+    print_machine()
     with tempfile.TemporaryDirectory() as root:
         write_photos(root, count)
         baseline = pillow_loop(root)

@@ -9,9 +9,13 @@ debugging, and as the baseline of bench/bench_prefetch.py).
 
 The worker is a daemon thread, or, with ``process=True``, a forked daemon
 process: decoding JPEGs holds Python's GIL often enough to slow the training
-thread's own work, so sources that decode use a process and hand batches over
-through a pipe.  ``on_start`` runs first in the worker (a forked process
-reopens its LMDB there, since an LMDB environment must not cross a fork).
+thread's own work, so sources that decode use a process.  A process hands its
+batches (tuples of numpy arrays) over through ``depth + 1`` slots of shared
+memory of ``slot_bytes`` each, mapped before the fork; only slot numbers and
+shapes go through pipes (pickling megabytes through a pipe costs more than the
+decoding on a busy machine).  A batch too big for a slot is pickled instead.
+``on_start`` runs first in the worker (a forked process reopens its LMDB
+there, since an LMDB environment must not cross a fork).
 
 Because each batch is a pure function of its index, restarting at another
 index (a resumed solver) gives exactly the batches an uninterrupted run reads.
@@ -21,11 +25,14 @@ it with ``weakref.finalize`` and every live prefetcher is closed at exit, so no
 worker outlives its data layer or keeps the interpreter from exiting.
 """
 import atexit
+import mmap
 import multiprocessing
 import queue
 import threading
 import traceback
 import weakref
+
+import numpy as np
 
 from ..errors import CaffeError
 
@@ -45,12 +52,56 @@ def _portable(exc):
     return RuntimeError(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
 
 
-def _produce_loop(produce, on_start, index, out, stop, in_process):
+class _SharedSlots:
+    """Fixed-size slots in an anonymous shared mapping, and a queue of the free ones."""
+
+    def __init__(self, context, count, slot_bytes):
+        self.slot_bytes = int(slot_bytes)
+        self.memory = mmap.mmap(-1, max(1, count * self.slot_bytes))
+        self.free = context.Queue()
+        for slot in range(count):
+            self.free.put(slot)
+
+    def pack(self, item, stop):
+        """In the worker: the message for ``item`` (slot and layout, or the item itself)."""
+        if not (isinstance(item, tuple) and all(isinstance(a, np.ndarray) for a in item)) \
+                or sum(a.nbytes for a in item) > self.slot_bytes:
+            return ("pickled", item)
+        while not stop.is_set():
+            try:
+                slot = self.free.get(timeout=_POLL_SECONDS)
+                break
+            except queue.Empty:
+                continue
+        else:
+            return None
+        offset, layout = slot * self.slot_bytes, []
+        for array in item:
+            target = np.frombuffer(self.memory, array.dtype, array.size, offset)
+            target[...] = array.ravel()
+            layout.append((array.dtype.str, array.shape, offset))
+            offset += array.nbytes
+        return ("slot", slot, layout)
+
+    def unpack(self, message):
+        """In the consumer: the arrays of a message, copied out; the slot is freed."""
+        if message[0] == "pickled":
+            return message[1]
+        _, slot, layout = message
+        arrays = tuple(np.frombuffer(self.memory, dtype, int(np.prod(shape)), offset)
+                       .reshape(shape).copy() for dtype, shape, offset in layout)
+        self.free.put(slot)
+        return arrays
+
+
+def _produce_loop(produce, on_start, index, out, stop, slots):
     """The worker: produce batches into ``out`` until stopped or failed.
 
-    A process flushes a failure into the pipe before it exits (the parent is
-    waiting for it) but, when stopped, exits without waiting for anyone to read.
+    A process (``slots`` given) flushes a failure into the pipe before it exits
+    (the parent is waiting for it) but, when stopped, exits without waiting for
+    anyone to read.
     """
+    in_process = slots is not None
     try:
         if on_start is not None:
             on_start()
@@ -60,6 +111,8 @@ def _produce_loop(produce, on_start, index, out, stop, in_process):
     while not stop.is_set():
         try:
             item = produce(index)
+            if in_process:
+                item = slots.pack(item, stop)
         except BaseException as exc:      # handed to the consumer, not lost
             item = _Failure(_portable(exc) if in_process else exc)
         while not stop.is_set():
@@ -79,9 +132,10 @@ class Prefetcher:
     """Produce batches ``first, first + 1, ...`` ahead of time in a daemon worker."""
 
     def __init__(self, produce, depth=4, first=0, name="prefetch", process=False,
-                 on_start=None):
+                 on_start=None, slot_bytes=0):
         self.produce, self.depth, self.name = produce, max(0, int(depth)), name
-        self.process, self.on_start = bool(process), on_start
+        self.process, self.on_start, self.slot_bytes = bool(process), on_start, slot_bytes
+        self._slots = None
         self._worker = None
         self.start(first)
         _live.add(self)
@@ -95,13 +149,14 @@ class Prefetcher:
         if self.process:
             context = multiprocessing.get_context("fork")
             self._queue, self._stop = context.Queue(maxsize=self.depth), context.Event()
+            self._slots = _SharedSlots(context, self.depth + 1, self.slot_bytes)
             make_worker = context.Process
         else:
             self._queue, self._stop = queue.Queue(maxsize=self.depth), threading.Event()
             make_worker = threading.Thread
         self._worker = make_worker(
             target=_produce_loop, name=self.name, daemon=True,
-            args=(self.produce, self.on_start, first, self._queue, self._stop, self.process))
+            args=(self.produce, self.on_start, first, self._queue, self._stop, self._slots))
         self._worker.start()
 
     def next(self):
@@ -118,7 +173,7 @@ class Prefetcher:
                     raise RuntimeError(f"{self.name}: prefetch worker stopped") from None
         if isinstance(item, _Failure):
             raise item.exc
-        return item
+        return self._slots.unpack(item) if self.process else item
 
     @property
     def running(self):
@@ -135,6 +190,9 @@ class Prefetcher:
                 self._worker.terminate()
                 self._worker.join()
             self._queue.close()
+            self._slots.free.close()
+            self._slots.free.join_thread()
+            self._slots.memory.close()
         self._worker = None
 
 

@@ -63,7 +63,8 @@ class _PrefetchingDataLayer(Layer):
         in_process = self.source.decodes
         self.prefetcher = Prefetcher(self.source.produce, depth=self.param.data_param.prefetch,
                                      name=f"prefetch {self.name}", process=in_process,
-                                     on_start=self.source.after_fork if in_process else None)
+                                     on_start=self.source.after_fork if in_process else None,
+                                     slot_bytes=4 * (top[0].count + batch_size))
         self._finalizer = weakref.finalize(self, _close_source, self.prefetcher, self.source)
 
     def _partition(self, num_records, seed, rank, world_size, shuffle):
