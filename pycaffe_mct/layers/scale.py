@@ -47,6 +47,19 @@ class BroadcastLayer(Layer):
     max_bottoms = 2
     exact_tops = 1
 
+    def learned_blobs(self, bottom, p, default_value):
+        """Set ``self.start``; the learned operand as a list: empty when bottom 1 is given."""
+        self.start = self.operand_start(bottom, p.axis)
+        if len(bottom) == 2:
+            return []
+        return [self.operand_blob(bottom, p, p.filler if p.HasField("filler") else None,
+                                  default_value)]
+
+    def operand_blob(self, bottom, p, filler, default_value):
+        """A blob over p.axis/p.num_axes of bottom 0, from ``filler`` or the constant."""
+        start, end = operand_axes(self, bottom[0], p.axis, p.num_axes)
+        return learned_operand(bottom[0].shape[start:end], filler, default_value)
+
     def operand(self, bottom):
         """The operand blob: bottom 1 or the learned blob 0."""
         return bottom[1] if len(bottom) == 2 else self.blobs[0]
@@ -81,19 +94,12 @@ class ScaleLayer(BroadcastLayer):
 
     def layer_setup(self, bottom, top):
         p = self.param.scale_param
-        self.start = self.operand_start(bottom, p.axis)
-        self.blobs = []
-        if len(bottom) == 1:
-            start, end = operand_axes(self, bottom[0], p.axis, p.num_axes)
-            self.blobs.append(learned_operand(bottom[0].shape[start:end],
-                                              p.filler if p.HasField("filler") else None, 1.0))
+        self.blobs = self.learned_blobs(bottom, p, 1.0)
         self.bias_index = None
         if p.bias_term:
-            start, end = operand_axes(self, bottom[0], p.axis, p.num_axes)
             self.bias_index = len(self.blobs)
-            self.blobs.append(learned_operand(bottom[0].shape[start:end],
-                                              p.bias_filler if p.HasField("bias_filler")
-                                              else None, 0.0))
+            self.blobs.append(self.operand_blob(
+                bottom, p, p.bias_filler if p.HasField("bias_filler") else None, 0.0))
         self.saved_input = Blob()
 
     def reshape(self, bottom, top):
@@ -138,13 +144,7 @@ class BiasLayer(BroadcastLayer):
     """y = x + b; b defaults to zeros."""
 
     def layer_setup(self, bottom, top):
-        p = self.param.bias_param
-        self.start = self.operand_start(bottom, p.axis)
-        self.blobs = []
-        if len(bottom) == 1:
-            start, end = operand_axes(self, bottom[0], p.axis, p.num_axes)
-            self.blobs.append(learned_operand(bottom[0].shape[start:end],
-                                              p.filler if p.HasField("filler") else None, 0.0))
+        self.blobs = self.learned_blobs(bottom, self.param.bias_param, 0.0)
 
     def forward_cpu(self, bottom, top):
         bias = self.operand(bottom).data.reshape(1, -1, 1)
