@@ -63,3 +63,9 @@ def build(layer_text):
 def test_bad_parameter_fails_at_construction(layer_text, expected):
     with pytest.raises(NetError, match=expected):
         build(layer_text)
+
+
+def test_python_layers_are_refused_as_unknown():
+    with pytest.raises(NetError, match=r"layer 'py': unknown layer type 'Python'"):
+        build('layer { name: "py" type: "Python" bottom: "a" top: "p" '
+              'python_param { module: "evil" layer: "Run" } }')
