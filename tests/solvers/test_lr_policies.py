@@ -12,9 +12,8 @@ BASE, GAMMA, POWER, STEPSIZE, MAX_ITER = 0.01, 0.5, 0.75, 10, 100
 
 
 def param(policy, **extra):
-    p = caffe_pb2.SolverParameter(base_lr=BASE, lr_policy=policy, gamma=GAMMA, power=POWER,
-                                  stepsize=STEPSIZE, max_iter=MAX_ITER, **extra)
-    return p
+    return caffe_pb2.SolverParameter(base_lr=BASE, lr_policy=policy, gamma=GAMMA, power=POWER,
+                                     stepsize=STEPSIZE, max_iter=MAX_ITER, **extra)
 
 
 EXPECTED = {

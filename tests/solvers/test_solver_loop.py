@@ -1,10 +1,14 @@
 """The training loop: smoothed loss, display and test lines, callbacks, stopping."""
+import io
 import re
 
 import numpy as np
 import pytest
 
-from pycaffe_mct.solvers import NonFiniteError
+from pycaffe_mct.proto import caffe_pb2
+from pycaffe_mct.proto_io import parse_prototxt
+from pycaffe_mct.solvers import NonFiniteError, get_solver
+from pycaffe_mct.solvers.log import GlogWriter
 from solver_helpers import TINY_NET, quiet_solver, weights_of, write_solver
 
 
@@ -118,6 +122,7 @@ def test_stop_request_ends_training_early(tmp_path):
     assert (tmp_path / "snap_iter_3.solverstate").exists()
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
 def test_non_finite_loss_names_iteration_and_layer(tmp_path):
     solver, _ = quiet_solver(write_solver(tmp_path, base_lr=1e30, max_iter=20))
     with pytest.raises(NonFiniteError, match=r"iteration \d+: .*'ip\d'") as info:
@@ -127,9 +132,9 @@ def test_non_finite_loss_names_iteration_and_layer(tmp_path):
 
 
 def test_random_seed_makes_runs_repeatable(tmp_path):
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     runs = []
     for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
         solver, _ = quiet_solver(write_solver(tmp_path / sub, TINY_NET))
         solver.step(4)
         runs.append(weights_of(solver.net))
@@ -147,3 +152,29 @@ def test_debug_info_logs_layer_statistics(tmp_path):
 def test_gpu_mode_is_accepted_with_a_note(tmp_path):
     solver, log = quiet_solver(write_solver(tmp_path, solver_mode="GPU", device_id=1))
     assert "solver_mode GPU (device_id 1) is ignored" in log.getvalue()
+
+
+STAGED_NET = TINY_NET.replace(
+    'layer { name: "acc"',
+    'layer { name: "acc2" type: "Accuracy" bottom: "ip2" bottom: "label" top: "acc2" '
+    'include { phase: TEST stage: "extra" } }\nlayer { name: "acc"')
+
+
+def test_train_and_test_states_select_layers(tmp_path):
+    path = write_solver(tmp_path, STAGED_NET, test_iter=[1, 1], test_interval=100,
+                        test_state=["{ }", '{ stage: "extra" }'], train_state='{ level: 2 }')
+    solver, _ = quiet_solver(path)
+    assert solver.net.state.level == 2 and "acc" not in solver.net.blobs
+    assert [sorted(net.outputs) for net in solver.test_nets] == \
+        [["acc", "loss"], ["acc", "acc2", "loss"]]
+
+
+def test_inline_net_params(tmp_path):
+    net = parse_prototxt(TINY_NET, caffe_pb2.NetParameter())
+    param = caffe_pb2.SolverParameter(base_lr=0.1, lr_policy="fixed", test_iter=[1],
+                                      test_interval=10, random_seed=1)
+    param.train_net_param.CopyFrom(net)
+    param.test_net_param.add().CopyFrom(net)
+    solver = get_solver(param, log=GlogWriter(stream=io.StringIO()))
+    solver.step(1)
+    assert solver.iter == 1 and "acc" in solver.test_nets[0].outputs

@@ -86,6 +86,7 @@ def test_ctrl_c_stops_and_snapshots(tmp_path, capsys, effect, expect_snapshot):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
 def test_non_finite_loss_stops_and_keeps_the_last_good_snapshot(tmp_path, capsys):
     solver = write_solver(tmp_path, max_iter=20, snapshot=1, base_lr=1e30, type='"SGD"')
     assert train("--solver", solver) == 1
