@@ -17,7 +17,7 @@ MPI_AVAILABLE = bool(shutil.which("mpiexec")) and importlib.util.find_spec("mpi4
 needs_mpi = pytest.mark.skipif(not MPI_AVAILABLE, reason="mpiexec or mpi4py not installed")
 
 
-def _clean_environment():
+def clean_environment():
     """Our environment without PYTHONPATH surprises or a launcher's variables."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PMI_", "PMIX_", "OMPI_", "MPI_LOCAL", "HYDRA_"))}
@@ -27,9 +27,17 @@ def _clean_environment():
 
 def start_mpi(ranks, *args, script=WORKERS, cwd=None, env=None):
     """Start ``mpiexec -n ranks python script args`` in a process group of its own."""
-    command = ["mpiexec", "-n", str(ranks), sys.executable, str(script), *map(str, args)]
+    return start_mpmd([(ranks, script, *args)], cwd=cwd, env=env)
+
+
+def start_mpmd(programs, cwd=None, env=None):
+    """``mpiexec -n n1 python a1... : -n n2 python a2...`` for (n, script, *args) programs."""
+    command = ["mpiexec"]
+    for ranks, script, *args in programs:
+        command += [":"] if len(command) > 1 else []
+        command += ["-n", str(ranks), sys.executable, str(script), *map(str, args)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**_clean_environment(), **(env or {})}, cwd=cwd,
+                            text=True, env={**clean_environment(), **(env or {})}, cwd=cwd,
                             start_new_session=True)
 
 

@@ -6,11 +6,12 @@ a resume may use another N, and only rank 0 logs and snapshots.
 """
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
-from mpi_jobs import REPO, _clean_environment, needs_mpi, run_mpi
+from mpi_jobs import REPO, clean_environment, finish_mpi, needs_mpi, run_mpi, start_mpmd
 from training_case import read_weights, write_job
 
 pytest.importorskip("pycaffe_mct.solvers.commands")
@@ -32,7 +33,7 @@ def single_process(tmp_path_factory):
     directory = tmp_path_factory.mktemp("data_parallel")
     solver = write_job(directory, "one", batch=16, max_iter=5)
     subprocess.run([sys.executable, *TRAIN, str(solver)], check=True, cwd=REPO, timeout=120,
-                   env=_clean_environment(), capture_output=True)
+                   env=clean_environment(), capture_output=True)
     return directory, read_weights(directory / "one_iter_5.caffemodel")
 
 
@@ -68,3 +69,12 @@ def test_resume_on_a_different_number_of_ranks(single_process):
     log = train(2, resumed, "--snapshot", directory / "first_half_iter_3.solverstate")
     assert "Data parallel on 2 MPI ranks" in log
     assert_same_weights(read_weights(directory / "second_half_iter_5.caffemodel"), reference)
+
+
+def test_ranks_started_differently_are_refused_naming_the_rank(tmp_path):
+    solver = write_job(tmp_path, "mismatch", batch=4, max_iter=5)
+    job = start_mpmd([(1, "-m", *TRAIN[1:], solver, "--iterations", 5),
+                      (1, "-m", *TRAIN[1:], solver, "--iterations", 6)])
+    code, _, err, _ = finish_mpi(job, time.monotonic(), timeout=90)
+    assert code != 0
+    assert "rank 1 disagrees with rank 0 on max_iter" in err
