@@ -137,6 +137,8 @@ class Layer:
         weights = list(self.param.loss_weight)
         if not weights and self.default_loss_weight and top:
             weights = [self.default_loss_weight]
+            # Caffe writes the default into the layer's parameters, so its caffemodels carry it.
+            self.param.loss_weight.extend(weights)
         if len(weights) > len(top):
             raise self.error(f"has {len(weights)} loss_weight values but {len(top)} tops")
         self.loss_weights = weights + [0.0] * (len(top) - len(weights))

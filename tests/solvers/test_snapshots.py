@@ -140,5 +140,15 @@ def test_caffe_solver_state_resumes(fixtures_dir, tmp_path, monkeypatch):
     assert solver.iter == 10
     for history, proto in zip(solver.history, state.history):
         np.testing.assert_array_equal(history, proto_array(proto))
+    # Snapshotting the restored solver at once writes Caffe's two files byte for byte.
+    for suffix in (".caffemodel", ".solverstate"):
+        (tmp_path / f"small_adam_iter_10{suffix}").unlink()      # the links, not the fixtures
+    (tmp_path / "solver.prototxt").write_text(text)
+    again, _ = quiet_solver(tmp_path / "solver.prototxt")
+    again.restore(str(fixtures_dir / "small_adam_iter_10.solverstate"))
+    assert again.snapshot() == "small_adam_iter_10.solverstate"
+    for suffix in (".caffemodel", ".solverstate"):
+        assert (tmp_path / f"small_adam_iter_10{suffix}").read_bytes() == \
+            (fixtures_dir / f"small_adam_iter_10{suffix}").read_bytes()
     solver.step(2)
     assert all(np.isfinite(w).all() for w in weights_of(solver.net))
