@@ -3,7 +3,6 @@ import importlib
 import os
 import re
 import signal
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -65,25 +64,37 @@ def test_test_command_averages_the_outputs(tmp_path, capsys):
     assert "] Loss: " in err and re.search(r"\] loss = \S+ \(\* 1 = \S+ loss\)", err)
 
 
-@pytest.mark.parametrize("effect,expect_snapshot", [("stop", True), ("none", False)])
-def test_ctrl_c_stops_and_snapshots(tmp_path, capsys, effect, expect_snapshot):
-    solver = write_solver(tmp_path, max_iter=10 ** 6, **FIELDS)
-    if effect == "none":   # SIGINT ignored: stop through SIGHUP instead
-        flags, signals = ["--sigint_effect", "none", "--sighup_effect", "stop"], \
-            [signal.SIGINT, signal.SIGHUP]
-        solver = write_solver(tmp_path, max_iter=10 ** 6, snapshot_after_train="false",
-                              **FIELDS)
-    else:
-        flags, signals = [], [signal.SIGHUP, signal.SIGINT]   # SIGHUP snapshots, SIGINT stops
-    timers = [threading.Timer(0.5 + 0.5 * i, os.kill, (os.getpid(), s))
-              for i, s in enumerate(signals)]
-    for timer in timers:
-        timer.start()
-    assert train("--solver", solver, *flags) == 0
-    states = sorted(tmp_path.glob("snap_iter_*.solverstate"))
+def _signal_at(monkeypatch, schedule):
+    """Make ``train`` send itself signals at the start of the given iterations."""
+    build = commands.build_train_solver
+
+    class Sender:
+        def on_start(self, solver):
+            if solver.iter in schedule:
+                os.kill(os.getpid(), schedule[solver.iter])
+
+    def build_with_sender(args):
+        solver = build(args)
+        solver.add_callback(Sender())
+        return solver
+    monkeypatch.setattr(commands, "build_train_solver", build_with_sender)
+
+
+def test_sighup_snapshots_and_ctrl_c_stops_with_a_snapshot(tmp_path, capsys, monkeypatch):
+    _signal_at(monkeypatch, {2: signal.SIGHUP, 4: signal.SIGINT})
+    assert train("--solver", write_solver(tmp_path, max_iter=100, **FIELDS)) == 0
     assert "Optimization stopped early." in capsys.readouterr().err
-    assert len(states) == (2 if expect_snapshot else 0)
+    assert sorted(p.name for p in tmp_path.glob("snap_iter_*.solverstate")) == \
+        ["snap_iter_3.solverstate", "snap_iter_5.solverstate"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_signal_effects_are_configurable(tmp_path, capsys, monkeypatch):
+    _signal_at(monkeypatch, {1: signal.SIGINT, 3: signal.SIGHUP})
+    solver = write_solver(tmp_path, max_iter=100, snapshot_after_train="false", **FIELDS)
+    assert train("--solver", solver, "--sigint_effect", "none", "--sighup_effect", "stop") == 0
+    assert "Optimization stopped early." in capsys.readouterr().err
+    assert not list(tmp_path.glob("snap_iter_*"))
 
 
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
