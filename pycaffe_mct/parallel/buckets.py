@@ -14,7 +14,7 @@ so only the last pass of an iteration starts the reductions.
 """
 import numpy as np
 
-DEFAULT_BUCKET_BYTES = 4 << 20
+DEFAULT_BUCKET_BYTES = 1 << 20      # small enough that LeNet-sized nets get several buckets
 
 
 def last_layer_using_each_param(net):
