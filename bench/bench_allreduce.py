@@ -4,7 +4,7 @@
 ``-n 4`` on this machine and prints one row per (ranks, buffer size): the bus
 bandwidth (NCCL-tests' definition: bytes x 2(N-1)/N / seconds, comparable
 across N) of both algorithms, and ours / MPI's.  Both are timed in the same
-run, alternately, taking each one's best of several repetitions.
+run, taking turns, each one's best of several repetitions.
 """
 import argparse
 import os
@@ -18,14 +18,17 @@ SIZES_MB = (1, 16, 128)
 RANKS = (2, 4)
 
 
-def _best_seconds(allreduce, comm, buffer, repeats):
-    best = float("inf")
+def _best_seconds(algorithms, comm, buffer, repeats):
+    """Each algorithm's best time over ``repeats`` rounds, the algorithms taking turns."""
+    best = [float("inf")] * len(algorithms)
     for _ in range(repeats):
-        comm.Barrier()
-        begin = time.perf_counter()
-        allreduce.allreduce(buffer)
-        elapsed = comm.allreduce(time.perf_counter() - begin, op=_mpi().MAX)
-        best = min(best, elapsed)
+        for index, allreduce in enumerate(algorithms):
+            buffer[...] = 1
+            comm.Barrier()
+            begin = time.perf_counter()
+            allreduce.allreduce(buffer)
+            elapsed = comm.allreduce(time.perf_counter() - begin, op=_mpi().MAX)
+            best[index] = min(best[index], elapsed)
     return best
 
 
@@ -44,8 +47,7 @@ def measure(sizes_mb, repeats):
         buffer = np.ones(megabytes * (1 << 20) // 4, dtype=np.float32)
         ours.allreduce(buffer)
         theirs.allreduce(buffer)                       # warm-up: page faults, connections
-        ring_s = _best_seconds(ours, comm, buffer, repeats)
-        mpi_s = _best_seconds(theirs, comm, buffer, repeats)
+        ring_s, mpi_s = _best_seconds([ours, theirs], comm, buffer, repeats)
         factor = buffer.nbytes * 2 * (size - 1) / size / 1e9
         if comm.Get_rank() == 0:
             print(f"| {size} | {megabytes:>4} MB | {factor / ring_s:8.2f} | {factor / mpi_s:8.2f} "
