@@ -66,20 +66,21 @@ def print_machine():
     print(f"cores {len(os.sched_getaffinity(0))}, load average {load}")
 
 
-def main(count=300):
+def main(count=300, rounds=2):
     print_machine()
+    baseline = ours = 0.0
     with tempfile.TemporaryDirectory() as root:
         write_photos(root, count)
-        baseline = pillow_loop(root)
-        written, skipped, seconds = convert(
-            root + "/", os.path.join(root, "noisy_label_kv.txt"), os.path.join(root, "db"),
-            resize_height=SIZE, resize_width=SIZE, log=lambda *args: None)
-        ours = written / seconds
-    cores = len(os.sched_getaffinity(0))
+        for round_index in range(rounds):          # interleaved, best of each
+            baseline = max(baseline, pillow_loop(root))
+            written, _, seconds = convert(
+                root + "/", os.path.join(root, "noisy_label_kv.txt"),
+                os.path.join(root, f"db{round_index}"), resize_height=SIZE, resize_width=SIZE,
+                log=lambda *args: None)
+            ours = max(ours, written / seconds)
     print(f"{count} JPEGs 500x375 -> {SIZE}x{SIZE}: single-threaded Pillow loop "
-          f"{baseline:.0f} images/s; convert_imageset on {cores} cores {ours:.0f} images/s "
-          f"(ratio {ours / baseline:.2f}, target >= 1)")
-
+          f"{baseline:.0f} images/s; convert_imageset on {len(os.sched_getaffinity(0))} cores "
+          f"{ours:.0f} images/s (ratio {ours / baseline:.2f}, target >= 1)")
 
 if __name__ == "__main__":
     main(*map(int, sys.argv[1:]))

@@ -97,10 +97,15 @@ def resize_linear(image, height, width):
     a0, a1 = _weights(fx)
     ys, fy = _axis_taps(src_h, height)                # rows clamp, weights do not
     b0, b1 = _weights(fy)
-    out = np.empty((height, width, channels), dtype=np.uint8)
-    resize_linear_u8(np.ascontiguousarray(image), x0, np.minimum(x0 + 1, src_w - 1), a0, a1,
+    # Taps per element of a row (column * channels + channel), as OpenCV lays them out.
+    lanes = np.arange(channels)
+    first = (x0[:, None] * channels + lanes).ravel()
+    second = (np.minimum(x0 + 1, src_w - 1)[:, None] * channels + lanes).ravel()
+    out = np.empty((height, width * channels), dtype=np.uint8)
+    resize_linear_u8(np.ascontiguousarray(image).reshape(src_h, -1), first, second,
+                     np.repeat(a0, channels), np.repeat(a1, channels),
                      np.clip(ys, 0, src_h - 1), np.clip(ys + 1, 0, src_h - 1), b0, b1, out)
-    return out
+    return out.reshape(height, width, channels)
 
 
 def _halve(image):
