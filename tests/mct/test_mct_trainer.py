@@ -22,7 +22,7 @@ layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "logits"
 TEST_PART = """
 layer { name: "digits" type: "Data" top: "data" top: "label" include { phase: TEST }
         transform_param { scale: 0.00390625 }
-        data_param { source: "%(data)s/test_lmdb" batch_size: 60 backend: LMDB } }
+        data_param { source: "%(data)s/test_lmdb" batch_size: %(test_batch)d backend: LMDB } }
 """
 ACCURACY = """
 layer { name: "accuracy" type: "Accuracy" bottom: "logits" bottom: "label" top: "accuracy"
@@ -37,18 +37,18 @@ def _input(name, shape, stage=None):
             f'input_param {{ shape {{ {dims} }} }} }}\n')
 
 
-def _aux_net(data, classes):
+def _aux_net(data, classes, test_batch=60):
     return (_input("data", [8, 1, 28, 28]) + _input("label", [8]) + _input("sample_weight", [8])
-            + TEST_PART % {"data": data} + BODY % {"classes": classes} + ACCURACY
+            + TEST_PART % {"data": data, "test_batch": test_batch} + BODY % {"classes": classes} + ACCURACY
             + 'layer { name: "loss" type: "SoftmaxWithLoss" include { phase: TRAIN } '
               'bottom: "logits" bottom: "label" bottom: "sample_weight" top: "loss" }\n')
 
 
-def _primary_net(data, classes):
+def _primary_net(data, classes, test_batch=60):
     return (_input("data", [8, 1, 28, 28]) + _input("label", [8])
             + _input("mask", [8], "mct_calibrate") + _input("aux_logits", [8, classes],
                                                              "mct_calibrate")
-            + TEST_PART % {"data": data} + BODY % {"classes": classes} + ACCURACY
+            + TEST_PART % {"data": data, "test_batch": test_batch} + BODY % {"classes": classes} + ACCURACY
             + 'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "logits" bottom: "label" '
               'top: "loss" include { phase: TRAIN stage: "mct_pretrain" } }\n'
               'layer { name: "distill" type: "SoftTargetLoss" top: "loss" bottom: "logits" '
@@ -65,10 +65,11 @@ def _solver(net_file, **overrides):
 
 
 def write_job(tmp_path, data, noise_rate="0.4", aux_classes=10, clean_source=None,
-              noisy_batch=8, **solver_overrides):
+              noisy_batch=8, clean_batch=4, pretrain_iter=4, test_batch=60,
+              **solver_overrides):
     """A complete MCT job under tmp_path; returns the MCT solver file."""
-    (tmp_path / "aux.prototxt").write_text(_aux_net(data, aux_classes))
-    (tmp_path / "primary.prototxt").write_text(_primary_net(data, 10))
+    (tmp_path / "aux.prototxt").write_text(_aux_net(data, aux_classes, test_batch))
+    (tmp_path / "primary.prototxt").write_text(_primary_net(data, 10, test_batch))
     (tmp_path / "aux_solver.prototxt").write_text(_solver(tmp_path / "aux.prototxt",
                                                           **solver_overrides))
     (tmp_path / "primary_solver.prototxt").write_text(_solver(tmp_path / "primary.prototxt",
@@ -81,11 +82,11 @@ mct_param {{
   primary_solver: "{tmp_path}/primary_solver.prototxt"
   clean_data {{ name: "clean" type: "Data" top: "data" top: "label"
     transform_param {{ scale: 0.00390625 }}
-    data_param {{ source: "{clean_source or data + '/clean_lmdb'}" batch_size: 4 }} }}
+    data_param {{ source: "{clean_source or data + '/clean_lmdb'}" batch_size: {clean_batch} }} }}
   noisy_data {{ name: "noisy" type: "Data" top: "data" top: "label"
     transform_param {{ scale: 0.00390625 }}
     data_param {{ source: "{data}/noisy_lmdb" batch_size: {noisy_batch} }} }}
-  pretrain_iter: 4
+  pretrain_iter: {pretrain_iter}
   pretrain_lr: 0.1
   {selection}
   noisy_label_list: "{data}/noisy.txt"
