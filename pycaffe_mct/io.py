@@ -51,8 +51,8 @@ def array_to_datum(arr, label=None):
 def datum_to_array(datum):
     """The (C, H, W) array a Datum holds (uint8 for ``data``, float for ``float_data``).
 
-    Encoded datums hold compressed image bytes; decode them with ``decode_datum``
-    from ``pycaffe_mct.data`` instead.
+    Encoded datums hold compressed image bytes; decode them with
+    ``pycaffe_mct.data.datum_pixels`` instead.
     """
     shape = (datum.channels, datum.height, datum.width)
     if datum.encoded:
