@@ -46,6 +46,7 @@ class _PrefetchingDataLayer(Layer):
             raise self.error("batch_size must be positive")
         rank, world_size = default_partition() if self.phase == TRAIN else (0, 1)
         seed = rng.random_seed() or 0
+        self.source = None
         try:
             self.source = make_source(seed, rank, world_size, shuffle)
             if rand_skip:
@@ -54,6 +55,8 @@ class _PrefetchingDataLayer(Layer):
                 self.source.skip = skip
             shape = self.source.first_record_shape()
         except CaffeError as exc:
+            if self.source is not None:
+                self.source.close()
             raise self.error(str(exc)) from None
         top[0].reshape((batch_size,) + shape)
         if len(top) > 1:
@@ -123,8 +126,18 @@ class DataLayer(_PrefetchingDataLayer):
             if reader.note:
                 _log("warning", reader.note, self.log_tag)
             _log("info", f"Opened lmdb {p.source}", "db_lmdb.cpp:35")
-            partition = self._partition(len(reader), seed, rank, world_size, shuffle)
-            return LMDBSource(reader, transformer, p.batch_size, partition, seed)
+            try:
+                partition = self._partition(len(reader), seed, rank, world_size, shuffle)
+                source = LMDBSource(reader, transformer, p.batch_size, partition, seed)
+            except BaseException:
+                reader.close()
+                raise
+            forced = self.param.transform_param.force_color or \
+                self.param.transform_param.force_gray
+            if forced and not source.decodes:
+                _log("error", "force_color and force_gray only for encoded datum",
+                     "data_transformer.cpp:152")
+            return source
 
         self._start(top, make_source, p.batch_size, p.rand_skip, shuffle=False)
 
@@ -143,14 +156,14 @@ class ImageDataLayer(_PrefetchingDataLayer):
 
         def make_source(seed, rank, world_size, shuffle):
             _log("info", f"Opening file {p.source}", self.log_tag)
-            probe = ImageListSource(p.source, p.root_folder, p.is_color, p.new_height,
-                                    p.new_width, transformer, p.batch_size, None, seed)
+            source = ImageListSource(p.source, p.root_folder, p.is_color, p.new_height,
+                                     p.new_width, transformer, p.batch_size, None, seed)
             if shuffle:
                 _log("info", "Shuffling data", self.log_tag)
-            _log("info", f"A total of {probe.num_records} images.", self.log_tag)
-            probe.partition = self._partition(probe.num_records, seed, rank, world_size,
-                                              shuffle)
-            return probe
+            _log("info", f"A total of {source.num_records} images.", self.log_tag)
+            source.partition = self._partition(source.num_records, seed, rank, world_size,
+                                               shuffle)
+            return source
 
         self._start(top, make_source, p.batch_size, p.rand_skip, shuffle=p.shuffle)
 

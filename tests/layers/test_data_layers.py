@@ -314,3 +314,20 @@ def test_encoded_records_are_decoded_in_a_worker_process(fixtures_dir):
     assert tops[0].shape == (1, 3, 24, 54)
     layer.close()
     assert not layer.prefetcher.running
+
+
+def test_rank_beyond_the_data_set_is_told(tmp_path):
+    source = write_indexed_lmdb(tmp_path / "db", 2)
+    set_default_partition(3, 4)
+    with pytest.raises(CaffeError, match="layer 'd'.*rank 3 of 4 gets no records.*only 2"):
+        data_layer(source, 1)
+    set_default_partition(0, 1)
+    layer, tops = data_layer(source, 2)            # the failed set-up released the database
+    assert labels_of(layer, tops, 1) == [0, 1]
+    layer.close()
+
+
+def test_crop_larger_than_records_is_refused_at_setup(tmp_path):
+    source = write_indexed_lmdb(tmp_path / "db", 2, shape=(1, 4, 4))
+    with pytest.raises(CaffeError, match="layer 'd'.*crop_size 5 is larger than the 4x4"):
+        data_layer(source, 1, "crop_size: 5")
