@@ -11,6 +11,7 @@ from pycaffe_mct.mct.trainer import MCTTrainer
 from pycaffe_mct.net import Net
 from pycaffe_mct.proto import caffe_pb2
 from pycaffe_mct.proto_io import read_binary_proto
+from pycaffe_mct.tools.parse_log import parse_log
 
 BODY = """
 layer { name: "ip1" type: "InnerProduct" bottom: "data" top: "ip1"
@@ -177,7 +178,9 @@ def test_tiny_run_end_to_end_deploys_and_resumes_bitwise(tmp_path, digits):
     for prefix in ("aux", "primary"):
         for iteration in (4, 8, 12):
             assert (snap / f"{prefix}_iter_{iteration}.solverstate").is_file()
-        assert "Test net output #0: accuracy" in (snap / f"{prefix}.log").read_text()
+        _, test_rows = parse_log(snap / f"{prefix}.log")      # one Caffe log per model
+        assert [row["NumIters"] for row in test_rows] == [0, 6, 12]
+        assert all(0 <= row["accuracy"] <= 1 for row in test_rows)
     deploy = Net(str(snap / "primary_deploy.prototxt"), caffe_pb2.TEST,
                  weights=str(snap / "primary_deploy.caffemodel"))
     deploy.blobs["data"].data[...] = 0.5
