@@ -36,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from pycaffe_mct.mct.selection import softmax_rows  # noqa: E402
 from pycaffe_mct.mct.trainer import ArrayFeeder, MCTTrainer, feed, producing_layer  # noqa: E402
 from pycaffe_mct.proto import caffe_pb2  # noqa: E402
 from pycaffe_mct.proto_io import parse_prototxt  # noqa: E402
@@ -192,7 +193,7 @@ def run_coteach(split, seed, rate):
         rows = np.arange(len(labels))
         losses = []
         for solver in nets:
-            probs = _softmax(logits(solver.net, images))
+            probs = softmax_rows(logits(solver.net, images))
             losses.append(-np.log(np.maximum(probs[rows, labels.astype(int)], 1e-12)))
         for solver, peer_loss in zip(nets, reversed(losses)):
             weights = np.zeros(len(labels), np.float32)
@@ -200,11 +201,6 @@ def run_coteach(split, seed, rate):
             feed(solver.net, {"data": images, "label": labels, "sample_weight": weights})
             solver.step(1)
     return accuracy(nets[0].net, split)
-
-
-def _softmax(scores):
-    exp = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def mct_solver_param(seed, rate):

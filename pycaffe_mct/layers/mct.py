@@ -17,13 +17,6 @@ def _as_rows(layer, blob, what):
     return blob.data.reshape(blob.shape[0], -1)
 
 
-def _softmax_rows(scores):
-    """Row-wise softmax in float64, shifted by the row maximum for stability."""
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 @register_layer("ConfidenceMask")
 class ConfidenceMaskLayer(Layer):
     """0/1 sample masks for M_a and M_p from both models' probabilities (eqs. 1, 2).
@@ -131,9 +124,9 @@ class SoftTargetLossLayer(LossLayer):
                    else np.ones(labels.shape[0]))
         soft_weights = weights if self.weighted_soft else np.ones(labels.shape[0])
         return {
-            "prob": _softmax_rows(primary),
-            "soft_primary": _softmax_rows(primary / self.temperature),
-            "soft_aux": _softmax_rows(aux / self.temperature),
+            "prob": selection.softmax_rows(primary),
+            "soft_primary": selection.softmax_rows(primary / self.temperature),
+            "soft_aux": selection.softmax_rows(aux / self.temperature),
             "labels": labels,
             "weights": weights,
             "soft_weights": soft_weights,

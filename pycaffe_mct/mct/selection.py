@@ -44,6 +44,13 @@ def proto_float(value):
     return float(np.format_float_positional(np.float32(value), unique=True))
 
 
+def softmax_rows(scores):
+    """Row-wise softmax in float64, shifted by the row maximum for stability."""
+    scores = np.asarray(scores, dtype=np.float64)
+    exp = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
 def label_confidence(probs_a, probs_p, labels):
     """Average probability the two models give each sample's label, shape (B,)."""
     probs_a = np.asarray(probs_a, dtype=np.float64)

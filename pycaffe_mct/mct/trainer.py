@@ -244,12 +244,6 @@ def producing_layer(net, blob_name):
     raise CaffeError(f"net '{net.name}' has no blob '{blob_name}' (mct_param.logits_blob)")
 
 
-def softmax_rows(scores):
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 class Model:
     """One of the two models: its current stage's solver and how to feed and query it."""
 
@@ -423,8 +417,9 @@ class MCTTrainer:
 
     def masks(self, aux_logits, primary_logits, labels):
         """This rank's (mask_a, mask_p), ranked over the global batch."""
-        confidence = selection.label_confidence(softmax_rows(aux_logits),
-                                                softmax_rows(primary_logits), labels)
+        confidence = selection.label_confidence(selection.softmax_rows(aux_logits),
+                                                selection.softmax_rows(primary_logits),
+                                                labels)
         offset = 0
         if self.world is not None:
             from ..parallel import allgather_array
