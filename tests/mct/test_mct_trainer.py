@@ -1,5 +1,8 @@
 """The MCT trainer: bad configurations stop before training; a tiny run end to end."""
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import lmdb
 import numpy as np
@@ -196,3 +199,11 @@ def test_tiny_run_end_to_end_deploys_and_resumes_bitwise(tmp_path, digits):
         for name, blobs in uninterrupted.items():
             for mine, theirs in zip(resumed[name], blobs):
                 assert np.array_equal(mine, theirs), (resume_at, name)
+
+
+def test_single_process_mct_never_imports_mpi4py():
+    code = ("import sys, pycaffe_mct.mct.commands, pycaffe_mct.mct.trainer, "
+            "pycaffe_mct.layers.mct; print('mpi4py' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert done.stdout.strip() == "False", done.stderr
