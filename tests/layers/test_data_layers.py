@@ -331,3 +331,17 @@ def test_crop_larger_than_records_is_refused_at_setup(tmp_path):
     source = write_indexed_lmdb(tmp_path / "db", 2, shape=(1, 4, 4))
     with pytest.raises(CaffeError, match="layer 'd'.*crop_size 5 is larger than the 4x4"):
         data_layer(source, 1, "crop_size: 5")
+
+
+def test_data_layer_warns_about_an_interrupted_conversion(tmp_path, capsys):
+    from pycaffe_mct.data import LMDBWriter, image_to_datum, key_for
+    with pytest.raises(KeyboardInterrupt):
+        with LMDBWriter(tmp_path / "db") as writer:
+            for i in range(3):
+                image = np.zeros((2, 2, 1), np.uint8)
+                writer.put(key_for(i, "x.png"), image_to_datum(image, i).SerializeToString())
+            raise KeyboardInterrupt
+    layer, tops = data_layer(tmp_path / "db", 3)
+    assert labels_of(layer, tops, 1) == [0, 1, 2]
+    assert "interrupted conversion" in capsys.readouterr().err
+    layer.close()
