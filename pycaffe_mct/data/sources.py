@@ -25,12 +25,12 @@ class BatchSource:
     """
     decodes = False
 
-    def after_fork(self):
-        """Nothing to reopen by default."""
-
     def __init__(self, transformer, batch_size, partition, seed, skip=0):
         self.transformer, self.batch_size = transformer, int(batch_size)
         self.partition, self.seed, self.skip = partition, int(seed), int(skip)
+
+    def after_fork(self):
+        """Nothing to reopen by default."""
 
     def record_indices(self, batch_index):
         start = self.skip + batch_index * self.batch_size
@@ -58,7 +58,7 @@ class BatchSource:
 
     def first_record_shape(self):
         """(C, H, W) of the first record this rank reads (sets the top shape, as Caffe)."""
-        pixels, _, where = next(iter(self.read_records([self.partition.locate(self.skip)[1]])))
+        [(pixels, _, where)] = list(self.read_records([self.partition.locate(self.skip)[1]]))
         self.transformer.check(pixels.shape, where)
         return self.transformer.output_shape(pixels.shape)
 
