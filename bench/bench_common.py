@@ -1,15 +1,18 @@
 """What the benches share: the thread settings for their headers, and timing.
 
-numba's parallel kernels and BLAS never run at the same time here (ops are
+numba's parallel kernels and our GEMMs never run at the same time (ops are
 called one after another), so both may use every core; what matters is that
 neither asks for more threads than the cores it was given.  ``describe_threads``
-shows the environment variables, numba's thread count and layer, and every
-BLAS/OpenMP pool threadpoolctl sees (with its kernel, e.g. OpenBLAS's core type).
+shows the environment variables, numba's thread count and layer, how the
+scheduler splits GEMMs, and every BLAS/OpenMP pool threadpoolctl sees (with
+its kernel, e.g. OpenBLAS's core type).
 """
 import os
 import time
 
 import numba
+
+from pycaffe_mct.cg import scheduler
 
 VARIABLES = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
              "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -20,6 +23,8 @@ def describe_threads():
     lines.append("env: " + ", ".join(f"{v}={os.environ.get(v, '(unset)')}" for v in VARIABLES))
     lines.append(f"numba: {numba.get_num_threads()} threads, layer "
                  f"{numba.config.THREADING_LAYER}")
+    lines.append(f"pycaffe_mct GEMMs: split over {scheduler.gemm_threads()} host thread(s), "
+                 f"each calling BLAS (pools below as they are now)")
     try:
         from threadpoolctl import threadpool_info
     except ImportError:

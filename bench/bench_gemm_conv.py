@@ -2,10 +2,11 @@
 
 ``python bench/bench_gemm_conv.py`` runs each layer below (shapes of LeNet,
 CIFAR10-quick, AlexNet and ResNet-50), records the GEMMs it made through the
-core-group scheduler, times ``numpy.matmul`` on random matrices of exactly
-those sizes in the same run, and prints GEMM time / layer time: the fraction of
-the machine's GEMM throughput the layer reaches (target >= 0.7).  Best of
-``--repeats`` for both, measured alternately.
+core-group scheduler, times ``numpy.matmul`` (BLAS on as many threads as the
+scheduler uses) on random matrices of exactly those sizes in the same run,
+and prints GEMM time / layer time: the fraction of the machine's GEMM
+throughput the layer reaches (target >= 0.7).  Best of ``--repeats`` for
+both, measured alternately.
 """
 import argparse
 
@@ -13,7 +14,9 @@ import numpy as np
 from google.protobuf import text_format
 
 from pycaffe_mct.blob import Blob
-from pycaffe_mct.cg import accounting
+from threadpoolctl import threadpool_limits
+
+from pycaffe_mct.cg import accounting, scheduler
 from pycaffe_mct.layer import create_layer
 from pycaffe_mct.proto import caffe_pb2
 
@@ -74,9 +77,11 @@ def gemm_sizes(layer, bottom, top):
             if p.kernel == "gemm"]
 
 
-def matmul_pass(operands):
-    for a, b in operands:
-        a @ b
+def matmul_pass(operands, threads):
+    """The baseline: numpy's own GEMM, BLAS on ``threads`` threads."""
+    with threadpool_limits(threads, user_api="blas"):
+        for a, b in operands:
+            a @ b
 
 
 def measure(name, text, shape, repeats):
@@ -85,11 +90,12 @@ def measure(name, text, shape, repeats):
     rng = np.random.default_rng(1)
     operands = [(rng.standard_normal((m, k), dtype=np.float32),
                  rng.standard_normal((k, n), dtype=np.float32)) for m, n, k in sizes]
-    matmul_pass(operands)
+    threads = scheduler.gemm_threads()
+    matmul_pass(operands, threads)
     layer_s = matmul_s = float("inf")
     for _ in range(repeats):            # alternate so both see the same machine load
         layer_s = min(layer_s, timed(lambda: layer_pass(layer, bottom, top)))
-        matmul_s = min(matmul_s, timed(lambda: matmul_pass(operands)))
+        matmul_s = min(matmul_s, timed(lambda: matmul_pass(operands, threads)))
     flops = sum(2 * m * n * k for m, n, k in sizes)
     return layer_s, matmul_s, flops
 

@@ -4,9 +4,9 @@
 builds each net from ``models/`` (data layers become random inputs, as in
 ``pycaffe_mct time``), builds the same architecture in PyTorch from our net's
 own layers and weights, and prints the best-of-N time of both and ours / torch
-(target <= 1.5).  Both use the same thread count: numba, BLAS and torch are
-set to the cores this process may use (or OMP_NUM_THREADS), and the header
-shows the settings.  Last, the start-up time of a fresh process to its first
+(target <= 1.5).  Both use the same thread count: numba, our GEMM shares and
+torch are set to the cores this process may use (or OMP_NUM_THREADS), and
+the header shows the settings.  Last, the start-up time of a fresh process to its first
 LeNet iteration, with an empty numba cache (cold) and then a filled one (warm).
 Nets whose prototxt is missing, or a missing torch, are skipped with a message.
 """
@@ -41,13 +41,8 @@ def threads():
 
 
 def limit_threads(count):
-    """One thread budget for numba, BLAS and torch (they never run at the same time)."""
+    """One thread budget for numba and our GEMM shares (torch gets the same below)."""
     numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(count)
-    except ImportError:
-        pass
 
 
 # ---- the same net in PyTorch --------------------------------------------------

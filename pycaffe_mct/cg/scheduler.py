@@ -3,13 +3,14 @@
 Two execution modes run the same plan:
 
 * ``fast`` (default): the host runs the whole plan in as few large calls as
-  possible.  A GEMM is one BLAS call over all 64 CPEs' blocks; a unit kernel
-  is one numba call whose ``prange`` hands each host thread a contiguous run
-  of units, i.e. the shares of a contiguous group of CPEs (numba's static
-  chunking), compiled ``nogil`` and cached on disk.  Executing 64 tile
-  programs literally costs half the machine or more (see the measurement in
-  ``../shared/reference/sw26010.md``); merging them changes only the order of
-  floating-point summation inside a GEMM.
+  possible.  A GEMM is one single-threaded BLAS call per host thread, each on
+  a contiguous share of C's rows (or columns), i.e. of the mesh's CPE rows
+  (columns); a unit kernel is one numba call whose ``prange`` hands each host
+  thread a contiguous run of units, i.e. the shares of a contiguous group of
+  CPEs (numba's static chunking), compiled ``nogil`` and cached on disk.
+  Executing 64 tile programs literally costs half the machine or more (see
+  the measurement in ``../shared/reference/sw26010.md``); merging them changes
+  only the order of floating-point summation inside a GEMM.
 * ``literal``: every tile of the plan runs as its own call, CPE by CPE, GEMM
   blocks with the plan's K steps.  Tests use it to show that the plan covers
   the iteration space exactly once; it is the emulator's simulator mode.
@@ -17,10 +18,19 @@ Two execution modes run the same plan:
 Select the mode with ``PYCAFFE_MCT_CG_MODE=literal`` or ``execution("literal")``.
 Plans are built only in literal mode or while accounting records, so a
 training step in fast mode pays one flag test per kernel call.
+
+Host threads: numba's thread count (``OMP_NUM_THREADS`` caps it, see the
+package doc).  BLAS is set to one thread per call unless the user set
+``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS``: OpenBLAS's own pool of spinning
+threads, taking turns with numba's pool call after call, made training several
+times slower on a shared 2-core machine, while GEMM shares on sleeping Python
+threads (BLAS releases the GIL) do not fight numba for the cores.
 """
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+import numba
 import numpy as np
 
 from . import accounting
@@ -76,22 +86,64 @@ def gemm(left, right, alpha, beta, out):
 
 
 def _gemm_blas(left, right, alpha, beta, out):
-    if out is None:
-        product = left @ right
-        return product * np.float32(alpha) if alpha != 1.0 else product
-    if beta == 0.0 and alpha == 1.0:
-        np.matmul(left, right, out=out)
-    else:
-        product = left @ right
+    if out is None or beta == 0.0:
+        if out is None:
+            out = np.empty((left.shape[0], right.shape[1]), np.result_type(left, right))
+        _matmul(left, right, out)
         if alpha != 1.0:
-            product *= np.float32(alpha)
-        if beta == 0.0:
-            out[...] = product
-        else:
-            if beta != 1.0:
-                out *= np.float32(beta)
-            out += product
+            out *= np.float32(alpha)
+        return out
+    product = np.empty_like(out)
+    _matmul(left, right, product)
+    if alpha != 1.0:
+        product *= np.float32(alpha)
+    if beta != 1.0:
+        out *= np.float32(beta)
+    out += product
     return out
+
+
+# Below this many multiply-adds a GEMM is not worth handing to other threads.
+SPLIT_MACS = 1 << 21
+_BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_host = {}
+
+
+def gemm_threads():
+    """Host threads to split GEMMs over (1 when the user left BLAS its own threads)."""
+    if "threads" not in _host:
+        _host["threads"] = 1
+        if not any(v in os.environ for v in _BLAS_THREAD_VARIABLES):
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:
+                return 1
+            threadpool_limits(1, user_api="blas")
+            _host["threads"] = numba.get_num_threads()
+    return _host["threads"]
+
+
+def _matmul(left, right, out):
+    """out = left @ right: one BLAS call per host thread on its share of C's rows or columns."""
+    m, k = left.shape
+    n = right.shape[1]
+    threads = gemm_threads()
+    if threads == 1 or m * n * k < SPLIT_MACS:
+        np.matmul(left, right, out=out)
+        return
+    if m >= n:
+        bounds = [(m * t) // threads for t in range(threads + 1)]
+        shares = [(left[a:b], right, out[a:b]) for a, b in zip(bounds, bounds[1:])]
+    else:
+        bounds = [(n * t) // threads for t in range(threads + 1)]
+        shares = [(left, right[:, a:b], out[:, a:b]) for a, b in zip(bounds, bounds[1:])]
+    if "pool" not in _host:
+        _host["pool"] = ThreadPoolExecutor(threads - 1, thread_name_prefix="cg-host")
+    others = [_host["pool"].submit(np.matmul, a, b, out=c) for a, b, c in shares[1:]]
+    a, b, c = shares[0]
+    np.matmul(a, b, out=c)
+    for share in others:
+        share.result()
 
 
 def _gemm_tiles(plan, left, right, alpha, beta, out):

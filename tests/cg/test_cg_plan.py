@@ -88,3 +88,17 @@ def test_recording_collects_each_call_and_nests():
     assert summary.calls == 2 and summary.flops == 2 * 5 * 5 * 6 + 30
     assert summary.seconds == pytest.approx(sum(p.modelled_seconds() for p in outer))
     assert not accounting.active()
+
+
+@pytest.mark.parametrize("m,n,k", [(300, 100, 100), (50, 700, 100)])   # rows, then columns
+def test_fast_gemm_split_over_host_threads_matches_numpy(monkeypatch, m, n, k):
+    monkeypatch.setitem(scheduler._host, "threads", 3)
+    rng = np.random.default_rng(0)
+    a, b = rng.random((k, m), dtype=np.float32), rng.random((k, n), dtype=np.float32)
+    c = rng.random((m, n), dtype=np.float32)
+    expected = 0.5 * (a.T.astype(np.float64) @ b) + 2.0 * c
+    with scheduler.execution("fast"):
+        got = ops.gemm(a, b, trans_a=True, alpha=0.5, beta=2.0, out=c)
+        plain = ops.gemm(a, b, trans_a=True)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    np.testing.assert_allclose(plain, a.T @ b, rtol=1e-5)
