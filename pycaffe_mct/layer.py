@@ -13,37 +13,28 @@ parameters work, exactly as in Caffe.
 """
 from .errors import NetError, layer_error
 from .proto import caffe_pb2
+from .registry import TypeRegistry
 
 TRAIN = caffe_pb2.TRAIN
 TEST = caffe_pb2.TEST
 
-_REGISTRY = {}
-
-
-def register_layer(type_name):
-    """Class decorator: make ``type_name`` in a prototxt create this class."""
-    def decorate(cls):
-        if type_name in _REGISTRY:
-            raise RuntimeError(f"layer type {type_name!r} registered twice")
-        cls.type_name = type_name
-        _REGISTRY[type_name] = cls
-        return cls
-    return decorate
+LAYERS = TypeRegistry("layer")
+register_layer = LAYERS.register
 
 
 def layer_types():
     """The registered type names, sorted."""
     _load_builtin_layers()
-    return sorted(_REGISTRY)
+    return LAYERS.names()
 
 
 def create_layer(param):
     """Instantiate the layer that ``param.type`` names (Caffe's LayerRegistry)."""
     _load_builtin_layers()
-    cls = _REGISTRY.get(param.type)
+    cls = LAYERS.get(param.type)
     if cls is None:
         raise NetError(f"layer '{param.name}': unknown layer type '{param.type}'; "
-                       f"known types: {', '.join(sorted(_REGISTRY))}")
+                       f"known types: {', '.join(LAYERS.names())}")
     return cls(param)
 
 

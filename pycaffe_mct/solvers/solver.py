@@ -23,29 +23,20 @@ from ..layer import TEST, TRAIN
 from ..net import Net
 from ..proto import caffe_pb2
 from ..proto_io import read_prototxt
+from ..registry import TypeRegistry
 from . import snapshots
 from .log import default_writer, format_number, loss_note
 from .params import check_solver_param, learning_rate, read_solver_param
 
 NONE, SNAPSHOT, STOP = "none", "snapshot", "stop"
 
-_SOLVERS = {}
-
-
-def register_solver(type_name):
-    """Class decorator: make ``type: "<type_name>"`` in a solver file create this class."""
-    def decorate(cls):
-        if type_name in _SOLVERS:
-            raise RuntimeError(f"solver type {type_name!r} registered twice")
-        cls.type_name = type_name
-        _SOLVERS[type_name] = cls
-        return cls
-    return decorate
+SOLVERS = TypeRegistry("solver")
+register_solver = SOLVERS.register
 
 
 def solver_types():
     """The registered solver type names, sorted."""
-    return sorted(_SOLVERS)
+    return SOLVERS.names()
 
 
 def get_solver(solver, log=None, source=None):
@@ -53,8 +44,8 @@ def get_solver(solver, log=None, source=None):
     (``source``: the file a message came from, for error messages and snapshot names)."""
     param, read_source = read_solver_param(solver)
     source = source or read_source
-    check_solver_param(param, source, _SOLVERS)
-    return _SOLVERS[param.type](param, source=source, log=log)
+    check_solver_param(param, source, SOLVERS)
+    return SOLVERS.get(param.type)(param, source=source, log=log)
 
 
 class NonFiniteError(CaffeError):
@@ -85,7 +76,7 @@ class Solver:
         source = source or read_source
         if self.type_name is not None:
             param.type = self.type_name     # SGDSolver(file) is SGD, whatever the file says
-        check_solver_param(param, source, _SOLVERS)
+        check_solver_param(param, source, SOLVERS)
         self.check_param(param, source)
         self.param, self.source = param, source
         self.rank = rank
