@@ -54,7 +54,6 @@ def _pair(values, default):
 
 def _conv(torch, layer, inputs, weights):
     p = layer.param.convolution_param
-    kernel = (p.kernel_h, p.kernel_w) if p.kernel_h else _pair(p.kernel_size, 1)
     return torch.nn.functional.conv2d(
         inputs[0], weights[0], weights[1] if len(weights) > 1 else None,
         stride=(p.stride_h, p.stride_w) if p.stride_h else _pair(p.stride, 1),

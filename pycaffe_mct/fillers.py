@@ -7,6 +7,7 @@ the global generator in ``rng``.  Fan-in is ``count / shape[0]`` and fan-out
 import numpy as np
 
 from . import rng
+from .blob import Blob
 from .errors import CaffeError
 from .proto import caffe_pb2
 
@@ -93,3 +94,13 @@ def fill(blob, filler_param):
                          f"(only gaussian does)")
     if blob.count:
         filler(blob, filler_param)
+
+
+def weight_and_bias(weight_shape, weight_filler, bias_length=0, bias_filler=None):
+    """A layer's learned blobs: a filled weight, and a filled bias when ``bias_length``."""
+    blobs = [Blob(weight_shape)]
+    fill(blobs[0], weight_filler)
+    if bias_length:
+        blobs.append(Blob((bias_length,)))
+        fill(blobs[1], bias_filler)
+    return blobs

@@ -9,10 +9,9 @@ the GEMM writes straight into the top, and a 1x1 stride-1 unpadded
 convolution needs no im2col at all (the image is its own column matrix).
 """
 
-from ..blob import Blob
 from ..cg import ops
 from ..cg.workspace import workspace
-from ..fillers import fill
+from ..fillers import weight_and_bias
 from ..layer import Layer, register_layer
 
 # Columns of at most this many floats per chunk (16 MB).
@@ -72,13 +71,8 @@ class ConvolutionLayer(Layer):
                              f"channels and num_output {self.num_output}")
         self.channels = channels
         self.bias_term = p.bias_term
-        weight = Blob(self.weight_shape())
-        fill(weight, p.weight_filler)
-        self.blobs = [weight]
-        if self.bias_term:
-            bias = Blob((self.num_output,))
-            fill(bias, p.bias_filler)
-            self.blobs.append(bias)
+        self.blobs = weight_and_bias(self.weight_shape(), p.weight_filler,
+                                     self.num_output if self.bias_term else 0, p.bias_filler)
 
     def weight_shape(self):
         return (self.num_output, self.channels // self.group) + tuple(self.kernel)

@@ -1,7 +1,6 @@
 """InnerProduct: y = x W^T + b over the axes from ``axis`` on, as one GEMM."""
-from ..blob import Blob
 from ..cg import ops
-from ..fillers import fill
+from ..fillers import weight_and_bias
 from ..layer import Layer, register_layer
 
 
@@ -20,13 +19,8 @@ class InnerProductLayer(Layer):
         self.transpose = p.transpose
         self.bias_term = p.bias_term
         shape = (self.inputs, self.num_output) if self.transpose else (self.num_output, self.inputs)
-        weight = Blob(shape)
-        fill(weight, p.weight_filler)
-        self.blobs = [weight]
-        if self.bias_term:
-            bias = Blob((self.num_output,))
-            fill(bias, p.bias_filler)
-            self.blobs.append(bias)
+        self.blobs = weight_and_bias(shape, p.weight_filler,
+                                     self.num_output if self.bias_term else 0, p.bias_filler)
 
     def reshape(self, bottom, top):
         shape = bottom[0].shape

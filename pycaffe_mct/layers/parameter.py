@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..blob import Blob
-from ..fillers import fill
+from ..fillers import weight_and_bias
 from ..layer import Layer, register_layer
 
 
@@ -39,13 +39,8 @@ class EmbedLayer(Layer):
         if self.num_output <= 0 or self.input_dim <= 0:
             raise self.error(f"num_output {self.num_output} and input_dim {self.input_dim} "
                              f"must be positive")
-        weight = Blob((self.input_dim, self.num_output))
-        fill(weight, p.weight_filler)
-        self.blobs = [weight]
-        if self.bias_term:
-            bias = Blob((self.num_output,))
-            fill(bias, p.bias_filler)
-            self.blobs.append(bias)
+        self.blobs = weight_and_bias((self.input_dim, self.num_output), p.weight_filler,
+                                     self.num_output if self.bias_term else 0, p.bias_filler)
 
     def allow_force_backward(self, bottom_index):
         return False

@@ -27,7 +27,6 @@ global batch, split evenly over the ranks; gradients are averaged by
 ``pycaffe_mct.parallel`` and the confidences are gathered from all ranks
 before ranking, so the masks are those of one process with the whole batch.
 """
-import math
 import os
 
 import numpy as np
