@@ -100,7 +100,9 @@ class Solver:
         self.history = [np.zeros(blob.shape, np.float32)
                         for _ in range(self.history_sets) for blob in self.net.learnable_params]
         self._losses, self._smoothed_loss = [], 0.0
-        self._iterations_last = 0
+        # The display rate spans step() calls, so a trainer stepping one
+        # iteration at a time (MCT) still reports iterations per second.
+        self._iterations_last, self._display_timer = 0, time.perf_counter()
 
     # ---- set-up -----------------------------------------------------------
     @classmethod
@@ -191,8 +193,6 @@ class Solver:
         p = self.param
         start_iter, stop_iter = self.iter, self.iter + iters
         self._losses, self._smoothed_loss = [], 0.0
-        self._iterations_last = self.iter
-        timer = time.perf_counter()
         while self.iter < stop_iter:
             self.net.clear_param_diffs()
             rng.reseed(self.iter, self.rank)
@@ -208,7 +208,7 @@ class Solver:
             self._stop_if_not_finite(loss)
             self._update_smoothed_loss(loss, start_iter)
             if display:
-                timer = self._display(timer)
+                self._display()
                 if p.debug_info:
                     self._log_debug_info()
             self._run_callbacks("on_gradients_ready")
@@ -263,9 +263,10 @@ class Solver:
     def smoothed_loss(self):
         return self._smoothed_loss
 
-    def _display(self, timer):
+    def _display(self):
         now = time.perf_counter()
-        lapse = now - timer
+        lapse = now - self._display_timer
+        self._display_timer = now
         per_s = (self.iter - self._iterations_last) / (lapse or 1.0)
         self.info(f"Iteration {self.iter} ({format_number(per_s)} iter/s, "
                   f"{format_number(lapse)}s/{self.param.display} iters), "
@@ -278,7 +279,6 @@ class Solver:
                 self.info(f"    Train net output #{index}: {name} = "
                           f"{format_number(value)}{loss_note(weight, value)}", 258)
                 index += 1
-        return now
 
     def _log_debug_info(self):
         """Caffe's debug_info: mean absolute values of tops, parameter data and diffs."""
@@ -442,6 +442,7 @@ class Solver:
     def restore(self, state_file):
         """Continue from a ``.solverstate`` (ours or BVLC Caffe's)."""
         snapshots.restore(self, state_file)
+        self._iterations_last, self._display_timer = self.iter, time.perf_counter()
 
 
 def _file_state(network):
