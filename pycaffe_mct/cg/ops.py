@@ -179,6 +179,83 @@ def sum_into(arrays, out, coeffs=None):
     scheduler.elementwise("sum", 2 * len(arrays) - 1, weighted_sum, out, *arrays)
 
 
+def copy_into(x, out):
+    """out = x (a kept copy, e.g. of a top that the next layer may change in place)."""
+    scheduler.elementwise("copy", 0, lambda x, out: np.copyto(out, x), out, x)
+
+
+def product_into(factors, out, divisor=None):
+    """out = the element-wise product of two or more ``factors``, divided by ``divisor``."""
+    count = len(factors)
+
+    def product(*args):
+        target = args[-1]
+        np.multiply(args[0], args[1], out=target)
+        for factor in args[2:count]:
+            target *= factor
+        if divisor is not None:
+            np.divide(target, args[count], out=target)
+    inputs = list(factors) + ([] if divisor is None else [divisor])
+    scheduler.elementwise("product", len(inputs) - 1, product, out, *inputs)
+
+
+def max_into(arrays, out, argmax):
+    """out = the element-wise maximum of ``arrays``; argmax = the index of the first array
+    holding it (ties go to the earliest, as in Caffe)."""
+    flats = [array.reshape(-1) for array in arrays]
+    flat_out, flat_argmax = out.reshape(-1), argmax.reshape(-1)
+
+    def run(lo, hi):
+        target, where = flat_out[lo:hi], flat_argmax[lo:hi]
+        target[...] = flats[0][lo:hi]
+        where[...] = 0
+        for index, array in enumerate(flats[1:], 1):
+            part = array[lo:hi]
+            where[part > target] = index
+            np.maximum(target, part, out=target)
+    scheduler.units("max", out.size, len(arrays) * out.itemsize,
+                    out.itemsize + argmax.itemsize, len(arrays) - 1, run)
+
+
+def select_into(dy, argmax, index, dx):
+    """dx = dy where argmax == index, else 0 (the gradient route of ``max_into``)."""
+    scheduler.elementwise("select", 1, lambda dy, argmax, dx: np.multiply(
+        dy, argmax == index, out=dx), dx, dy, argmax)
+
+
+def channel_linear(terms, out, shift=None):
+    """out = sum of coeff[c] * array over ``terms`` (array, coeff) pairs, plus shift[c].
+
+    Arrays and out are (outer, C, inner); coefficients and shift are scalars or
+    (C,) arrays.  This is the per-channel affine map of BatchNorm and Scale and
+    the combination of their gradients.  out may alias the first term's array.
+    """
+    outer, channels, inner = out.shape
+    rows = outer * channels
+    target_rows = out.reshape(rows, inner)
+    arrays = [array.reshape(rows, inner) for array, _ in terms]
+    coeffs = [_per_row(coeff, outer, channels) for _, coeff in terms]
+    shifts = None if shift is None else _per_row(shift, outer, channels)
+
+    def run(lo, hi):
+        target = target_rows[lo:hi]
+        np.multiply(arrays[0][lo:hi], coeffs[0][lo:hi], out=target)
+        for array, coeff in zip(arrays[1:], coeffs[1:]):
+            target += array[lo:hi] * coeff[lo:hi]
+        if shifts is not None:
+            target += shifts[lo:hi]
+    per_channel = len(terms) + (shift is not None)
+    # Unit: one (outer, channel) row with its coefficients.
+    scheduler.units("channel_linear", rows, (len(terms) * inner + per_channel) * out.itemsize,
+                    inner * out.itemsize, (2 * per_channel - 1) * inner, run)
+
+
+def _per_row(coeff, outer, channels):
+    """A scalar or (C,) coefficient as an (outer * C, 1) column: one entry per row."""
+    column = np.asarray(coeff, np.float32).reshape(-1)
+    return np.broadcast_to(column, (outer, channels)).reshape(-1, 1)
+
+
 # ---- layer zoo: normalisation and cropping ---------------------------------
 def lrn_across_forward(x, size, alpha, beta, k, scale, out):
     """Caffe's ACROSS_CHANNELS LRN of x viewed (N, C, S); scale keeps k + alpha/size*sum."""

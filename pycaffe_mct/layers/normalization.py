@@ -134,13 +134,13 @@ class BatchNormLayer(Layer):
     def forward_cpu(self, bottom, top):
         x = bottom[0].data.reshape(self.view)
         mean, var = self._statistics(x)
-        self.std = np.sqrt(var + np.float32(self.eps))[None, :, None]
-        y = top[0].data.reshape(self.view)
-        np.subtract(x, mean[None, :, None], out=y)
-        y /= self.std
+        # Per-channel coefficients (C values): y = (x - mean) / std as one affine map.
+        self.inv_std = np.float32(1) / np.sqrt(var + np.float32(self.eps))
+        ops.channel_linear([(x, self.inv_std)], top[0].data.reshape(self.view),
+                           shift=-mean * self.inv_std)
         if not self.use_global_stats:
             # Kept for backward: the top may be changed in place by the next layer.
-            self.normalized.data[...] = top[0].data
+            ops.copy_into(top[0].data, self.normalized.data)
 
     def backward_cpu(self, top, propagate_down, bottom):
         if not propagate_down[0]:
@@ -148,15 +148,14 @@ class BatchNormLayer(Layer):
         dy = top[0].diff.reshape(self.view)
         dx = bottom[0].diff.reshape(self.view)
         if self.use_global_stats:
-            np.divide(dy, self.std, out=dx)
+            ops.channel_linear([(dy, self.inv_std)], dx)
             return
         y = self.normalized.data.reshape(self.view)
         sum_dy, sum_dy_y = ops.channel_sums(dy, y)
         per_channel = np.float32(self.view[0] * self.view[2])
-        # dx may alias dy (in place): each step reads only what is still needed.
-        np.subtract(dy, (sum_dy / per_channel)[None, :, None], out=dx)
-        dx -= y * (sum_dy_y / per_channel)[None, :, None]
-        dx /= self.std
+        # dx = (dy - mean(dy) - y * mean(dy * y)) / std; dx may alias dy (the first term).
+        ops.channel_linear([(dy, self.inv_std), (y, -sum_dy_y / per_channel * self.inv_std)],
+                           dx, shift=-sum_dy / per_channel * self.inv_std)
 
 
 @register_layer("MVN")

@@ -195,3 +195,38 @@ def test_channel_bias_forward_and_gradient():
     grad = np.ones(70, np.float32)
     ops.accumulate_channel_bias_grad(y, grad)
     np.testing.assert_allclose(grad, 1 + expected.sum(axis=(0, 2)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 5, 7), (3, 70, 2)])
+def test_channel_linear_matches_numpy(shape):
+    a, b, out = rand(*shape), rand(*shape), np.empty(shape, np.float32)
+    scale, weight, shift = rand(shape[1]), rand(shape[1]), rand(shape[1])
+    ops.channel_linear([(a, scale), (b, weight)], out, shift=shift)
+    expected = a * scale[None, :, None] + b * weight[None, :, None] + shift[None, :, None]
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    original = a.copy()
+    ops.channel_linear([(a, 0.5)], a)          # in place, scalar coefficient
+    np.testing.assert_array_equal(a, 0.5 * original)
+
+
+def test_copy_and_product_match_numpy():
+    x, y, z = rand(3, 5, 7), rand(3, 5, 7), rand(3, 5, 7)
+    copied, product, quotient = (np.empty_like(x) for _ in range(3))
+    ops.copy_into(x, copied)
+    ops.product_into([x, y, z], product)
+    ops.product_into([x, y], quotient, divisor=z)
+    np.testing.assert_array_equal(copied, x)
+    np.testing.assert_allclose(product, x * y * z, rtol=1e-6)
+    np.testing.assert_allclose(quotient, x * y / z, rtol=1e-5)
+
+
+def test_max_and_select_match_numpy():
+    arrays = [rand(2, 9, 5) for _ in range(3)]
+    arrays[2][0, 0, 0] = arrays[1][0, 0, 0] = 9.0       # a tie goes to the earlier array
+    out, argmax = np.empty_like(arrays[0]), np.empty(arrays[0].shape, np.int32)
+    ops.max_into(arrays, out, argmax)
+    np.testing.assert_array_equal(out, np.max(arrays, axis=0))
+    np.testing.assert_array_equal(argmax, np.argmax(arrays, axis=0))
+    dy, dx = rand(2, 9, 5), np.empty_like(out)
+    ops.select_into(dy, argmax, 1, dx)
+    np.testing.assert_array_equal(dx, np.where(np.argmax(arrays, axis=0) == 1, dy, 0))
