@@ -41,18 +41,11 @@ class EltwiseLayer(Layer):
         if self.operation == _ELTWISE.SUM:
             ops.sum_into(arrays, out, self.coeffs)
         elif self.operation == _ELTWISE.PROD:
-            np.multiply(arrays[0], arrays[1], out=out)
-            for array in arrays[2:]:
-                out *= array
+            ops.product_into(arrays, out)
         else:
             if self.argmax is None or self.argmax.shape != out.shape:
                 self.argmax = np.empty(out.shape, np.int32)
-            self.argmax[...] = 0
-            out[...] = arrays[0]
-            for index, array in enumerate(arrays[1:], 1):
-                # Strict ">": ties go to the earliest bottom, as in Caffe.
-                self.argmax[array > out] = index
-                np.maximum(out, array, out=out)
+            ops.max_into(arrays, out, self.argmax)
 
     def backward_cpu(self, top, propagate_down, bottom):
         dy = top[0].diff
@@ -60,17 +53,15 @@ class EltwiseLayer(Layer):
             if not propagate_down[index]:
                 continue
             if self.operation == _ELTWISE.SUM:
-                np.multiply(dy, np.float32(self.coeffs[index]), out=blob.diff)
+                ops.scale_into(dy, np.float32(self.coeffs[index]), blob.diff)
             elif self.operation == _ELTWISE.MAX:
-                np.multiply(dy, self.argmax == index, out=blob.diff)
+                ops.select_into(dy, self.argmax, index, blob.diff)
             elif self.stable_prod_grad:
-                others = np.ones_like(dy)
-                for other_index, other in enumerate(bottom):
-                    if other_index != index:
-                        others *= other.data
-                np.multiply(dy, others, out=blob.diff)
+                others = [other.data for other_index, other in enumerate(bottom)
+                          if other_index != index]
+                ops.product_into([dy] + others, blob.diff)
             else:
-                np.multiply(dy, top[0].data / blob.data, out=blob.diff)
+                ops.product_into([dy, top[0].data], blob.diff, divisor=blob.data)
 
 
 @register_layer("Reduction")

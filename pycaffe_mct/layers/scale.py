@@ -4,9 +4,8 @@ The operand covers axes [axis, axis + its number of axes) of bottom 0 and is
 either learned (one bottom) or given as bottom 1.  Bottom 0 is then viewed as
 (outer, dim, inner) and the operand as (dim,).
 """
-import numpy as np
-
 from ..blob import Blob
+from ..cg import ops
 from ..fillers import fill
 from ..layer import Layer, register_layer
 
@@ -85,7 +84,7 @@ class BroadcastLayer(Layer):
     def sum_outer_inner(self, values, view=None):
         """Sum over the outer and inner axes of ``values`` seen as ``view`` (default self.view)."""
         values = values.reshape(view or self.view)
-        return values.sum(axis=(0, 2), dtype=np.float64).astype(np.float32)
+        return ops.channel_sums(values, values)[0]
 
 
 @register_layer("Scale")
@@ -113,13 +112,16 @@ class ScaleLayer(BroadcastLayer):
 
     def forward_cpu(self, bottom, top):
         if top[0] is bottom[0]:
-            self.saved_input.data[...] = bottom[0].data
-        scale = self.operand(bottom).data.reshape(1, -1, 1)
-        y = top[0].data.reshape(self.view)
-        np.multiply(bottom[0].data.reshape(self.view), scale, out=y)
-        if self.bias_index is not None:
-            top[0].data.reshape(self.bias_view)[...] += \
-                self.blobs[self.bias_index].data.reshape(1, -1, 1)
+            ops.copy_into(bottom[0].data, self.saved_input.data)
+        scale = self.operand(bottom).data.reshape(-1)
+        bias = None if self.bias_index is None else self.blobs[self.bias_index].data.reshape(-1)
+        # One pass when scale and bias cover the same axes (always, unless bottom 1 is given).
+        together = bias is not None and self.bias_view == self.view
+        ops.channel_linear([(bottom[0].data.reshape(self.view), scale)],
+                           top[0].data.reshape(self.view), shift=bias if together else None)
+        if bias is not None and not together:
+            y = top[0].data.reshape(self.bias_view)
+            ops.channel_linear([(y, 1.0)], y, shift=bias)
 
     def backward_cpu(self, top, propagate_down, bottom):
         dy = top[0].diff
@@ -129,14 +131,15 @@ class ScaleLayer(BroadcastLayer):
         x = self.saved_input.data if top[0] is bottom[0] else bottom[0].data
         learned = len(bottom) == 1
         if (learned and self.param_propagate_down[0]) or (not learned and propagate_down[1]):
-            grad = self.sum_outer_inner(dy * x).reshape(self.operand(bottom).shape)
+            grad = ops.channel_sums(dy.reshape(self.view), x.reshape(self.view))[1]
+            grad = grad.reshape(self.operand(bottom).shape)
             if learned:
                 self.blobs[0].diff[...] += grad
             else:
                 bottom[1].diff[...] = grad
         if propagate_down[0]:
-            scale = self.operand(bottom).data.reshape(1, -1, 1)
-            np.multiply(dy.reshape(self.view), scale, out=bottom[0].diff.reshape(self.view))
+            ops.channel_linear([(dy.reshape(self.view), self.operand(bottom).data.reshape(-1))],
+                               bottom[0].diff.reshape(self.view))
 
 
 @register_layer("Bias")
@@ -147,8 +150,9 @@ class BiasLayer(BroadcastLayer):
         self.blobs = self.learned_blobs(bottom, self.param.bias_param, 0.0)
 
     def forward_cpu(self, bottom, top):
-        bias = self.operand(bottom).data.reshape(1, -1, 1)
-        np.add(bottom[0].data.reshape(self.view), bias, out=top[0].data.reshape(self.view))
+        ops.channel_linear([(bottom[0].data.reshape(self.view), 1.0)],
+                           top[0].data.reshape(self.view),
+                           shift=self.operand(bottom).data.reshape(-1))
 
     def backward_cpu(self, top, propagate_down, bottom):
         dy = top[0].diff
@@ -160,5 +164,5 @@ class BiasLayer(BroadcastLayer):
             else:
                 bottom[1].diff[...] = grad
         if propagate_down[0] and top[0] is not bottom[0]:
-            bottom[0].diff[...] = dy
+            ops.copy_into(dy, bottom[0].diff)
 
