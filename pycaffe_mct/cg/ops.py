@@ -223,6 +223,48 @@ def select_into(dy, argmax, index, dx):
         dy, argmax == index, out=dx), dx, dy, argmax)
 
 
+def weighted_difference(a, b, out, scale=1.0, weights=None):
+    """out = (a - b) * weights * scale; weights (a 0/1 mask, say) broadcast to out."""
+    factor = np.float32(scale)
+
+    def difference(a, b, *rest):
+        target = rest[-1]
+        np.subtract(a, b, out=target)
+        if len(rest) == 2:
+            target *= rest[0]
+        if factor != 1:
+            target *= factor
+    inputs = (a, b) if weights is None else (a, b, weights)
+    scheduler.elementwise("weighted_difference", len(inputs), difference, out, *inputs)
+
+
+def dot(a, b):
+    """The sum of a * b over all elements, as a Python float (loss values)."""
+    flat_a, flat_b = a.reshape(-1), b.reshape(-1)
+    partials = []
+    scheduler.units("dot", a.size, a.itemsize + b.itemsize, 0, 2,
+                    lambda lo, hi: partials.append(float(np.dot(flat_a[lo:hi], flat_b[lo:hi]))))
+    return sum(partials)
+
+
+def label_gradient(prob, labels, weights, scale, out):
+    """out = (prob - one_hot(labels)) * weights * scale over axis 1 of (outer, C, inner)
+    arrays; labels (integers) and weights are (outer, inner): SoftmaxWithLoss's gradient."""
+    outer, channels, inner = prob.shape
+    columns = np.arange(inner)[None, :]
+
+    def run(lo, hi):
+        target = out[lo:hi]
+        np.copyto(target, prob[lo:hi])
+        target[np.arange(hi - lo)[:, None], labels[lo:hi], columns] -= 1.0
+        target *= weights[lo:hi, None, :]
+        target *= np.float32(scale)
+    per_outer = channels * inner
+    scheduler.units("label_gradient", outer,
+                    per_outer * prob.itemsize + inner * (labels.itemsize + weights.itemsize),
+                    per_outer * out.itemsize, 2 * per_outer, run)
+
+
 def channel_linear(terms, out, shift=None):
     """out = sum of coeff[c] * array over ``terms`` (array, coeff) pairs, plus shift[c].
 

@@ -45,17 +45,20 @@ class EuclideanLossLayer(LossLayer):
         if bottom[0].count_axes(1) != bottom[1].count_axes(1):
             raise self.error(f"bottoms must have the same size per sample: {bottom[0].shape} "
                              f"and {bottom[1].shape}")
+        self.difference = np.empty(bottom[0].shape, np.float32)
 
     def forward_cpu(self, bottom, top):
-        self.difference = bottom[0].data - bottom[1].data.reshape(bottom[0].shape)
-        total = float(np.dot(self.difference.ravel(), self.difference.ravel()))
+        ops.weighted_difference(bottom[0].data, bottom[1].data.reshape(bottom[0].shape),
+                                self.difference)
+        total = ops.dot(self.difference, self.difference)
         top[0].data[...] = total / bottom[0].shape[0] / 2
 
     def backward_cpu(self, top, propagate_down, bottom):
         for index, sign in ((0, 1.0), (1, -1.0)):
             if propagate_down[index]:
                 alpha = np.float32(sign * top_weight(top) / bottom[index].shape[0])
-                bottom[index].diff[...] = (self.difference * alpha).reshape(bottom[index].shape)
+                ops.scale_into(self.difference.reshape(bottom[index].shape), alpha,
+                               bottom[index].diff)
 
 
 @register_layer("SigmoidCrossEntropyLoss")
@@ -100,8 +103,8 @@ class SigmoidCrossEntropyLossLayer(LossLayer):
         if propagate_down[0]:
             t = bottom[1].data.reshape(bottom[0].shape)
             scale = np.float32(top_weight(top) / self.norm)
-            np.multiply((self.sigmoid.data - t) * self._valid(bottom), scale,
-                        out=bottom[0].diff)
+            valid = None if self.ignore_label is None else self._valid(bottom)
+            ops.weighted_difference(self.sigmoid.data, t, bottom[0].diff, scale, valid)
 
 
 @register_layer("HingeLoss")

@@ -149,14 +149,9 @@ class SoftmaxWithLossLayer(LossLayer):
         if not propagate_down[0]:
             return
         outer, channels, inner = self.view
-        diff = bottom[0].diff.reshape(self.view)
-        diff[...] = self.prob.data.reshape(self.view)
         labels, valid = self._labels(bottom)
-        rows = np.arange(outer)[:, None]
-        cols = np.arange(inner)[None, :]
-        diff[rows, labels, cols] -= 1.0
         weights = self._weights(bottom, valid)
-        diff *= weights[:, None, :]
         scale = top[0].diff.item() / self.normalizer(self.mode, outer, inner,
                                                      float(weights.sum(dtype=np.float64)))
-        diff *= np.float32(scale)
+        ops.label_gradient(self.prob.data.reshape(self.view), labels, weights, scale,
+                           bottom[0].diff.reshape(self.view))

@@ -230,3 +230,25 @@ def test_max_and_select_match_numpy():
     dy, dx = rand(2, 9, 5), np.empty_like(out)
     ops.select_into(dy, argmax, 1, dx)
     np.testing.assert_array_equal(dx, np.where(np.argmax(arrays, axis=0) == 1, dy, 0))
+
+
+def test_weighted_difference_and_dot_match_numpy():
+    a, b, mask = rand(3, 5, 7), rand(3, 5, 7), rng.random((3, 5, 7)) < 0.5
+    plain, masked = np.empty_like(a), np.empty_like(a)
+    ops.weighted_difference(a, b, plain)
+    ops.weighted_difference(a, b, masked, scale=0.25, weights=mask)
+    np.testing.assert_array_equal(plain, a - b)
+    np.testing.assert_allclose(masked, (a - b) * mask * 0.25, rtol=1e-6)
+    np.testing.assert_allclose(ops.dot(a, b), np.sum(a.astype(np.float64) * b), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (70, 10, 1), (3, 4, 5)])
+def test_label_gradient_matches_numpy(shape):
+    outer, channels, inner = shape
+    prob = rand(*shape)
+    labels = rng.integers(0, channels, (outer, inner))
+    weights = rng.random((outer, inner)).astype(np.float32)
+    out = np.empty_like(prob)
+    ops.label_gradient(prob, labels, weights, 0.5, out)
+    one_hot = np.arange(channels)[None, :, None] == labels[:, None, :]
+    np.testing.assert_allclose(out, (prob - one_hot) * weights[:, None, :] * 0.5, rtol=1e-6)
