@@ -29,7 +29,7 @@ class InputKeepingLayer(NeuronLayer):
 
     def keep_input(self, bottom, top):
         if top[0] is bottom[0]:
-            self.saved_input.data[...] = bottom[0].data
+            ops.copy_into(bottom[0].data, self.saved_input.data)
 
     def input_data(self, bottom, top):
         return self.saved_input.data if top[0] is bottom[0] else bottom[0].data
@@ -192,7 +192,7 @@ class BNLLLayer(InputKeepingLayer):
         if propagate_down[0]:
             sigmoid = np.empty_like(top[0].diff)
             ops.sigmoid_forward(self.input_data(bottom, top), sigmoid)
-            np.multiply(top[0].diff, sigmoid, out=bottom[0].diff)
+            ops.product_into([top[0].diff, sigmoid], bottom[0].diff)
 
 
 @register_layer("Threshold")
@@ -241,9 +241,9 @@ class SwishLayer(NeuronLayer):
         self.sigmoid.reshape(bottom[0].shape)
 
     def forward_cpu(self, bottom, top):
-        beta = _F(self.param.swish_param.beta)
-        ops.sigmoid_forward(bottom[0].data * beta, self.sigmoid.data)
-        np.multiply(bottom[0].data, self.sigmoid.data, out=top[0].data)
+        ops.scale_into(bottom[0].data, _F(self.param.swish_param.beta), self.sigmoid.data)
+        ops.sigmoid_forward(self.sigmoid.data, self.sigmoid.data)
+        ops.product_into([bottom[0].data, self.sigmoid.data], top[0].data)
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[0]:
