@@ -158,6 +158,54 @@ def tanh_backward(y, dy, dx):
                           lambda y, dy, dx: np.multiply(dy, 1 - y * y, out=dx), dx, y, dy)
 
 
+def _affine(x, shift, scale):
+    return shift + scale * x
+
+
+# Element-wise formulas of the activation layers: name -> (flops per element, function of
+# the inputs, out and named float32 constants).  ``pointwise`` runs any of them.
+_FORMULAS = {
+    "abs": (1, lambda x, out: np.abs(x, out=out)),
+    "abs_backward": (2, lambda x, dy, out: np.multiply(dy, np.sign(x), out=out)),
+    "elu": (4, lambda x, out, alpha: np.copyto(
+        out, np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))))),
+    "elu_backward": (3, lambda y, dy, out, alpha: np.multiply(
+        dy, np.where(y > 0, np.float32(1), y + alpha), out=out)),
+    "power": (6, lambda x, out, shift, scale, power: np.power(
+        _affine(x, shift, scale), power, out=out)),
+    "power_backward": (8, lambda x, dy, out, shift, scale, gain, exponent: np.multiply(
+        dy, gain * (_affine(x, shift, scale) ** exponent if exponent != 0 else np.float32(1)),
+        out=out)),
+    "exp": (6, lambda x, out, shift, scale: np.exp(_affine(x, shift, scale), out=out)),
+    "exp_backward": (3, lambda y, dy, out, scale: np.multiply(dy, y * scale, out=out)),
+    "log": (6, lambda x, out, shift, scale, factor: np.multiply(
+        np.log(_affine(x, shift, scale)), factor, out=out)),
+    "log_backward": (4, lambda x, dy, out, shift, scale, factor: np.multiply(
+        dy, factor / _affine(x, shift, scale), out=out)),
+    "bnll": (6, lambda x, out: np.add(np.maximum(x, 0), np.log1p(np.exp(-np.abs(x))), out=out)),
+    "threshold": (1, lambda x, out, threshold: np.greater(x, threshold, out=out,
+                                                          casting="unsafe")),
+    "clip": (2, lambda x, out, low, high: np.clip(x, low, high, out=out)),
+    "clip_backward": (3, lambda x, dy, out, low, high: np.multiply(
+        dy, (x >= low) & (x <= high), out=out)),
+    "prelu": (3, lambda x, slopes, out: np.add(np.maximum(x, 0), slopes * np.minimum(x, 0),
+                                               out=out)),
+    "prelu_backward": (2, lambda x, slopes, dy, out: np.multiply(
+        dy, np.where(x > 0, np.float32(1), slopes), out=out)),
+    "negative_part": (1, lambda x, out: np.multiply(x, x <= 0, out=out)),
+    "swish_backward": (5, lambda y, s, dy, out, beta: np.multiply(
+        dy, beta * y + s * (1 - beta * y), out=out)),
+}
+
+
+def pointwise(formula, out, *inputs, **constants):
+    """out = the named element-wise ``formula`` of ``inputs`` (broadcast to out's shape),
+    with float32 ``constants``; see ``_FORMULAS`` for the names and their arguments."""
+    flops, function = _FORMULAS[formula]
+    scheduler.elementwise(formula, flops, lambda *arrays: function(*arrays, **constants),
+                          out, *inputs)
+
+
 def scale_into(x, factor, out):
     """out = x * factor, with factor a scalar or a broadcastable array."""
     scheduler.elementwise("scale", 1, lambda x, f, out: np.multiply(x, f, out=out),

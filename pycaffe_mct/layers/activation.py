@@ -65,19 +65,20 @@ class PReLULayer(InputKeepingLayer):
 
     def forward_cpu(self, bottom, top):
         self.keep_input(bottom, top)
-        x = bottom[0].data.reshape(self.view)
-        np.add(np.maximum(x, 0), self._slopes() * np.minimum(x, 0),
-               out=top[0].data.reshape(self.view))
+        ops.pointwise("prelu", top[0].data.reshape(self.view),
+                      bottom[0].data.reshape(self.view), self._slopes())
 
     def backward_cpu(self, top, propagate_down, bottom):
         x = self.input_data(bottom, top).reshape(self.view)
         dy = top[0].diff.reshape(self.view)
         if self.param_propagate_down[0]:
-            grad = (dy * x * (x <= 0)).sum(axis=(0, 2), dtype=np.float64)
-            self.blobs[0].diff[...] += grad.sum() if self.channel_shared else grad
+            negative = np.empty(self.view, np.float32)
+            ops.pointwise("negative_part", negative, x)
+            grad = ops.channel_sums(dy, negative)[1]
+            self.blobs[0].diff[...] += grad.sum(dtype=np.float64) if self.channel_shared else grad
         if propagate_down[0]:
-            np.multiply(dy, np.where(x > 0, _F(1), self._slopes()),
-                        out=bottom[0].diff.reshape(self.view))
+            ops.pointwise("prelu_backward", bottom[0].diff.reshape(self.view), x,
+                          self._slopes(), dy)
 
 
 @register_layer("ELU")
@@ -85,15 +86,13 @@ class ELULayer(NeuronLayer):
     """y = x if x > 0 else alpha * (exp(x) - 1)."""
 
     def forward_cpu(self, bottom, top):
-        alpha = _F(self.param.elu_param.alpha)
-        x = bottom[0].data
-        np.copyto(top[0].data, np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))))
+        ops.pointwise("elu", top[0].data, bottom[0].data, alpha=_F(self.param.elu_param.alpha))
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[0]:
-            alpha = _F(self.param.elu_param.alpha)
-            y = top[0].data   # its sign is the input's, so in place works
-            np.multiply(top[0].diff, np.where(y > 0, _F(1), y + alpha), out=bottom[0].diff)
+            # The output's sign is the input's, so in place works.
+            ops.pointwise("elu_backward", bottom[0].diff, top[0].data, top[0].diff,
+                          alpha=_F(self.param.elu_param.alpha))
 
 
 @register_layer("AbsVal")
@@ -106,20 +105,21 @@ class AbsValLayer(NeuronLayer):
         super().reshape(bottom, top)
 
     def forward_cpu(self, bottom, top):
-        np.abs(bottom[0].data, out=top[0].data)
+        ops.pointwise("abs", top[0].data, bottom[0].data)
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[0]:
-            np.multiply(top[0].diff, np.sign(bottom[0].data), out=bottom[0].diff)
+            ops.pointwise("abs_backward", bottom[0].diff, bottom[0].data, top[0].diff)
 
 
 class AffineInputLayer(InputKeepingLayer):
     """Shared by Power, Exp, Log: they act on u = shift + scale * x."""
     param_field = None
 
-    def affine(self, x):
+    def affine(self):
+        """The shift and scale as ``ops.pointwise`` constants."""
         p = getattr(self.param, self.param_field)
-        return _F(p.shift) + _F(p.scale) * x
+        return dict(shift=_F(p.shift), scale=_F(p.scale))
 
 
 @register_layer("Power")
@@ -129,16 +129,16 @@ class PowerLayer(AffineInputLayer):
 
     def forward_cpu(self, bottom, top):
         self.keep_input(bottom, top)
-        np.power(self.affine(bottom[0].data), _F(self.param.power_param.power),
-                 out=top[0].data)
+        ops.pointwise("power", top[0].data, bottom[0].data, power=_F(self.param.power_param.power),
+                      **self.affine())
 
     def backward_cpu(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
         p = self.param.power_param
-        u = self.affine(self.input_data(bottom, top))
-        slope = _F(p.power * p.scale) * (u ** _F(p.power - 1) if p.power != 1 else _F(1))
-        np.multiply(top[0].diff, slope, out=bottom[0].diff)
+        ops.pointwise("power_backward", bottom[0].diff, self.input_data(bottom, top),
+                      top[0].diff, gain=_F(p.power * p.scale), exponent=_F(p.power - 1),
+                      **self.affine())
 
 
 def log_base(base):
@@ -153,13 +153,14 @@ class ExpLayer(NeuronLayer):
     def forward_cpu(self, bottom, top):
         p = self.param.exp_param
         rate = log_base(p.base)
-        np.exp(_F(rate * p.shift) + _F(rate * p.scale) * bottom[0].data, out=top[0].data)
+        ops.pointwise("exp", top[0].data, bottom[0].data, shift=_F(rate * p.shift),
+                      scale=_F(rate * p.scale))
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[0]:
             p = self.param.exp_param
-            np.multiply(top[0].diff, top[0].data * _F(log_base(p.base) * p.scale),
-                        out=bottom[0].diff)
+            ops.pointwise("exp_backward", bottom[0].diff, top[0].data, top[0].diff,
+                          scale=_F(log_base(p.base) * p.scale))
 
 
 @register_layer("Log")
@@ -169,14 +170,14 @@ class LogLayer(AffineInputLayer):
 
     def forward_cpu(self, bottom, top):
         self.keep_input(bottom, top)
-        np.multiply(np.log(self.affine(bottom[0].data)),
-                    _F(1.0 / log_base(self.param.log_param.base)), out=top[0].data)
+        ops.pointwise("log", top[0].data, bottom[0].data,
+                      factor=_F(1.0 / log_base(self.param.log_param.base)), **self.affine())
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[0]:
             p = self.param.log_param
-            u = self.affine(self.input_data(bottom, top))
-            np.multiply(top[0].diff, _F(p.scale / log_base(p.base)) / u, out=bottom[0].diff)
+            ops.pointwise("log_backward", bottom[0].diff, self.input_data(bottom, top),
+                          top[0].diff, factor=_F(p.scale / log_base(p.base)), **self.affine())
 
 
 @register_layer("BNLL")
@@ -185,8 +186,7 @@ class BNLLLayer(InputKeepingLayer):
 
     def forward_cpu(self, bottom, top):
         self.keep_input(bottom, top)
-        x = bottom[0].data
-        np.add(np.maximum(x, 0), np.log1p(np.exp(-np.abs(x))), out=top[0].data)
+        ops.pointwise("bnll", top[0].data, bottom[0].data)
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[0]:
@@ -200,8 +200,8 @@ class ThresholdLayer(NeuronLayer):
     """y = 1 if x > threshold else 0; no gradient (as in Caffe)."""
 
     def forward_cpu(self, bottom, top):
-        np.greater(bottom[0].data, _F(self.param.threshold_param.threshold), out=top[0].data,
-                   casting="unsafe")
+        ops.pointwise("threshold", top[0].data, bottom[0].data,
+                      threshold=_F(self.param.threshold_param.threshold))
 
     def allow_force_backward(self, bottom_index):
         return False
@@ -220,13 +220,13 @@ class ClipLayer(InputKeepingLayer):
         if p.min > p.max:
             raise self.error(f"min {p.min} is larger than max {p.max}")
         self.keep_input(bottom, top)
-        np.clip(bottom[0].data, _F(p.min), _F(p.max), out=top[0].data)
+        ops.pointwise("clip", top[0].data, bottom[0].data, low=_F(p.min), high=_F(p.max))
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[0]:
             p = self.param.clip_param
-            x = self.input_data(bottom, top)
-            np.multiply(top[0].diff, (x >= _F(p.min)) & (x <= _F(p.max)), out=bottom[0].diff)
+            ops.pointwise("clip_backward", bottom[0].diff, self.input_data(bottom, top),
+                          top[0].diff, low=_F(p.min), high=_F(p.max))
 
 
 @register_layer("Swish")
@@ -248,5 +248,5 @@ class SwishLayer(NeuronLayer):
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[0]:
             beta = _F(self.param.swish_param.beta)
-            y, s = top[0].data, self.sigmoid.data
-            np.multiply(top[0].diff, beta * y + s * (1 - beta * y), out=bottom[0].diff)
+            ops.pointwise("swish_backward", bottom[0].diff, top[0].data, self.sigmoid.data,
+                          top[0].diff, beta=beta)

@@ -252,3 +252,34 @@ def test_label_gradient_matches_numpy(shape):
     ops.label_gradient(prob, labels, weights, 0.5, out)
     one_hot = np.arange(channels)[None, :, None] == labels[:, None, :]
     np.testing.assert_allclose(out, (prob - one_hot) * weights[:, None, :] * 0.5, rtol=1e-6)
+
+
+POINTWISE_CASES = {  # formula: (number of array inputs, constants)
+    "abs": (1, {}), "abs_backward": (2, {}), "elu": (1, {"alpha": 0.7}),
+    "elu_backward": (2, {"alpha": 0.7}),
+    "power": (1, {"shift": 3.0, "scale": 0.5, "power": 1.5}),
+    "power_backward": (2, {"shift": 3.0, "scale": 0.5, "gain": 0.75, "exponent": 0.5}),
+    "exp": (1, {"shift": 0.1, "scale": 0.5}), "exp_backward": (2, {"scale": 0.5}),
+    "log": (1, {"shift": 3.0, "scale": 0.5, "factor": 0.4}),
+    "log_backward": (2, {"shift": 3.0, "scale": 0.5, "factor": 0.4}),
+    "bnll": (1, {}), "threshold": (1, {"threshold": 0.2}),
+    "clip": (1, {"low": -0.5, "high": 0.3}), "clip_backward": (2, {"low": -0.5, "high": 0.3}),
+    "prelu": (2, {}), "prelu_backward": (3, {}), "negative_part": (1, {}),
+    "swish_backward": (3, {"beta": 1.5}),
+}
+
+
+@pytest.mark.parametrize("formula", sorted(POINTWISE_CASES))
+def test_pointwise_tiles_match_the_whole_array_formula(formula):
+    """Run tile by tile, every formula equals numpy on whole arrays (slopes broadcast)."""
+    count, constants = POINTWISE_CASES[formula]
+    constants = {name: np.float32(value) for name, value in constants.items()}
+    inputs = [rand(3, 70, 5) for _ in range(count)]
+    if formula.startswith("prelu"):
+        inputs[1] = rand(1, 70, 1)
+    tiled = np.empty((3, 70, 5), np.float32)
+    ops.pointwise(formula, tiled, *inputs, **constants)
+    whole = np.empty_like(tiled)
+    ops._FORMULAS[formula][1](*inputs, whole, **constants)
+    np.testing.assert_array_equal(tiled, whole)
+    assert np.isfinite(whole).all()
