@@ -162,8 +162,8 @@ def _affine(x, shift, scale):
     return shift + scale * x
 
 
-# Element-wise formulas of the activation layers: name -> (flops per element, function of
-# the inputs, out and named float32 constants).  ``pointwise`` runs any of them.
+# Element-wise formulas of the activation and loss layers: name -> (flops per element,
+# function of the inputs, out and named float32 constants).  ``pointwise`` runs any of them.
 _FORMULAS = {
     "abs": (1, lambda x, out: np.abs(x, out=out)),
     "abs_backward": (2, lambda x, dy, out: np.multiply(dy, np.sign(x), out=out)),
@@ -195,6 +195,9 @@ _FORMULAS = {
     "negative_part": (1, lambda x, out: np.multiply(x, x <= 0, out=out)),
     "swish_backward": (5, lambda y, s, dy, out, beta: np.multiply(
         dy, beta * y + s * (1 - beta * y), out=out)),
+    # -(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))) in Caffe's overflow-free form.
+    "sigmoid_cross_entropy": (9, lambda x, t, out: np.subtract(
+        np.log1p(np.exp(x - 2 * x * (x >= 0))), x * (t - (x >= 0)), out=out)),
 }
 
 

@@ -79,6 +79,7 @@ class SigmoidCrossEntropyLossLayer(LossLayer):
             raise self.error(f"inputs and targets must have the same count: {bottom[0].shape} "
                              f"and {bottom[1].shape}")
         self.sigmoid.reshape(bottom[0].shape)
+        self.terms = np.empty(bottom[0].shape, np.float32)
 
     def _valid(self, bottom):
         targets = bottom[1].data.reshape(bottom[0].shape)
@@ -87,15 +88,13 @@ class SigmoidCrossEntropyLossLayer(LossLayer):
         return targets.astype(np.int64) != self.ignore_label
 
     def forward_cpu(self, bottom, top):
-        x = bottom[0].data.astype(np.float64)
-        t = bottom[1].data.reshape(x.shape)
-        ops.sigmoid_forward(bottom[0].data, self.sigmoid.data)
-        positive = x >= 0
-        terms = x * (t - positive) - np.log1p(np.exp(x - 2 * x * positive))
+        x = bottom[0].data
+        ops.sigmoid_forward(x, self.sigmoid.data)
+        ops.pointwise("sigmoid_cross_entropy", self.terms, x, bottom[1].data.reshape(x.shape))
         valid = self._valid(bottom)
         self.norm = self.normalizer(self.mode, x.shape[0], bottom[0].count_axes(1),
                                     int(valid.sum()))
-        top[0].data[...] = -terms[valid].sum() / self.norm
+        top[0].data[...] = ops.dot(self.terms, valid) / self.norm
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[1]:

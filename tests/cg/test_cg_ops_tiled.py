@@ -265,7 +265,7 @@ POINTWISE_CASES = {  # formula: (number of array inputs, constants)
     "bnll": (1, {}), "threshold": (1, {"threshold": 0.2}),
     "clip": (1, {"low": -0.5, "high": 0.3}), "clip_backward": (2, {"low": -0.5, "high": 0.3}),
     "prelu": (2, {}), "prelu_backward": (3, {}), "negative_part": (1, {}),
-    "swish_backward": (3, {"beta": 1.5}),
+    "swish_backward": (3, {"beta": 1.5}), "sigmoid_cross_entropy": (2, {}),
 }
 
 
