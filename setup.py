@@ -36,7 +36,8 @@ setup(
     extras_require={
         "mpi": MPI,
         "plot": ["matplotlib>=3.6"],
-        "test": ["pytest>=7", "matplotlib>=3.6"] + MPI,
+        # grpcio-tools: its protoc lets the suite check caffe_pb2.py against caffe.proto.
+        "test": ["pytest>=7", "matplotlib>=3.6", "grpcio-tools"] + MPI,
     },
     entry_points={
         "console_scripts": [
