@@ -117,6 +117,17 @@ def max_pool_backward(dy, argmax, dx, lo, hi):
                     dx[n, c, where // width, where % width] += dy[n, c, oy, ox]
 
 
+@numba.njit(inline="always", **_JIT)
+def _ave_window(index, stride, pad, kernel, size):
+    """One axis of an AVE window: (first, end) inside the image and the extent that divides.
+
+    The extent counts the padding but not what lies beyond it, as Caffe does.
+    """
+    start = index * stride - pad
+    stop = min(start + kernel, size + pad)
+    return max(start, 0), min(stop, size), stop - start
+
+
 @numba.njit(parallel=True, **_JIT)
 def ave_pool_forward(x, kh, kw, sh, sw, ph, pw, out, lo, hi):
     """Caffe's AVE pooling: the divisor counts padding but not what lies beyond it."""
@@ -126,17 +137,14 @@ def ave_pool_forward(x, kh, kw, sh, sw, ph, pw, out, lo, hi):
         n = nc // channels
         c = nc % channels
         for oy in range(out_h):
-            y0 = oy * sh - ph
-            y1 = min(y0 + kh, height + ph)
+            y0, y1, extent_h = _ave_window(oy, sh, ph, kh, height)
             for ox in range(out_w):
-                x0 = ox * sw - pw
-                x1 = min(x0 + kw, width + pw)
-                size = (y1 - y0) * (x1 - x0)
+                x0, x1, extent_w = _ave_window(ox, sw, pw, kw, width)
                 total = 0.0
-                for iy in range(max(y0, 0), min(y1, height)):
-                    for ix in range(max(x0, 0), min(x1, width)):
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
                         total += x[n, c, iy, ix]
-                out[n, c, oy, ox] = total / size
+                out[n, c, oy, ox] = total / (extent_h * extent_w)
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -148,14 +156,12 @@ def ave_pool_backward(dy, kh, kw, sh, sw, ph, pw, dx, lo, hi):
         c = nc % channels
         dx[n, c, :, :] = 0.0
         for oy in range(out_h):
-            y0 = oy * sh - ph
-            y1 = min(y0 + kh, height + ph)
+            y0, y1, extent_h = _ave_window(oy, sh, ph, kh, height)
             for ox in range(out_w):
-                x0 = ox * sw - pw
-                x1 = min(x0 + kw, width + pw)
-                share = dy[n, c, oy, ox] / ((y1 - y0) * (x1 - x0))
-                for iy in range(max(y0, 0), min(y1, height)):
-                    for ix in range(max(x0, 0), min(x1, width)):
+                x0, x1, extent_w = _ave_window(ox, sw, pw, kw, width)
+                share = dy[n, c, oy, ox] / (extent_h * extent_w)
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
                         dx[n, c, iy, ix] += share
 
 
