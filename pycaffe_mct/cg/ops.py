@@ -12,7 +12,7 @@ written, never accumulated into, unless the name says ``accumulate``.
 """
 import numpy as np
 
-from . import kernels, kernels_normalization, scheduler
+from . import kernels, kernels_conv, kernels_normalization, scheduler
 
 
 def conv_out_size(size, kernel, pad, stride, dilation):
@@ -36,7 +36,7 @@ def im2col(x, kernel, pad, stride, dilation, cols):
     row = n_img * out_h * out_w * x.itemsize
     # Unit: one row of cols; it needs one input row per output row.
     scheduler.units("im2col", cols.shape[0], n_img * out_h * width * x.itemsize, row, 0,
-                    lambda lo, hi: kernels.im2col(
+                    lambda lo, hi: kernels_conv.im2col(
                         x, kernel[0], kernel[1], pad[0], pad[1], stride[0], stride[1],
                         dilation[0], dilation[1], out_h, out_w, cols, lo, hi))
     return cols
@@ -52,7 +52,7 @@ def col2im(cols, kernel, pad, stride, dilation, dx):
     # Unit: one channel of dx, summed from its kernel-window rows of cols.
     scheduler.units("col2im", channels, taps * row * cols.itemsize,
                     n_img * height * width * dx.itemsize, taps * row,
-                    lambda lo, hi: kernels.col2im(
+                    lambda lo, hi: kernels_conv.col2im(
                         cols, kernel[0], kernel[1], pad[0], pad[1], stride[0], stride[1],
                         dilation[0], dilation[1], out_h, out_w, dx, lo, hi))
     return dx
