@@ -12,9 +12,13 @@ written, never accumulated into, unless the name says ``accumulate``.
 """
 import numpy as np
 
-from . import kernels, kernels_normalization, scheduler
-from .convolution import (  # noqa: F401  (part of this interface)
-    Window, col2im, conv_out_size, convolve, convolve_transpose, im2col)
+from . import kernels, kernels_conv, kernels_normalization, scheduler
+
+
+def conv_out_size(size, kernel, pad, stride, dilation):
+    """Caffe's convolution output size (floor rounding)."""
+    extent = dilation * (kernel - 1) + 1
+    return (size + 2 * pad - extent) // stride + 1
 
 
 def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None):
@@ -22,6 +26,36 @@ def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None):
     left = a.T if trans_a else a
     right = b.T if trans_b else b
     return scheduler.gemm(left, right, alpha, beta, out)
+
+
+def im2col(x, kernel, pad, stride, dilation, cols):
+    """Unfold x (N, C, H, W) into cols (C*kh*kw, N*out_h*out_w)."""
+    out_h = conv_out_size(x.shape[2], kernel[0], pad[0], stride[0], dilation[0])
+    out_w = conv_out_size(x.shape[3], kernel[1], pad[1], stride[1], dilation[1])
+    n_img, _, _, width = x.shape
+    row = n_img * out_h * out_w * x.itemsize
+    # Unit: one row of cols; it needs one input row per output row.
+    scheduler.units("im2col", cols.shape[0], n_img * out_h * width * x.itemsize, row, 0,
+                    lambda lo, hi: kernels_conv.im2col(
+                        x, kernel[0], kernel[1], pad[0], pad[1], stride[0], stride[1],
+                        dilation[0], dilation[1], out_h, out_w, cols, lo, hi))
+    return cols
+
+
+def col2im(cols, kernel, pad, stride, dilation, dx):
+    """Fold cols back into dx (N, C, H, W), summing overlaps; dx is overwritten."""
+    out_h = conv_out_size(dx.shape[2], kernel[0], pad[0], stride[0], dilation[0])
+    out_w = conv_out_size(dx.shape[3], kernel[1], pad[1], stride[1], dilation[1])
+    n_img, channels, height, width = dx.shape
+    taps = kernel[0] * kernel[1]
+    row = n_img * out_h * out_w
+    # Unit: one channel of dx, summed from its kernel-window rows of cols.
+    scheduler.units("col2im", channels, taps * row * cols.itemsize,
+                    n_img * height * width * dx.itemsize, taps * row,
+                    lambda lo, hi: kernels_conv.col2im(
+                        cols, kernel[0], kernel[1], pad[0], pad[1], stride[0], stride[1],
+                        dilation[0], dilation[1], out_h, out_w, dx, lo, hi))
+    return dx
 
 
 def _planes(kernel_name, x_plane, y_plane, planes, in_bytes, out_bytes, flops, run):
@@ -413,3 +447,128 @@ def accumulate_channel_bias_grad(dy, bias_diff):
         bias_diff[lo:hi] += dy[:, lo:hi].sum(axis=(0, 2))
     scheduler.units("bias_backward", channels, outer * inner * dy.itemsize,
                     2 * bias_diff.itemsize, outer * inner, run)
+
+
+# ---- reductions, MVN, within-channel LRN, embed ----
+from . import kernels_reduce  # noqa: E402  (this family's kernels)
+
+_REDUCE_OPERATIONS = {"sum": kernels_reduce.SUM, "asum": kernels_reduce.ASUM,
+                      "sumsq": kernels_reduce.SUMSQ, "mean": kernels_reduce.SUM}
+
+
+def _row_factor(operation, length, coeff):
+    """The factor of a row reduction: coeff, divided by the row length for a mean."""
+    return coeff / length if operation == "mean" and length else coeff
+
+
+def row_reduce(x, operation, coeff, out):
+    """out[r] = coeff * the SUM, ASUM (sum of |x|), SUMSQ or MEAN of row r of x (rows, length)."""
+    rows, length = x.shape
+    flat = x.reshape(-1)
+    # Unit: one row in, one value out; |x| and x^2 cost a flop more than the add.
+    scheduler.units("reduce_" + operation, rows, length * x.itemsize, out.itemsize,
+                    length * (1 if operation in ("sum", "mean") else 2),
+                    lambda lo, hi: kernels_reduce.row_reduce(
+                        flat, length, _REDUCE_OPERATIONS[operation],
+                        _row_factor(operation, length, coeff), out, lo, hi))
+
+
+def row_reduce_backward(x, dy, operation, coeff, dx):
+    """dx of ``row_reduce``: coeff * dy[r] times 1, sign(x), 2x or 1/length, over row r."""
+    rows, length = x.shape
+    x_flat, dx_flat = x.reshape(-1), dx.reshape(-1)
+    reads_x = operation in ("asum", "sumsq")
+    scheduler.units("reduce_" + operation + "_backward", rows,
+                    (length * reads_x + 1) * x.itemsize, length * dx.itemsize,
+                    length * (1 + reads_x),
+                    lambda lo, hi: kernels_reduce.row_reduce_backward(
+                        x_flat, dy, length, _REDUCE_OPERATIONS[operation],
+                        _row_factor(operation, length, coeff), dx_flat, lo, hi))
+
+
+def normalize_rows(x, mean, divisor, out):
+    """out = (x - mean[r]) / divisor[r] over each row r of x (rows, length); out may alias x."""
+    rows, length = x.shape
+    x_flat, out_flat = x.reshape(-1), out.reshape(-1)
+    scheduler.units("normalize_rows", rows, (length + 2) * x.itemsize, length * out.itemsize,
+                    2 * length,
+                    lambda lo, hi: kernels_reduce.normalize_rows(
+                        x_flat, mean, divisor, length, out_flat, lo, hi))
+
+
+def tile_sum(dy, dx):
+    """dx (outer, inner) = the sum of dy (outer, tiles, inner) over its middle axis
+    (the gradient of repeating a block ``tiles`` times)."""
+    outer, tiles, inner = dy.shape
+    dy_flat, dx_flat = dy.reshape(-1), dx.reshape(-1)
+    scheduler.units("tile_sum", outer, tiles * inner * dy.itemsize, inner * dx.itemsize,
+                    (tiles - 1) * inner,
+                    lambda lo, hi: kernels_reduce.tile_sum(dy_flat, tiles, inner, dx_flat,
+                                                           lo, hi))
+
+
+def embed_forward(weight, indices, bias, out):
+    """out row p = weight row indices[p] (+ bias); weight (rows, width), out (count, width)."""
+    width = weight.shape[1]
+    bias = np.empty(0, np.float32) if bias is None else bias
+    weight_flat, out_flat = weight.reshape(-1), out.reshape(-1)
+    row = width * out.itemsize
+    # Unit: one looked-up row (its index, the weight row and the bias in, the row out).
+    scheduler.units("embed_forward", len(indices), indices.itemsize + row + bias.nbytes, row,
+                    width if bias.size else 0,
+                    lambda lo, hi: kernels_reduce.embed_forward(
+                        weight_flat, indices, bias, width, out_flat, lo, hi))
+
+
+def embed_accumulate_weight_grad(dy, indices, dweight):
+    """dweight row i += the sum of the dy rows whose index is i (dy (count, width)).
+
+    The host sorts the indices (bookkeeping on integers); each CPE unit then owns
+    one distinct weight row, so no two units add into the same row.
+    """
+    width = dweight.shape[1]
+    order = np.argsort(indices, kind="stable")
+    rows, starts = np.unique(indices[order], return_index=True)
+    bounds = np.append(starts, len(indices)).astype(np.int64)
+    dy_flat, dweight_flat = dy.reshape(-1), dweight.reshape(-1)
+    # Per unit, the average number of dy rows a distinct index gathers.
+    gathered = -(-len(indices) // max(len(rows), 1))
+    row = width * dweight.itemsize
+    scheduler.units("embed_weight_grad", len(rows), gathered * (row + indices.itemsize) + row,
+                    row, gathered * width,
+                    lambda lo, hi: kernels_reduce.embed_weight_grad(
+                        dy_flat, order, rows, bounds, width, dweight_flat, lo, hi))
+
+
+_FORMULAS.update({
+    # WITHIN_CHANNEL LRN: y = x * scale^-beta, its gradient through the pooled squares.
+    "power_scaled": (7, lambda x, base, out, exponent: np.multiply(x, base ** exponent,
+                                                                   out=out)),
+    "ratio_product": (3, lambda a, b, c, out, factor: np.multiply(a * b / c, factor, out=out)),
+    "lrn_within_backward": (10, lambda dy, scale, x, d_square, out, beta: np.add(
+        dy * scale ** -beta, 2 * x * d_square, out=out)),
+})
+
+
+def lrn_within_forward(x, size, alpha, beta, scale, out):
+    """WITHIN_CHANNEL LRN of x (N, C, H, W): scale = 1 + alpha * the size x size average
+    (padded cells counted) of x^2, out = x * scale^-beta."""
+    pad = (size - 1) // 2
+    product_into([x, x], out)                          # out holds x^2 until the last step
+    ave_pool_forward(out, (size, size), (1, 1), (pad, pad), scale)
+    planes = scale.reshape(-1, 1, x.shape[2] * x.shape[3])
+    channel_linear([(planes, alpha)], planes, shift=1.0)
+    pointwise("power_scaled", out, x, scale, exponent=np.float32(-beta))
+
+
+def lrn_within_backward(x, y, scale, dy, size, alpha, beta, dx):
+    """dx of ``lrn_within_forward``: through x^-beta directly and through the pooled squares.
+
+    dx must not alias dy.
+    """
+    pad = (size - 1) // 2
+    # d/d(average) of x * (1 + alpha * average)^-beta, into dx as scratch.
+    pointwise("ratio_product", dx, dy, y, scale, factor=np.float32(-alpha * beta))
+    d_square = np.empty_like(x)
+    ave_pool_backward(dx, (size, size), (1, 1), (pad, pad), d_square)
+    pointwise("lrn_within_backward", dx, dy, scale, x, d_square, beta=np.float32(beta))

@@ -72,7 +72,8 @@ class ReductionLayer(Layer):
 
     def layer_setup(self, bottom, top):
         p = self.param.reduction_param
-        self.operation, self.coeff = p.operation, p.coeff
+        self.operation_name = _REDUCTION.ReductionOp.Name(p.operation).lower()
+        self.coeff = p.coeff
         self.axis = layer_axis(self, bottom[0], p.axis)
 
     def reshape(self, bottom, top):
@@ -80,30 +81,14 @@ class ReductionLayer(Layer):
         self.view = (bottom[0].count_axes(0, self.axis), bottom[0].count_axes(self.axis))
 
     def forward_cpu(self, bottom, top):
-        x = bottom[0].data.reshape(self.view).astype(np.float64)
-        if self.operation == _REDUCTION.ASUM:
-            x = np.abs(x)
-        elif self.operation == _REDUCTION.SUMSQ:
-            x = x * x
-        total = x.sum(axis=1)
-        if self.operation == _REDUCTION.MEAN:
-            total /= self.view[1]
-        top[0].data.reshape(-1)[...] = total * self.coeff
+        ops.row_reduce(bottom[0].data.reshape(self.view), self.operation_name, self.coeff,
+                       top[0].data.reshape(-1))
 
     def backward_cpu(self, top, propagate_down, bottom):
-        if not propagate_down[0]:
-            return
-        dy = top[0].diff.reshape(-1, 1) * np.float32(self.coeff)
-        x = bottom[0].data.reshape(self.view)
-        dx = bottom[0].diff.reshape(self.view)
-        if self.operation == _REDUCTION.SUM:
-            dx[...] = dy
-        elif self.operation == _REDUCTION.ASUM:
-            np.multiply(np.sign(x), dy, out=dx)
-        elif self.operation == _REDUCTION.SUMSQ:
-            np.multiply(2 * x, dy, out=dx)
-        else:
-            dx[...] = dy / np.float32(self.view[1])
+        if propagate_down[0]:
+            ops.row_reduce_backward(bottom[0].data.reshape(self.view), top[0].diff.reshape(-1),
+                                    self.operation_name, self.coeff,
+                                    bottom[0].diff.reshape(self.view))
 
 
 @register_layer("ArgMax")

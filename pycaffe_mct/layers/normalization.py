@@ -50,11 +50,7 @@ class LRNLayer(Layer):
             ops.lrn_across_forward(x.reshape(view), self.size, self.alpha, self.beta, self.k,
                                    scale.reshape(view), y.reshape(view))
         else:
-            pad = (self.size - 1) // 2
-            ops.ave_pool_forward(x * x, (self.size,) * 2, (1, 1), (pad, pad), scale)
-            scale *= np.float32(self.alpha)
-            scale += np.float32(1.0)
-            np.multiply(x, scale ** np.float32(-self.beta), out=y)
+            ops.lrn_within_forward(x, self.size, self.alpha, self.beta, scale, y)
 
     def backward_cpu(self, top, propagate_down, bottom):
         if not propagate_down[0]:
@@ -67,12 +63,7 @@ class LRNLayer(Layer):
                                     dy.reshape(view), self.size, self.alpha, self.beta,
                                     dx.reshape(view))
         else:
-            pad = (self.size - 1) // 2
-            # d/d(avg) of x*(1+alpha*avg)^-beta, back through the pooling, then d(x^2)/dx.
-            d_avg = dy * y * np.float32(-self.alpha * self.beta) / scale
-            d_square = np.empty_like(x)
-            ops.ave_pool_backward(d_avg, (self.size,) * 2, (1, 1), (pad, pad), d_square)
-            dx[...] = dy * scale ** np.float32(-self.beta) + 2 * x * d_square
+            ops.lrn_within_backward(x, y, scale, dy, self.size, self.alpha, self.beta, dx)
 
 
 @register_layer("BatchNorm")
@@ -162,7 +153,8 @@ class BatchNormLayer(Layer):
 class MVNLayer(Layer):
     """Mean-variance normalisation per sample (and per channel unless across_channels).
 
-    As in Caffe, the divisor is ``sqrt(var) + eps`` with ``var = E[x^2] - E[x]^2``.
+    As in Caffe, ``y = (x - mean) / (sqrt(var) + eps)`` with the biased variance
+    ``var`` of each row.
     """
     exact_bottoms = 1
     exact_tops = 1
@@ -181,25 +173,32 @@ class MVNLayer(Layer):
     def forward_cpu(self, bottom, top):
         x = bottom[0].data.reshape(self.view)
         y = top[0].data.reshape(self.view)
-        mean = x.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+        rows = self.view[0]
         if self.normalize_variance:
-            square_mean = (x * x).mean(axis=1, keepdims=True, dtype=np.float64)
-            var = np.maximum(square_mean - mean.astype(np.float64) ** 2, 0)
-            self.divisor = (np.sqrt(var) + self.eps).astype(np.float32)
-            np.subtract(x, mean, out=y)
-            y /= self.divisor
+            # Two-pass per-row mean and variance: E[x^2] - E[x]^2 without its cancellation.
+            mean, var = ops.channel_mean_var(x.reshape(1, *self.view))
+            self.divisor = np.sqrt(var) + np.float32(self.eps)
         else:
-            np.subtract(x, mean, out=y)
+            mean = np.empty(rows, np.float32)
+            ops.row_reduce(x, "mean", 1.0, mean)
+            self.divisor = np.ones(rows, np.float32)
+        ops.normalize_rows(x, mean, self.divisor, y)
 
     def backward_cpu(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
-        dy = top[0].diff.reshape(self.view)
-        dx = bottom[0].diff.reshape(self.view)
-        mean_dy = dy.mean(axis=1, keepdims=True)
+        view = (1, *self.view)                  # rows as channels of one sample
+        dy = top[0].diff.reshape(view)
+        dx = bottom[0].diff.reshape(view)
+        inverse = np.float32(1) / self.divisor
+        length = np.float32(self.view[1])
         if self.normalize_variance:
-            y = top[0].data.reshape(self.view)
-            mean_dy_y = (dy * y).mean(axis=1, keepdims=True)
-            dx[...] = (dy - mean_dy - y * mean_dy_y) / self.divisor
+            # dx = (dy - mean(dy) - y * mean(dy * y)) / divisor; dx may alias dy.
+            y = top[0].data.reshape(view)
+            sum_dy, sum_dy_y = ops.channel_sums(dy, y)
+            ops.channel_linear([(dy, inverse), (y, -sum_dy_y / length * inverse)], dx,
+                               shift=-sum_dy / length * inverse)
         else:
-            dx[...] = dy - mean_dy
+            mean_dy = np.empty(self.view[0], np.float32)
+            ops.row_reduce(dy.reshape(self.view), "mean", 1.0, mean_dy)
+            ops.channel_linear([(dy, 1.0)], dx, shift=-mean_dy)

@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..blob import Blob
+from ..cg import ops
 from ..fillers import weight_and_bias
 from ..layer import Layer, register_layer
 
@@ -57,16 +58,16 @@ class EmbedLayer(Layer):
         return indices
 
     def forward_cpu(self, bottom, top):
-        out = top[0].data.reshape(-1, self.num_output)
-        np.take(self.blobs[0].data, self._indices(bottom), axis=0, out=out)
-        if self.bias_term:
-            out += self.blobs[1].data
+        ops.embed_forward(self.blobs[0].data, self._indices(bottom),
+                          self.blobs[1].data if self.bias_term else None,
+                          top[0].data.reshape(-1, self.num_output))
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[0]:
             raise self.error("cannot back-propagate to the indices")
         dy = top[0].diff.reshape(-1, self.num_output)
         if self.param_propagate_down[0]:
-            np.add.at(self.blobs[0].diff, self._indices(bottom), dy)
+            ops.embed_accumulate_weight_grad(dy, self._indices(bottom), self.blobs[0].diff)
         if self.bias_term and self.param_propagate_down[1]:
-            self.blobs[1].diff[...] += dy.sum(axis=0)
+            ops.accumulate_channel_bias_grad(dy.reshape(-1, self.num_output, 1),
+                                             self.blobs[1].diff)

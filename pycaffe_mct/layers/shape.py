@@ -155,10 +155,10 @@ class TileLayer(Layer):
         self.view = (bottom[0].count_axes(0, self.axis), 1, bottom[0].count_axes(self.axis))
 
     def forward_cpu(self, bottom, top):
-        block = bottom[0].data.reshape(self.view)
-        top[0].data.reshape(self.view[0], self.tiles, -1)[...] = block
+        ops.copy_into(bottom[0].data.reshape(self.view),
+                      top[0].data.reshape(self.view[0], self.tiles, -1))
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[0]:
-            dy = top[0].diff.reshape(self.view[0], self.tiles, -1)
-            bottom[0].diff.reshape(self.view)[...] = dy.sum(axis=1, keepdims=True)
+            ops.tile_sum(top[0].diff.reshape(self.view[0], self.tiles, -1),
+                         bottom[0].diff.reshape(self.view[0], -1))

@@ -1,4 +1,5 @@
 """Layers that move or re-view data: Split, Flatten, Reshape, Silence."""
+from ..cg import ops
 from ..layer import Layer, register_layer
 
 
@@ -21,10 +22,7 @@ class SplitLayer(Layer):
     def backward_cpu(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
-        diff = bottom[0].diff
-        diff[...] = top[0].diff
-        for blob in top[1:]:
-            diff += blob.diff
+        ops.sum_into([blob.diff for blob in top], bottom[0].diff)
 
 
 class ViewLayer(Layer):
