@@ -12,13 +12,9 @@ written, never accumulated into, unless the name says ``accumulate``.
 """
 import numpy as np
 
-from . import kernels, kernels_conv, kernels_normalization, scheduler
-
-
-def conv_out_size(size, kernel, pad, stride, dilation):
-    """Caffe's convolution output size (floor rounding)."""
-    extent = dilation * (kernel - 1) + 1
-    return (size + 2 * pad - extent) // stride + 1
+from . import kernels, kernels_normalization, scheduler
+from .convolution import (  # noqa: F401  (part of this interface)
+    Window, col2im, conv_out_size, convolve, convolve_transpose, im2col)
 
 
 def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None):
@@ -26,36 +22,6 @@ def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None):
     left = a.T if trans_a else a
     right = b.T if trans_b else b
     return scheduler.gemm(left, right, alpha, beta, out)
-
-
-def im2col(x, kernel, pad, stride, dilation, cols):
-    """Unfold x (N, C, H, W) into cols (C*kh*kw, N*out_h*out_w)."""
-    out_h = conv_out_size(x.shape[2], kernel[0], pad[0], stride[0], dilation[0])
-    out_w = conv_out_size(x.shape[3], kernel[1], pad[1], stride[1], dilation[1])
-    n_img, _, _, width = x.shape
-    row = n_img * out_h * out_w * x.itemsize
-    # Unit: one row of cols; it needs one input row per output row.
-    scheduler.units("im2col", cols.shape[0], n_img * out_h * width * x.itemsize, row, 0,
-                    lambda lo, hi: kernels_conv.im2col(
-                        x, kernel[0], kernel[1], pad[0], pad[1], stride[0], stride[1],
-                        dilation[0], dilation[1], out_h, out_w, cols, lo, hi))
-    return cols
-
-
-def col2im(cols, kernel, pad, stride, dilation, dx):
-    """Fold cols back into dx (N, C, H, W), summing overlaps; dx is overwritten."""
-    out_h = conv_out_size(dx.shape[2], kernel[0], pad[0], stride[0], dilation[0])
-    out_w = conv_out_size(dx.shape[3], kernel[1], pad[1], stride[1], dilation[1])
-    n_img, channels, height, width = dx.shape
-    taps = kernel[0] * kernel[1]
-    row = n_img * out_h * out_w
-    # Unit: one channel of dx, summed from its kernel-window rows of cols.
-    scheduler.units("col2im", channels, taps * row * cols.itemsize,
-                    n_img * height * width * dx.itemsize, taps * row,
-                    lambda lo, hi: kernels_conv.col2im(
-                        cols, kernel[0], kernel[1], pad[0], pad[1], stride[0], stride[1],
-                        dilation[0], dilation[1], out_h, out_w, dx, lo, hi))
-    return dx
 
 
 def _planes(kernel_name, x_plane, y_plane, planes, in_bytes, out_bytes, flops, run):

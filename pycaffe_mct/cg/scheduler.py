@@ -27,6 +27,7 @@ times slower on a shared 2-core machine, while GEMM shares on sleeping Python
 threads (BLAS releases the GIL) do not fight numba for the cores.
 """
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -59,9 +60,14 @@ def execution(new_mode):
         _mode = previous
 
 
+def planning():
+    """Whether kernel calls are planned: in literal mode and while accounting records."""
+    return _mode == "literal" or accounting.active()
+
+
 def _planned(make_plan):
     """The plan when one is needed (literal mode or accounting), recorded; else None."""
-    if _mode == "fast" and not accounting.active():
+    if not planning():
         return None
     plan = make_plan()
     accounting.record(plan)
@@ -128,7 +134,7 @@ def _matmul(left, right, out):
     m, k = left.shape
     n = right.shape[1]
     threads = gemm_threads()
-    if threads == 1 or m * n * k < SPLIT_MACS:
+    if threads == 1 or m * n * k < SPLIT_MACS or _in_lane():
         np.matmul(left, right, out=out)
         return
     if m >= n:
@@ -137,13 +143,60 @@ def _matmul(left, right, out):
     else:
         bounds = [(n * t) // threads for t in range(threads + 1)]
         shares = [(left, right[:, a:b], out[:, a:b]) for a, b in zip(bounds, bounds[1:])]
-    if "pool" not in _host:
-        _host["pool"] = ThreadPoolExecutor(threads - 1, thread_name_prefix="cg-host")
-    others = [_host["pool"].submit(np.matmul, a, b, out=c) for a, b, c in shares[1:]]
+    others = [_host_pool().submit(np.matmul, a, b, out=c) for a, b, c in shares[1:]]
     a, b, c = shares[0]
     np.matmul(a, b, out=c)
     for share in others:
         share.result()
+
+
+def _host_pool():
+    """The sleeping helper threads (one fewer than the host threads) GEMM shares and lanes use."""
+    if "pool" not in _host:
+        _host["pool"] = ThreadPoolExecutor(max(gemm_threads() - 1, 1),
+                                           thread_name_prefix="cg-host")
+    return _host["pool"]
+
+
+# ---- lanes: a layer's chunks spread over the host threads -----------------------
+
+_lane = threading.local()
+
+
+def _in_lane():
+    return getattr(_lane, "inside", False)
+
+
+def lanes(chunks, body):
+    """``body(lane, lo, hi)`` for every chunk ``(lo, hi)`` of a layer's images.
+
+    In fast mode lane t runs the t-th contiguous run of chunks on host thread t;
+    inside a lane a GEMM is one single-threaded BLAS call, so each thread keeps
+    its chunk's unfolded columns in its own core's cache from the unfolding to
+    the GEMM.  The chunk-to-lane map is fixed, so sums across lanes come out
+    the same on every run with the same thread count.  While plans are needed
+    (literal mode, accounting) the chunks run in order on this thread, lane 0,
+    so their plans are recorded in order.
+    """
+    count = 1 if planning() or _in_lane() else min(gemm_threads(), len(chunks))
+    if count <= 1:
+        for lo, hi in chunks:
+            body(0, lo, hi)
+        return
+
+    def run(lane):
+        _lane.inside = True
+        try:
+            for lo, hi in chunks[len(chunks) * lane // count:len(chunks) * (lane + 1) // count]:
+                body(lane, lo, hi)
+        finally:
+            _lane.inside = False
+    others = [_host_pool().submit(run, lane) for lane in range(1, count)]
+    try:
+        run(0)
+    finally:
+        for other in others:
+            other.result()
 
 
 def _gemm_tiles(plan, left, right, alpha, beta, out):

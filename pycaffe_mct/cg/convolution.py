@@ -1,0 +1,246 @@
+"""Convolution on the core group: images unfolded into columns, then GEMMs.
+
+A convolution of images x (N, C, H, W) with weights (O, C/G, kh, kw) in G
+groups is, per group, the GEMM weight (O/G, R) @ columns (R, images*plane),
+R = C/G*kh*kw, where im2col unfolds each output pixel's input window into a
+column.  The images go in chunks:
+
+* While plans are needed (literal mode, accounting), chunks are as large as
+  the MPE's column buffer allows (``PLAN_CHUNK_FLOATS``), or one image when
+  that image's GEMM is already large, as a core group would run them: few
+  large GEMM plans.
+* On the host (fast mode), chunks are small enough for their columns to stay
+  in one core's cache (``CACHE_CHUNK_FLOATS``) and are spread over the host
+  threads as lanes (``scheduler.lanes``): each thread unfolds a chunk and
+  multiplies it while the columns are still in its cache, instead of all
+  threads unfolding the whole batch to memory and reading it back.
+
+Both run the same code per chunk (``ops``-level planned calls: im2col, GEMM,
+col2im); only the chunk sizes differ.  A GEMM of several images yields rows
+(O/G, images*plane) that are then put in image order (N, O, plane): on the
+core group that is where the GEMM's DMA puts C, so it is not a separate kernel.
+
+Deconvolution is the transpose: its forward is ``convolve_transpose`` and its
+backward ``convolve``, with the roles of bottom and top swapped.
+"""
+from dataclasses import dataclass
+
+from . import kernels_conv, scheduler
+from .workspace import workspace
+
+# Columns per chunk while planning: 16 MB, the MPE's column buffer.
+PLAN_CHUNK_FLOATS = 4 << 20
+# While planning, images whose GEMM has at least this many multiply-adds go one at a time.
+PLAN_PER_IMAGE_MACS = 1 << 24
+# Columns per chunk on the host: 1 MB, within one core's L2 cache with the GEMM's other operands.
+CACHE_CHUNK_FLOATS = 1 << 18
+
+
+def conv_out_size(size, kernel, pad, stride, dilation):
+    """Caffe's convolution output size (floor rounding)."""
+    extent = dilation * (kernel - 1) + 1
+    return (size + 2 * pad - extent) // stride + 1
+
+
+@dataclass(frozen=True)
+class Window:
+    """A convolution's geometry: (h, w) pairs of kernel, pad, stride, dilation; channel groups."""
+
+    kernel: tuple
+    pad: tuple = (0, 0)
+    stride: tuple = (1, 1)
+    dilation: tuple = (1, 1)
+    group: int = 1
+
+    def output_hw(self, height, width):
+        return tuple(conv_out_size(size, *axis) for size, axis in
+                     zip((height, width), zip(self.kernel, self.pad, self.stride, self.dilation)))
+
+    @property
+    def pointwise(self):
+        """1x1, stride 1, no padding: an image is its own column matrix."""
+        return self.kernel == (1, 1) and self.stride == (1, 1) and self.pad == (0, 0)
+
+
+def im2col(x, kernel, pad, stride, dilation, cols):
+    """Unfold x (N, C, H, W) into cols (C*kh*kw, N*out_h*out_w)."""
+    out_h = conv_out_size(x.shape[2], kernel[0], pad[0], stride[0], dilation[0])
+    out_w = conv_out_size(x.shape[3], kernel[1], pad[1], stride[1], dilation[1])
+    n_img, _, _, width = x.shape
+    row = n_img * out_h * out_w * x.itemsize
+    # Unit: one row of cols; it needs one input row per output row.
+    scheduler.units("im2col", cols.shape[0], n_img * out_h * width * x.itemsize, row, 0,
+                    lambda lo, hi: kernels_conv.im2col(
+                        x, kernel[0], kernel[1], pad[0], pad[1], stride[0], stride[1],
+                        dilation[0], dilation[1], out_h, out_w, cols, lo, hi))
+    return cols
+
+
+def col2im(cols, kernel, pad, stride, dilation, dx):
+    """Fold cols back into dx (N, C, H, W), summing overlaps; dx is overwritten."""
+    out_h = conv_out_size(dx.shape[2], kernel[0], pad[0], stride[0], dilation[0])
+    out_w = conv_out_size(dx.shape[3], kernel[1], pad[1], stride[1], dilation[1])
+    n_img, channels, height, width = dx.shape
+    taps = kernel[0] * kernel[1]
+    row = n_img * out_h * out_w
+    # Unit: one channel of dx, summed from its kernel-window rows of cols.
+    scheduler.units("col2im", channels, taps * row * cols.itemsize,
+                    n_img * height * width * dx.itemsize, taps * row,
+                    lambda lo, hi: kernels_conv.col2im(
+                        cols, kernel[0], kernel[1], pad[0], pad[1], stride[0], stride[1],
+                        dilation[0], dilation[1], out_h, out_w, dx, lo, hi))
+    return dx
+
+
+def convolve(x, weight, window, y=None, top_diff=None, weight_diff=None):
+    """``y = weight * x`` (overwritten) and/or ``weight_diff += top_diff (x) x``.
+
+    Both need x's columns, so deconvolution's backward (bottom gradient and
+    weight gradient) unfolds its top gradient once for the two.  ``y`` and
+    ``top_diff`` are (N, O, out_h, out_w); ``weight`` is (O, C/G, kh, kw).
+    """
+    groups = _grouped(weight, window.group)
+    sums = _LaneSums(weight_diff, window.group)
+    plane = _plane(x, window)
+
+    def chunk(lane, lo, hi):
+        columns = _columns(x, lo, hi, window, lane)
+        if y is not None:
+            _multiply_into(groups, columns, y, lo, hi, lane)
+        if weight_diff is not None:
+            _accumulate_weight_grad(sums.target(lane), _rows(top_diff, lo, hi, window.group, lane),
+                                    columns)
+    scheduler.lanes(_chunks(x.shape[0], groups.shape[2] * window.group, plane,
+                            groups[0].size * plane), chunk)
+    sums.reduce()
+
+
+def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
+    """``dx = weight^T * dy`` folded into images (overwritten) and/or ``weight_diff += dy (x) x``.
+
+    Convolution's backward: both need dy in rows.  ``dx`` and ``x`` are
+    (N, C, H, W) with ``window.output_hw(H, W)`` equal to dy's plane.
+    """
+    groups = _grouped(weight, window.group)
+    sums = _LaneSums(weight_diff, window.group)
+    plane = dy.shape[2] * dy.shape[3]
+
+    def chunk(lane, lo, hi):
+        dy_rows = _rows(dy, lo, hi, window.group, lane)
+        if weight_diff is not None:
+            _accumulate_weight_grad(sums.target(lane), dy_rows, _columns(x, lo, hi, window, lane))
+        if dx is not None:
+            _fold_into(groups, dy_rows, dx, lo, hi, window, lane)
+    scheduler.lanes(_chunks(dy.shape[0], groups.shape[2] * window.group, plane,
+                            groups[0].size * plane), chunk)
+    sums.reduce()
+
+
+# ---- per chunk -------------------------------------------------------------------
+
+def _grouped(weight, group):
+    """Weights as (G, O/G, R) matrices."""
+    return weight.reshape(group, weight.shape[0] // group, -1)
+
+
+def _plane(x, window):
+    out_h, out_w = window.output_hw(x.shape[2], x.shape[3])
+    return out_h * out_w
+
+
+def _chunks(n_images, rows, plane, macs_per_image):
+    """(lo, hi) image ranges: the core group's chunks while planning, else cache-sized ones."""
+    floats = max(rows * plane, 1)
+    if scheduler.planning():
+        step = 1 if macs_per_image >= PLAN_PER_IMAGE_MACS else max(1, PLAN_CHUNK_FLOATS // floats)
+    else:
+        lanes = scheduler.gemm_threads()
+        step = max(1, min(CACHE_CHUNK_FLOATS // floats, -(-n_images // lanes)))
+    return [(lo, min(lo + step, n_images)) for lo in range(0, n_images, step)]
+
+
+def _columns(x, lo, hi, window, lane):
+    """(G, R, nb*plane) columns of images x[lo:hi]: x itself for one image of a
+    pointwise convolution (read-only then), else the lane's column buffer."""
+    nb, channels = hi - lo, x.shape[1]
+    plane = _plane(x, window)
+    rows = channels * window.kernel[0] * window.kernel[1]
+    if nb == 1 and window.pointwise:
+        return x[lo].reshape(window.group, -1, plane)
+    cols = workspace(("columns", lane), (rows, nb * plane))
+    im2col(x[lo:hi], window.kernel, window.pad, window.stride, window.dilation, cols)
+    return cols.reshape(window.group, -1, nb * plane)
+
+
+def _rows(array, lo, hi, group, lane):
+    """(G, O/G, nb*plane) rows of a top-shaped array's images lo..hi: a view for
+    one image, else a copy in image order within each row (the lane's row buffer)."""
+    nb, channels = hi - lo, array.shape[1]
+    plane = array.shape[2] * array.shape[3]
+    if nb == 1:
+        return array[lo].reshape(group, -1, plane)
+    rows = workspace(("rows", lane), (group, channels // group, nb * plane))
+    rows.reshape(group, -1, nb, plane)[...] = (
+        array[lo:hi].reshape(nb, group, -1, plane).transpose(1, 2, 0, 3))
+    return rows
+
+
+def _multiply_into(groups, columns, y, lo, hi, lane):
+    """y[lo:hi] = per group weight @ columns, put in image order."""
+    nb, plane = hi - lo, y.shape[2] * y.shape[3]
+    group = groups.shape[0]
+    if nb == 1:
+        out = y[lo].reshape(group, -1, plane)
+        for g in range(group):
+            scheduler.gemm(groups[g], columns[g], 1.0, 0.0, out[g])
+        return
+    rows = workspace(("rows", lane), (group, groups.shape[1], nb * plane))
+    for g in range(group):
+        scheduler.gemm(groups[g], columns[g], 1.0, 0.0, rows[g])
+    y[lo:hi].reshape(nb, group, -1, plane)[...] = (
+        rows.reshape(group, -1, nb, plane).transpose(2, 0, 1, 3))
+
+
+def _accumulate_weight_grad(target, dy_rows, columns):
+    for g in range(target.shape[0]):
+        scheduler.gemm(dy_rows[g], columns[g].T, 1.0, 1.0, target[g])
+
+
+def _fold_into(groups, dy_rows, dx, lo, hi, window, lane):
+    """dx[lo:hi] = col2im(weight^T @ dy_rows), or the product itself for one
+    image of a pointwise convolution."""
+    nb, channels = hi - lo, dx.shape[1]
+    plane = dy_rows.shape[2] // nb
+    if nb == 1 and window.pointwise:
+        out = dx[lo].reshape(window.group, -1, plane)
+        for g in range(window.group):
+            scheduler.gemm(groups[g].T, dy_rows[g], 1.0, 0.0, out[g])
+        return
+    rows = channels * window.kernel[0] * window.kernel[1]
+    cols = workspace(("columns", lane), (rows, nb * plane))
+    grouped_cols = cols.reshape(window.group, -1, nb * plane)
+    for g in range(window.group):
+        scheduler.gemm(groups[g].T, dy_rows[g], 1.0, 0.0, grouped_cols[g])
+    col2im(cols, window.kernel, window.pad, window.stride, window.dilation, dx[lo:hi])
+
+
+class _LaneSums:
+    """A weight gradient summed over lanes: lane 0 adds into the gradient itself,
+    each other lane into a zeroed buffer of its own, added in lane order at the end."""
+
+    def __init__(self, weight_diff, group):
+        self.grad = None if weight_diff is None else _grouped(weight_diff, group)
+        self.partial = {}
+
+    def target(self, lane):
+        if lane == 0:
+            return self.grad
+        if lane not in self.partial:
+            buffer = workspace(("weight_diff", lane), self.grad.shape)
+            buffer[...] = 0.0
+            self.partial[lane] = buffer
+        return self.partial[lane]
+
+    def reduce(self):
+        for lane in sorted(self.partial):
+            self.grad += self.partial[lane]
