@@ -12,7 +12,7 @@ written, never accumulated into, unless the name says ``accumulate``.
 """
 import numpy as np
 
-from . import kernels, kernels_normalization, scheduler
+from . import kernels, kernels_loss, kernels_normalization, scheduler
 from .convolution import (  # noqa: F401  (part of this interface)
     Window, col2im, conv_out_size, convolve, convolve_transpose, im2col)
 
@@ -538,3 +538,210 @@ def lrn_within_backward(x, y, scale, dy, size, alpha, beta, dx):
     d_square = np.empty_like(x)
     ave_pool_backward(dx, (size, size), (1, 1), (pad, pad), d_square)
     pointwise("lrn_within_backward", dx, dy, scale, x, d_square, beta=np.float32(beta))
+
+
+# ---- losses and accuracy ----
+# Scores and probabilities are (outer, classes, inner) arrays (inner 1 for plain
+# (batch, classes) ones); labels (int32) and per-prediction weights (float32) are
+# (outer, inner), as ``prediction_labels`` makes them.  A unit is one outer index.
+
+def prediction_labels(raw, classes, ignore_label=None, weights=None):
+    """(labels, weights, weight sum, first bad label) of a label blob's values ``raw``.
+
+    labels are int32, 0 where ``ignore_label``; weights are float32, 0 there
+    and else 1 or ``weights``' value, so their sum is Caffe's valid count when
+    unweighted; the first label outside [0, classes) is returned as an int
+    (None if all are inside) for the layer's error message.
+    """
+    flat = raw.reshape(-1)
+    labels = np.empty(flat.shape, np.int32)
+    out_weights = np.empty(flat.shape, np.float32)
+    weighted = weights is not None
+    extra = weights.reshape(-1) if weighted else np.empty(1, np.float32)
+    has_ignore = ignore_label is not None
+    bad, total = _summed(
+        "prediction_labels", flat.size, flat.itemsize + weighted * extra.itemsize,
+        labels.itemsize + out_weights.itemsize, 1, 2,
+        lambda lo, hi: kernels_loss.prediction_labels(
+            flat, classes, ignore_label if has_ignore else 0, has_ignore, extra, weighted,
+            labels, out_weights, lo, hi))
+    first = int(flat[np.argmax(labels < 0)]) if bad else None
+    return labels.reshape(raw.shape), out_weights.reshape(raw.shape), total, first
+
+
+def _summed(kernel_name, count, in_bytes, out_bytes, flops, sums, call):
+    """Run a unit kernel returning ``sums`` partial sums per tile; their totals, as floats."""
+    partials = []
+    scheduler.units(kernel_name, count, in_bytes, out_bytes, flops,
+                    lambda lo, hi: partials.append(np.atleast_1d(call(lo, hi))))
+    totals = np.sum(partials, axis=0) if partials else np.zeros(sums)
+    return tuple(float(total) for total in totals) if sums > 1 else float(totals[0])
+
+
+def _flat(*arrays):
+    """Flat views of C-contiguous arrays, as the loss kernels take them."""
+    return [array.reshape(-1) for array in arrays]
+
+
+def _point_bytes(labels, weights):
+    """Bytes of one prediction's label and weight."""
+    return labels.itemsize + weights.itemsize
+
+
+def label_log_loss(prob, labels, weights, threshold):
+    """sum of weights * -log(max(prob at the label, threshold)): the multinomial logistic
+    loss of SoftmaxWithLoss and MultinomialLogisticLoss, before normalisation."""
+    outer, channels, inner = prob.shape
+    p, y, w = _flat(prob, labels, weights)
+    return _summed("label_log_loss", outer, inner * (prob.itemsize + _point_bytes(y, w)), 0,
+                   4 * inner, 1,
+                   lambda lo, hi: kernels_loss.label_log_loss(
+                       p, y, w, channels, inner, np.float32(threshold), lo, hi))
+
+
+def label_reciprocal_gradient(prob, labels, weights, threshold, scale, out):
+    """out = scale * weights / max(prob, threshold) at the labels, 0 elsewhere
+    (MultinomialLogisticLoss's gradient)."""
+    outer, channels, inner = prob.shape
+    p, y, w, target = _flat(prob, labels, weights, out)
+    scheduler.units("label_reciprocal_gradient", outer,
+                    inner * (prob.itemsize + _point_bytes(y, w)),
+                    channels * inner * out.itemsize, 2 * inner,
+                    lambda lo, hi: kernels_loss.label_reciprocal_gradient(
+                        p, y, w, channels, inner, np.float32(threshold), np.float32(scale),
+                        target, lo, hi))
+
+
+def hinge_margins(scores, labels, squared, margins):
+    """margins = max(0, 1 + d * scores), d = -1 at each row's label and +1 elsewhere, for
+    (batch, classes) scores; returns the sum of the margins (of their squares if ``squared``)."""
+    num, channels = scores.shape
+    x, y, target = _flat(scores, labels, margins)
+    row = channels * scores.itemsize
+    return _summed("hinge_forward", num, row + y.itemsize, row, 3 * channels, 1,
+                   lambda lo, hi: kernels_loss.hinge_forward(x, y, channels, squared, target,
+                                                             lo, hi))
+
+
+def hinge_gradient(margins, labels, squared, scale, out):
+    """out = 2 scale * g if ``squared`` else scale * sign(g), g = the margins negated at
+    each row's label (HingeLoss's gradient)."""
+    num, channels = margins.shape
+    m, y, target = _flat(margins, labels, out)
+    row = channels * margins.itemsize
+    scheduler.units("hinge_backward", num, row + y.itemsize, row, 2 * channels,
+                    lambda lo, hi: kernels_loss.hinge_backward(
+                        m, y, channels, squared, np.float32(scale), target, lo, hi))
+
+
+def _infogain_bytes(prob, labels, weights):
+    """Per unit and prediction: its probabilities, its label's gain-matrix row, its label
+    and weight."""
+    _, channels, inner = prob.shape
+    return inner * (2 * channels * prob.itemsize + _point_bytes(labels, weights))
+
+
+def infogain_loss(prob, labels, weights, matrix, threshold):
+    """sum of weights * -sum_c H[label, c] log(max(prob_c, threshold)), H the (classes,
+    classes) gain matrix: InfogainLoss before normalisation."""
+    outer, channels, inner = prob.shape
+    p, y, w = _flat(prob, labels, weights)
+    gains = np.ascontiguousarray(matrix, np.float32).reshape(-1)
+    return _summed("infogain_forward", outer, _infogain_bytes(prob, y, w), 0,
+                   6 * channels * inner, 1,
+                   lambda lo, hi: kernels_loss.infogain_forward(
+                       p, y, w, gains, channels, inner, np.float32(threshold), lo, hi))
+
+
+def infogain_gradient(prob, labels, weights, matrix, scale, out):
+    """out = scale * weights * (prob * sum_l H[label, l] - H[label, :]) (InfogainLoss's
+    gradient with respect to the scores under the softmax)."""
+    outer, channels, inner = prob.shape
+    p, y, w, target = _flat(prob, labels, weights, out)
+    gains = np.ascontiguousarray(matrix, np.float32).reshape(-1)
+    scheduler.units("infogain_backward", outer, _infogain_bytes(prob, y, w),
+                    channels * inner * out.itemsize, 4 * channels * inner,
+                    lambda lo, hi: kernels_loss.infogain_backward(
+                        p, y, w, gains, channels, inner, np.float32(scale), target, lo, hi))
+
+
+def contrastive_loss(difference, similarity, margin, legacy, dist_sq):
+    """dist_sq (float64) = each pair's squared distance from ``difference`` (pairs, dim);
+    returns ContrastiveLoss's sum (d^2 for similar pairs, max(margin - d, 0)^2, legacy
+    max(margin - d^2, 0), for the others) before dividing by 2N."""
+    num, dim = difference.shape
+    d, s = _flat(difference, similarity)
+    return _summed("contrastive_forward", num, dim * d.itemsize + s.itemsize, dist_sq.itemsize,
+                   2 * dim + 4, 1,
+                   lambda lo, hi: kernels_loss.contrastive_forward(
+                       d, s, dim, float(margin), legacy, dist_sq, lo, hi))
+
+
+def contrastive_gradient(difference, similarity, dist_sq, margin, legacy, alpha, out):
+    """ContrastiveLoss's gradient, ``alpha`` = sign * loss weight / N (Caffe's, including
+    the 1e-4 added to d for dissimilar pairs)."""
+    num, dim = difference.shape
+    d, s, target = _flat(difference, similarity, out)
+    scheduler.units("contrastive_backward", num, dim * d.itemsize + s.itemsize + dist_sq.itemsize,
+                    dim * out.itemsize, dim + 6,
+                    lambda lo, hi: kernels_loss.contrastive_backward(
+                        d, s, dist_sq, dim, float(margin), legacy, float(alpha), target, lo, hi))
+
+
+def soft_target_loss(primary, aux, labels, weights, temperature, weighted_soft):
+    """(sum_i w_i * -log softmax(z_p)_i[y_i], sum_i s_i * KL(softmax(z_a/T)_i ||
+    softmax(z_p/T)_i)) over (batch, classes) scores, s = w if ``weighted_soft`` else 1;
+    in float64 (SoftTargetLoss before weighting and normalising)."""
+    num, channels = primary.shape
+    zp, za, y, w = _flat(primary, aux, labels, weights)
+    return _summed("soft_target_forward", num, 2 * channels * zp.itemsize + _point_bytes(y, w),
+                   0, 20 * channels, 2,
+                   lambda lo, hi: kernels_loss.soft_target_forward(
+                       zp, za, y, w, channels, float(temperature), weighted_soft, lo, hi))
+
+
+def soft_target_gradient(primary, aux, labels, weights, temperature, weighted_soft,
+                         hard_scale, soft_scale, out):
+    """out = hard_scale * w * (softmax(z_p) - onehot(y)) + soft_scale * s * (softmax(z_p/T)
+    - softmax(z_a/T)), s as in ``soft_target_loss``."""
+    num, channels = primary.shape
+    zp, za, y, w, target = _flat(primary, aux, labels, weights, out)
+    scheduler.units("soft_target_backward", num,
+                    2 * channels * zp.itemsize + _point_bytes(y, w), channels * out.itemsize,
+                    20 * channels,
+                    lambda lo, hi: kernels_loss.soft_target_backward(
+                        zp, za, y, w, channels, float(temperature), weighted_soft,
+                        float(hard_scale), float(soft_scale), target, lo, hi))
+
+
+def label_confidence(probs_a, probs_p, labels):
+    """Per sample, the mean of two models' (batch, classes) probabilities of its label,
+    as float64: MCT's confidence."""
+    num, channels = probs_a.shape
+    pa, pp, y = _flat(probs_a, probs_p, labels)
+    out = np.empty(num, np.float64)
+    scheduler.units("label_confidence", num, 2 * pa.itemsize + y.itemsize, out.itemsize, 2,
+                    lambda lo, hi: kernels_loss.label_confidence(pa, pp, y, channels, out,
+                                                                 lo, hi))
+    return out
+
+
+def accuracy_counts(scores, labels, weights, top_k):
+    """Per class: (predictions with weight != 0, those whose label is among the ``top_k``
+    scores by Caffe's rule, where a tie with the true class counts as a miss), as int64."""
+    outer, channels, inner = scores.shape
+    x, y, w = _flat(scores, labels, weights)
+    totals = np.zeros(channels, np.int64)
+    rights = np.zeros(channels, np.int64)
+
+    def run(lo, hi):
+        parts = kernels_loss.count_parts(hi - lo)
+        part_totals = np.zeros((parts, channels), np.int64)
+        part_rights = np.zeros((parts, channels), np.int64)
+        kernels_loss.accuracy_counts(x, y, w, channels, inner, top_k, part_totals, part_rights,
+                                     lo, hi)
+        totals[...] += part_totals.sum(axis=0)
+        rights[...] += part_rights.sum(axis=0)
+    scheduler.units("accuracy", outer, inner * (channels * x.itemsize + _point_bytes(y, w)), 0,
+                    channels * inner, run)
+    return totals, rights

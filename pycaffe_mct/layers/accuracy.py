@@ -1,8 +1,9 @@
 """Accuracy: the fraction of samples whose label is among the top_k scores."""
 import numpy as np
 
+from ..cg import ops
 from ..layer import Layer, register_layer
-from .softmax import outer_channels_inner
+from .softmax import checked_labels, outer_channels_inner
 
 
 @register_layer("Accuracy")
@@ -31,27 +32,14 @@ class AccuracyLayer(Layer):
 
     def forward_cpu(self, bottom, top):
         outer, channels, inner = self.view
-        scores = bottom[0].data.reshape(self.view)
-        labels = bottom[1].data.reshape(outer, inner).astype(np.int64)
-        valid = np.ones(labels.shape, dtype=bool)
-        if self.ignore_label is not None:
-            valid = labels != self.ignore_label
-        if (valid & ((labels < 0) | (labels >= channels))).any():
-            raise self.error(f"a label is outside [0, {channels})")
-        safe = np.where(valid, labels, 0)
-        truth = np.take_along_axis(scores, safe[:, None, :], axis=1)
-        # Caffe counts the other classes scoring at least as high as the true one:
-        # a tie counts against the prediction.
-        better = (scores >= truth).sum(axis=1) - 1
-        correct = (better < self.top_k) & valid
-        total = valid.sum()
-        top[0].data[...] = correct.sum() / total if total else 0.0
+        labels, valid, count = checked_labels(self, bottom[1], channels, self.ignore_label)
+        totals, rights = ops.accuracy_counts(bottom[0].data.reshape(self.view),
+                                             labels.reshape(outer, inner),
+                                             valid.reshape(outer, inner), self.top_k)
+        top[0].data[...] = rights.sum() / count if count else 0.0
         if len(top) == 2:
-            per_class_total = np.bincount(labels[valid], minlength=channels)
-            per_class_right = np.bincount(labels[correct], minlength=channels)
             with np.errstate(invalid="ignore", divide="ignore"):
-                rates = np.where(per_class_total > 0, per_class_right / per_class_total, 0.0)
-            top[1].data[...] = rates
+                top[1].data[...] = np.where(totals > 0, rights / totals, 0.0)
 
     def backward_cpu(self, top, propagate_down, bottom):
         if any(propagate_down):

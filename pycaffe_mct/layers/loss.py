@@ -12,7 +12,7 @@ from ..proto import caffe_pb2
 from ..proto_io import read_binary_proto
 from ..errors import CaffeError
 from ..layer import register_layer
-from .softmax import LossLayer, outer_channels_inner
+from .softmax import LossLayer, checked_labels, outer_channels_inner
 
 _NORM = caffe_pb2.LossParameter
 _HINGE = caffe_pb2.HingeLossParameter
@@ -24,13 +24,11 @@ def top_weight(top):
     return float(top[0].diff.item())
 
 
-def labels_of(layer, blob, classes):
-    """Integer labels of ``blob``, checked to lie in [0, classes)."""
-    labels = blob.data.reshape(-1).astype(np.int64)
-    bad = (labels < 0) | (labels >= classes)
-    if bad.any():
-        raise layer.error(f"label {labels[bad][0]} is outside [0, {classes})")
-    return labels
+def one_label_per_sample(layer, bottom):
+    """Reshape check of the losses that take one label per sample."""
+    if bottom[1].count != bottom[0].shape[0]:
+        raise layer.error(f"needs one label per sample: label shape {bottom[1].shape}, "
+                          f"score shape {bottom[0].shape}")
 
 
 @register_layer("EuclideanLoss")
@@ -111,33 +109,25 @@ class HingeLossLayer(LossLayer):
     """One-vs-all hinge: sum_k max(0, 1 - d_k x_k) / N, d = +1 for the label and -1 else (L1),
     or the sum of its squares (L2)."""
 
+    def reshape(self, bottom, top):
+        super().reshape(bottom, top)
+        one_label_per_sample(self, bottom)
+        self.margins = np.empty((bottom[0].shape[0], bottom[0].count_axes(1)), np.float32)
+        self.squared = self.param.hinge_loss_param.norm == _HINGE.L2
+
     def forward_cpu(self, bottom, top):
-        scores = bottom[0].data.reshape(bottom[0].shape[0], -1)
-        labels = labels_of(self, bottom[1], scores.shape[1])
-        signed = scores.copy()
-        signed[np.arange(len(labels)), labels] *= -1
-        self.margins = np.maximum(0, 1 + signed)
-        if self.param.hinge_loss_param.norm == _HINGE.L2:
-            total = float(np.dot(self.margins.ravel(), self.margins.ravel()))
-        else:
-            total = float(self.margins.sum(dtype=np.float64))
+        scores = bottom[0].data.reshape(self.margins.shape)
+        self.labels, _, _ = checked_labels(self, bottom[1], scores.shape[1])
+        total = ops.hinge_margins(scores, self.labels, self.squared, self.margins)
         top[0].data[...] = total / scores.shape[0]
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[1]:
             raise self.error("cannot back-propagate to the labels")
-        if not propagate_down[0]:
-            return
-        num = bottom[0].shape[0]
-        labels = labels_of(self, bottom[1], self.margins.shape[1])
-        grad = self.margins.copy()
-        grad[np.arange(num), labels] *= -1
-        scale = np.float32(top_weight(top) / num)
-        if self.param.hinge_loss_param.norm == _HINGE.L2:
-            grad *= 2 * scale
-        else:
-            grad = np.sign(grad) * scale
-        bottom[0].diff[...] = grad.reshape(bottom[0].shape)
+        if propagate_down[0]:
+            scale = top_weight(top) / bottom[0].shape[0]
+            ops.hinge_gradient(self.margins, self.labels, self.squared, scale,
+                               bottom[0].diff.reshape(self.margins.shape))
 
 
 @register_layer("MultinomialLogisticLoss")
@@ -146,28 +136,23 @@ class MultinomialLogisticLossLayer(LossLayer):
 
     def reshape(self, bottom, top):
         super().reshape(bottom, top)
-        if bottom[1].count != bottom[0].shape[0]:
-            raise self.error(f"needs one label per sample: label shape {bottom[1].shape}, "
-                             f"probability shape {bottom[0].shape}")
-
-    def _picked(self, bottom):
-        prob = bottom[0].data.reshape(bottom[0].shape[0], -1)
-        labels = labels_of(self, bottom[1], prob.shape[1])
-        rows = np.arange(len(labels))
-        return prob, rows, labels, np.maximum(prob[rows, labels], np.float32(LOG_THRESHOLD))
+        one_label_per_sample(self, bottom)
+        self.view = (bottom[0].shape[0], bottom[0].count_axes(1), 1)
 
     def forward_cpu(self, bottom, top):
-        prob, _, _, picked = self._picked(bottom)
-        top[0].data[...] = -np.log(picked.astype(np.float64)).sum() / prob.shape[0]
+        self.labels, self.weights, _ = checked_labels(self, bottom[1], self.view[1])
+        loss = ops.label_log_loss(bottom[0].data.reshape(self.view), self.labels, self.weights,
+                                  LOG_THRESHOLD)
+        top[0].data[...] = loss / self.view[0]
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[1]:
             raise self.error("cannot back-propagate to the labels")
         if propagate_down[0]:
-            prob, rows, labels, picked = self._picked(bottom)
-            dx = bottom[0].diff.reshape(prob.shape)
-            dx[...] = 0
-            dx[rows, labels] = -np.float32(top_weight(top) / prob.shape[0]) / picked
+            ops.label_reciprocal_gradient(bottom[0].data.reshape(self.view), self.labels,
+                                          self.weights, LOG_THRESHOLD,
+                                          -top_weight(top) / self.view[0],
+                                          bottom[0].diff.reshape(self.view))
 
 
 @register_layer("InfogainLoss")
@@ -220,40 +205,25 @@ class InfogainLossLayer(LossLayer):
         classes = self.view[1]
         return source.reshape(classes, -1) if source.size == classes * classes else source
 
-    def _labels(self, bottom):
-        outer, classes, inner = self.view
-        labels = bottom[1].data.reshape(outer, inner).astype(np.int64)
-        valid = (np.ones(labels.shape, bool) if self.ignore_label is None
-                 else labels != self.ignore_label)
-        bad = valid & ((labels < 0) | (labels >= classes))
-        if bad.any():
-            raise self.error(f"label {labels[bad][0]} is outside [0, {classes})")
-        return np.where(valid, labels, 0), valid
-
     def forward_cpu(self, bottom, top):
         prob = self.prob.data.reshape(self.view)
         ops.softmax_forward(bottom[0].data.reshape(self.view), prob)
-        labels, valid = self._labels(bottom)
-        rows = self._matrix(bottom)[labels]                       # (outer, inner, classes)
-        logs = np.log(np.maximum(prob, np.float32(LOG_THRESHOLD))).transpose(0, 2, 1)
-        per_point = -(rows.astype(np.float64) * logs).sum(axis=2)
-        self.norm = self.normalizer(self.mode, self.view[0], self.view[2], int(valid.sum()))
-        top[0].data[...] = per_point[valid].sum() / self.norm
+        self.labels, self.weights, valid = checked_labels(self, bottom[1], self.view[1],
+                                                          self.ignore_label)
+        loss = ops.infogain_loss(prob, self.labels, self.weights, self._matrix(bottom),
+                                 LOG_THRESHOLD)
+        self.norm = self.normalizer(self.mode, self.view[0], self.view[2], valid)
+        top[0].data[...] = loss / self.norm
         if len(top) == 2:
-            top[1].data[...] = self.prob.data
+            ops.copy_into(self.prob.data, top[1].data)
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[1] or (len(bottom) == 3 and propagate_down[2]):
             raise self.error("cannot back-propagate to the labels or the infogain matrix")
-        if not propagate_down[0]:
-            return
-        matrix = self._matrix(bottom)
-        labels, valid = self._labels(bottom)
-        prob = self.prob.data.reshape(self.view)
-        row_sums = matrix.sum(axis=1)[labels][:, None, :]          # (outer, 1, inner)
-        rows = matrix[labels].transpose(0, 2, 1)                  # (outer, classes, inner)
-        grad = (prob * row_sums - rows) * valid[:, None, :]
-        bottom[0].diff.reshape(self.view)[...] = grad * np.float32(top_weight(top) / self.norm)
+        if propagate_down[0]:
+            ops.infogain_gradient(self.prob.data.reshape(self.view), self.labels, self.weights,
+                                  self._matrix(bottom), top_weight(top) / self.norm,
+                                  bottom[0].diff.reshape(self.view))
 
 
 @register_layer("ContrastiveLoss")
@@ -275,32 +245,24 @@ class ContrastiveLossLayer(LossLayer):
                              f"{bottom[0].shape} and {bottom[1].shape}")
         if bottom[2].count != bottom[0].shape[0]:
             raise self.error(f"needs one similarity label per pair, got shape {bottom[2].shape}")
+        self.difference = np.empty((bottom[0].shape[0], bottom[0].shape[1]), np.float32)
+        self.dist_sq = np.empty(bottom[0].shape[0], np.float64)
 
     def forward_cpu(self, bottom, top):
         p = self.param.contrastive_loss_param
         num = bottom[0].shape[0]
-        self.difference = (bottom[0].data - bottom[1].data).reshape(num, -1)
-        self.dist_sq = (self.difference.astype(np.float64) ** 2).sum(axis=1)
-        self.similar = bottom[2].data.reshape(-1).astype(np.int64) != 0
-        if p.legacy_version:
-            dissimilar = np.maximum(p.margin - self.dist_sq, 0)
-        else:
-            dissimilar = np.maximum(p.margin - np.sqrt(self.dist_sq), 0) ** 2
-        top[0].data[...] = np.where(self.similar, self.dist_sq, dissimilar).sum() / num / 2
+        ops.weighted_difference(bottom[0].data.reshape(num, -1), bottom[1].data.reshape(num, -1),
+                                self.difference)
+        loss = ops.contrastive_loss(self.difference, bottom[2].data, p.margin,
+                                    p.legacy_version, self.dist_sq)
+        top[0].data[...] = loss / num / 2
 
     def backward_cpu(self, top, propagate_down, bottom):
         p = self.param.contrastive_loss_param
         num = bottom[0].shape[0]
-        dist = np.sqrt(self.dist_sq)
         for index, sign in ((0, 1.0), (1, -1.0)):
-            if not propagate_down[index]:
-                continue
-            alpha = sign * top_weight(top) / num
-            if p.legacy_version:
-                mdist, beta = p.margin - self.dist_sq, np.full(num, -alpha)
-            else:
-                mdist = p.margin - dist
-                beta = -alpha * mdist / (dist + 1e-4)
-            factor = np.where(self.similar, alpha, np.where(mdist > 0, beta, 0.0))
-            grad = self.difference * factor[:, None].astype(np.float32)
-            bottom[index].diff[...] = grad.reshape(bottom[index].shape)
+            if propagate_down[index]:
+                ops.contrastive_gradient(self.difference, bottom[2].data, self.dist_sq,
+                                         p.margin, p.legacy_version,
+                                         sign * top_weight(top) / num,
+                                         bottom[index].diff.reshape(num, -1))

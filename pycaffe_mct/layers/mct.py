@@ -1,13 +1,15 @@
 """Layers of Mutual Calibration Training: ConfidenceMask and SoftTargetLoss.
 
-The selection arithmetic lives in ``pycaffe_mct.mct.selection`` (pure
-functions); these layers put it, and Hinton-style distillation, into a net.
+The selection rules live in ``pycaffe_mct.mct.selection`` (pure
+functions); these layers put them, and Hinton-style distillation, into a net.
+Their passes over score arrays (label confidences, the distillation loss and
+its gradient) run on the core group through ``cg.ops``; only the ranking of
+the batch's confidences stays on the host.
 """
-import numpy as np
-
+from ..cg import ops
 from ..layer import Layer, register_layer
 from ..mct import selection
-from .softmax import LossLayer
+from .softmax import LossLayer, checked_labels
 
 
 def _as_rows(layer, blob, what):
@@ -50,12 +52,10 @@ class ConfidenceMaskLayer(Layer):
             blob.reshape((bottom[0].shape[0],))
 
     def forward_cpu(self, bottom, top):
-        try:
-            confidence = selection.label_confidence(
-                _as_rows(self, bottom[0], "probabilities"),
-                _as_rows(self, bottom[1], "probabilities"), bottom[2].data)
-        except Exception as exc:
-            raise self.error(str(exc)) from None
+        probs_a = _as_rows(self, bottom[0], "probabilities")
+        labels, _, _ = checked_labels(self, bottom[2], probs_a.shape[1])
+        confidence = ops.label_confidence(probs_a, _as_rows(self, bottom[1], "probabilities"),
+                                          labels)
         everyone, offset = (confidence, 0) if self.exchange is None else \
             self.exchange(confidence)
         mask_a, mask_p = selection.calibration_masks(
@@ -112,52 +112,31 @@ class SoftTargetLossLayer(LossLayer):
                                  f"batch of {batch}")
 
     def _terms(self, bottom):
-        """Everything forward and backward share: probabilities, weights, normalisers."""
-        primary = _as_rows(self, bottom[0], "scores").astype(np.float64)
-        aux = _as_rows(self, bottom[1], "scores").astype(np.float64)
-        labels = bottom[2].data.reshape(-1).astype(np.int64)
-        classes = primary.shape[1]
-        bad = (labels < 0) | (labels >= classes)
-        if bad.any():
-            raise self.error(f"label {labels[bad][0]} is outside [0, {classes})")
-        weights = (bottom[3].data.reshape(-1).astype(np.float64) if len(bottom) == 4
-                   else np.ones(labels.shape[0]))
-        soft_weights = weights if self.weighted_soft else np.ones(labels.shape[0])
-        return {
-            "prob": selection.softmax_rows(primary),
-            "soft_primary": selection.softmax_rows(primary / self.temperature),
-            "soft_aux": selection.softmax_rows(aux / self.temperature),
-            "labels": labels,
-            "weights": weights,
-            "soft_weights": soft_weights,
-            "hard_norm": max(1.0, weights.sum()),
-            "soft_norm": max(1.0, soft_weights.sum()),
-        }
+        """What forward and backward share: score rows, labels, weights, normalisers."""
+        primary = _as_rows(self, bottom[0], "scores")
+        labels, weights, total = checked_labels(
+            self, bottom[2], primary.shape[1], weights=bottom[3].data if len(bottom) == 4 else None)
+        hard_norm = max(1.0, total)
+        soft_norm = hard_norm if self.weighted_soft else max(1.0, primary.shape[0])
+        return primary, _as_rows(self, bottom[1], "scores"), labels, weights, hard_norm, soft_norm
 
     def forward_cpu(self, bottom, top):
-        t = self._terms(bottom)
-        rows = np.arange(t["labels"].shape[0])
-        tiny = np.finfo(np.float64).tiny
-        hard = -np.log(np.maximum(t["prob"][rows, t["labels"]], tiny))
-        q = t["soft_aux"]
-        kl = (q * (np.log(np.maximum(q, tiny))
-                   - np.log(np.maximum(t["soft_primary"], tiny)))).sum(axis=1)
-        loss = ((1.0 - self.soft_weight) * (t["weights"] * hard).sum() / t["hard_norm"]
-                + self.soft_weight * self.temperature ** 2
-                * (t["soft_weights"] * kl).sum() / t["soft_norm"])
-        top[0].data[...] = loss
+        primary, aux, labels, weights, hard_norm, soft_norm = self._terms(bottom)
+        hard, soft = ops.soft_target_loss(primary, aux, labels, weights, self.temperature,
+                                          self.weighted_soft)
+        top[0].data[...] = ((1.0 - self.soft_weight) * hard / hard_norm
+                            + self.soft_weight * self.temperature ** 2 * soft / soft_norm)
 
     def backward_cpu(self, top, propagate_down, bottom):
         if any(propagate_down[1:]):
             raise self.error("only the primary scores (bottom 0) take a gradient")
         if not propagate_down[0]:
             return
-        t = self._terms(bottom)
-        hard = t["prob"].copy()
-        hard[np.arange(hard.shape[0]), t["labels"]] -= 1.0
-        hard *= ((1.0 - self.soft_weight) * t["weights"] / t["hard_norm"])[:, None]
+        primary, aux, labels, weights, hard_norm, soft_norm = self._terms(bottom)
         # d(T^2 KL)/dz_p = T * (softmax(z_p/T) - softmax(z_a/T))
-        soft = (t["soft_primary"] - t["soft_aux"]) * (
-            self.soft_weight * self.temperature * t["soft_weights"] / t["soft_norm"])[:, None]
-        gradient = (hard + soft) * top[0].diff.item()
-        bottom[0].diff[...] = gradient.reshape(bottom[0].shape).astype(np.float32)
+        scale = top[0].diff.item()
+        ops.soft_target_gradient(primary, aux, labels, weights, self.temperature,
+                                 self.weighted_soft,
+                                 scale * (1.0 - self.soft_weight) / hard_norm,
+                                 scale * self.soft_weight * self.temperature / soft_norm,
+                                 bottom[0].diff.reshape(primary.shape))

@@ -14,6 +14,16 @@ def outer_channels_inner(blob, axis):
     return (blob.count_axes(0, axis), blob.shape[axis], blob.count_axes(axis + 1))
 
 
+def checked_labels(layer, blob, classes, ignore_label=None, weights=None):
+    """(int32 labels, float32 weights, weight sum) of a label blob, from the core group's
+    ``prediction_labels``; a label outside [0, classes) is the layer's error."""
+    labels, weights, total, bad = ops.prediction_labels(blob.data, classes, ignore_label,
+                                                        weights)
+    if bad is not None:
+        raise layer.error(f"label {bad} is outside [0, {classes})")
+    return labels, weights, total
+
+
 @register_layer("Softmax")
 class SoftmaxLayer(Layer):
     exact_bottoms = 1
@@ -111,47 +121,32 @@ class SoftmaxWithLossLayer(LossLayer):
         if len(top) == 2:
             top[1].reshape(bottom[0].shape)
 
-    def _labels(self, bottom):
+    def _predictions(self, bottom):
+        """Labels, per-prediction weights (the valid flags, times the weight bottom if given)
+        and the normaliser, all (outer, inner)."""
         outer, channels, inner = self.view
-        labels = bottom[1].data.reshape(outer, inner).astype(np.int64)
-        valid = np.ones(labels.shape, dtype=bool)
-        if self.ignore_label is not None:
-            valid = labels != self.ignore_label
-        bad = valid & ((labels < 0) | (labels >= channels))
-        if bad.any():
-            raise self.error(f"label {labels[bad][0]} is outside [0, {channels})")
-        return np.where(valid, labels, 0), valid
-
-    def _weights(self, bottom, valid):
-        """Per-prediction weights: the valid flags, times the weight bottom if given."""
-        weights = valid.astype(np.float32)
-        if len(bottom) == 3:
-            weights *= bottom[2].data.reshape(valid.shape)
-        return weights
+        labels, weights, total = checked_labels(
+            self, bottom[1], channels, self.ignore_label,
+            bottom[2].data if len(bottom) == 3 else None)
+        norm = self.normalizer(self.mode, outer, inner, total)
+        return labels.reshape(outer, inner), weights.reshape(outer, inner), norm
 
     def forward_cpu(self, bottom, top):
-        outer, channels, inner = self.view
         prob = self.prob.data.reshape(self.view)
         ops.softmax_forward(bottom[0].data.reshape(self.view), prob)
-        labels, valid = self._labels(bottom)
-        picked = np.take_along_axis(prob, labels[:, None, :], axis=1)[:, 0, :]
-        logs = -np.log(np.maximum(picked, np.finfo(np.float32).tiny))
-        weights = self._weights(bottom, valid)
-        loss = float((logs * weights).sum(dtype=np.float64))
-        top[0].data[...] = loss / self.normalizer(self.mode, outer, inner,
-                                                  float(weights.sum(dtype=np.float64)))
+        labels, weights, norm = self._predictions(bottom)
+        # Caffe clips the picked probability at FLT_MIN before the log.
+        top[0].data[...] = ops.label_log_loss(prob, labels, weights,
+                                              np.finfo(np.float32).tiny) / norm
         if len(top) == 2:
-            top[1].data[...] = self.prob.data
+            ops.copy_into(self.prob.data, top[1].data)
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[1] or (len(bottom) == 3 and propagate_down[2]):
             raise self.error("cannot back-propagate to the labels or weights")
         if not propagate_down[0]:
             return
-        outer, channels, inner = self.view
-        labels, valid = self._labels(bottom)
-        weights = self._weights(bottom, valid)
-        scale = top[0].diff.item() / self.normalizer(self.mode, outer, inner,
-                                                     float(weights.sum(dtype=np.float64)))
+        labels, weights, norm = self._predictions(bottom)
+        scale = top[0].diff.item() / norm
         ops.label_gradient(self.prob.data.reshape(self.view), labels, weights, scale,
                            bottom[0].diff.reshape(self.view))
