@@ -4,7 +4,10 @@ multiples of 8, more units than CPEs, spatial predictions (inner > 1)."""
 import numpy as np
 import pytest
 
-from pycaffe_mct.cg import accounting, ops, scheduler
+from pycaffe_mct import TRAIN, Net
+from pycaffe_mct.cg import accounting, ops, profile, scheduler
+from pycaffe_mct.proto import caffe_pb2
+from pycaffe_mct.proto_io import parse_prototxt
 
 rng = np.random.default_rng(11)
 TOL = dict(rtol=1e-5, atol=1e-6)
@@ -219,3 +222,41 @@ def test_accuracy_counts_with_ties_and_ignored_predictions(shape, top_k):
     for got in (literal, fast):
         np.testing.assert_array_equal(got[0], expected[0])
         np.testing.assert_array_equal(got[1], expected[1])
+
+
+LOSS_NET = """
+force_backward: true
+layer { name: "in" type: "Input" top: "scores" top: "other" top: "label" top: "sim" top: "gain"
+  input_param { shape { dim: 6 dim: 5 } shape { dim: 6 dim: 5 } shape { dim: 6 }
+                shape { dim: 6 } shape { dim: 5 dim: 5 } } }
+layer { name: "prob" type: "Softmax" bottom: "scores" top: "prob" }
+layer { name: "prob_other" type: "Softmax" bottom: "other" top: "prob_other" }
+layer { name: "softmax_loss" type: "SoftmaxWithLoss" bottom: "scores" bottom: "label" top: "l1" }
+layer { name: "hinge" type: "HingeLoss" bottom: "scores" bottom: "label" top: "l2" }
+layer { name: "logistic" type: "MultinomialLogisticLoss" bottom: "prob" bottom: "label"
+  top: "l3" }
+layer { name: "infogain" type: "InfogainLoss" bottom: "scores" bottom: "label" bottom: "gain"
+  top: "l4" }
+layer { name: "contrastive" type: "ContrastiveLoss" bottom: "scores" bottom: "other"
+  bottom: "sim" top: "l5" }
+layer { name: "soft_target" type: "SoftTargetLoss" bottom: "scores" bottom: "other"
+  bottom: "label" top: "l6" }
+layer { name: "mask" type: "ConfidenceMask" bottom: "prob" bottom: "prob_other"
+  bottom: "label" top: "mask_a" top: "mask_p" }
+layer { name: "accuracy" type: "Accuracy" bottom: "scores" bottom: "label" top: "acc" }
+"""
+
+
+def test_profile_shows_every_loss_and_accuracy_layer_on_the_core_group():
+    net = Net(parse_prototxt(LOSS_NET, caffe_pb2.NetParameter()), TRAIN)
+    for name, value in (("scores", rand(6, 5)), ("other", rand(6, 5)),
+                        ("label", np.arange(6) % 5), ("sim", np.arange(6) % 2),
+                        ("gain", rng.random((5, 5)))):
+        net.blobs[name].data[...] = value
+    records = {record.name: record for record in profile.profile_net(net, iterations=1)}
+    losses = ["softmax_loss", "hinge", "logistic", "infogain", "contrastive", "soft_target"]
+    for name in losses + ["mask", "accuracy"]:
+        forward = records[name].forward
+        assert forward.calls >= 2 and forward.dma_in_bytes > 0 and forward.flops > 0, name
+    for name in losses:
+        assert records[name].backward.dma_out_bytes > 0, name
