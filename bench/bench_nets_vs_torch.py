@@ -4,18 +4,28 @@
 builds each net from ``models/`` (data layers become random inputs, as in
 ``pycaffe_mct time``), builds the same architecture in PyTorch from our net's
 own layers and weights, and prints the best-of-N time of both and ours / torch
-(target <= 1.5).  Both use the same thread count: numba, our GEMM shares and
-torch are set to the cores this process may use (or OMP_NUM_THREADS), and
-the header shows the settings.  Last, the start-up time of a fresh process to its first
-LeNet iteration, with an empty numba cache (cold) and then a filled one (warm).
-Nets whose prototxt is missing, or a missing torch, are skipped with a message.
+(target <= 1.5).  Each side runs in a process of its own, as a user would run
+it: ours in this one, which never imports torch, and torch in a child process
+that imports torch before pycaffe_mct, so that neither OpenMP runtime idles
+against the other and the OpenMP settings pycaffe_mct makes for itself (see
+``pycaffe_mct/cg/__init__.py``) do not reach torch's.  Both use the same thread
+count: numba, our GEMM shares and torch are set to the cores this process may
+use (or OMP_NUM_THREADS), and the header shows the settings.  Last, the
+start-up time of a fresh process to its first LeNet iteration, with an empty
+numba cache (cold) and then a filled one (warm).  Nets whose prototxt is
+missing, or a missing torch, are skipped with a message.
 """
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+TORCH_WORKER = "--torch-worker" in sys.argv
+if TORCH_WORKER:
+    import torch  # before pycaffe_mct: see the module doc
 
 import numba
 import numpy as np
@@ -153,21 +163,39 @@ def torch_step(torch, net):
     return step
 
 
-def compare(name, torch, repeats):
+def compare(name, repeats, with_torch):
     prototxt, batch, shape = NETS[name]
     if not (MODELS / prototxt).is_file():
         return f"| {name} | skipped: models/{prototxt} not present | | |"
     net = build_timing_net(MODELS / prototxt, batch=batch, data_shape=shape)
     ours = best_seconds(net.forward_backward, repeats)
-    if torch is None:
+    if not with_torch:
         return f"| {name} (batch {batch}) | {ours * 1e3:.1f} | torch not installed | |"
-    try:
-        step = torch_step(torch, net)
-    except KeyError as exc:
-        return f"| {name} (batch {batch}) | {ours * 1e3:.1f} | skipped: {exc} | |"
-    theirs = best_seconds(step, repeats)
+    worker = subprocess.run([sys.executable, __file__, "--torch-worker", "--nets", name,
+                             "--repeats", str(repeats)], capture_output=True, text=True)
+    if worker.returncode:
+        reason = (worker.stderr.strip().splitlines() or ["failed"])[-1]
+        return f"| {name} (batch {batch}) | {ours * 1e3:.1f} | skipped: {reason} | |"
+    theirs = float(worker.stdout.split()[-1])
     return f"| {name} (batch {batch}) | {ours * 1e3:.1f} | {theirs * 1e3:.1f} | " \
            f"{ours / theirs:.2f} |"
+
+
+def torch_worker(name, repeats):
+    """(In the child process) print torch's best time for net ``name``, in seconds."""
+    torch.set_num_threads(threads())
+    prototxt, batch, shape = NETS[name]
+    net = build_timing_net(MODELS / prototxt, batch=batch, data_shape=shape)
+    print(best_seconds(torch_step(torch, net), repeats))
+
+
+def torch_version():
+    """torch's version and thread count, asked of a child process like the measurements."""
+    code = (f"import torch; torch.set_num_threads({threads()}); "
+            "print(torch.__version__, torch.get_num_threads())")
+    version, count = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                    text=True, check=True).stdout.split()
+    return f"torch {version} (own process): {count} threads"
 
 
 START_UP = """
@@ -195,22 +223,21 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
     parser.add_argument("--skip-start-up", action="store_true")
+    parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.torch_worker:
+        torch_worker(args.nets[0], args.repeats)
+        return
     limit_threads(threads())
-    try:
-        import torch
-        torch.set_num_threads(threads())
-    except ImportError:
-        torch = None
-        print("torch is not installed (pip install torch): printing our times only")
+    with_torch = importlib.util.find_spec("torch") is not None
     print(describe_threads())
-    if torch is not None:
-        print(f"torch {torch.__version__}: {torch.get_num_threads()} threads")
+    print(torch_version() if with_torch else
+          "torch is not installed (pip install torch): printing our times only")
     print("| net | ours ms | torch ms | ours / torch |")
     print("|---|---:|---:|---:|")
     np.random.seed(0)
     for name in args.nets:
-        print(compare(name, torch, args.repeats), flush=True)
+        print(compare(name, args.repeats, with_torch), flush=True)
     if not args.skip_start_up:
         cold, warm = start_up_seconds()
         print(f"start-up to the first LeNet iteration: cold (empty numba cache) {cold:.1f} s, "
