@@ -169,8 +169,42 @@ def _columns(x, lo, hi, window, lane):
     if nb == 1 and window.pointwise:
         return x[lo].reshape(window.group, -1, plane)
     cols = workspace(("columns", lane), (rows, nb * plane))
-    im2col(x[lo:hi], window.kernel, window.pad, window.stride, window.dilation, cols)
+    images, pad = x[lo:hi], window.pad
+    if _pads_on_host(window):
+        images, pad = _padded(images, pad, lane), (0, 0)
+    im2col(images, window.kernel, pad, window.stride, window.dilation, cols)
     return cols.reshape(window.group, -1, nb * plane)
+
+
+def _pads_on_host(window):
+    """Whether to pad images before unfolding (and fold into padded images).
+
+    On the host a padded copy of a chunk is small next to its columns, and
+    with it im2col and col2im copy whole runs with no bounds to check.  The
+    core group's plans keep padding inside im2col/col2im, where it costs no
+    extra DMA.
+    """
+    return window.pad != (0, 0) and not scheduler.planning()
+
+
+def _padded_shape(images, pad):
+    n_img, channels, height, width = images.shape
+    return (n_img, channels, height + 2 * pad[0], width + 2 * pad[1])
+
+
+def _padded(images, pad, lane):
+    """images framed by pad zeros, in the lane's padding buffer."""
+    out = workspace(("padded", lane), _padded_shape(images, pad))
+    planes = images.shape[0] * images.shape[1]
+    scheduler.units("pad", planes, images[0, 0].nbytes, out[0, 0].nbytes, 0,
+                    lambda lo, hi: kernels_conv.pad_images(images, pad[0], pad[1], out, lo, hi))
+    return out
+
+
+def _unpad_into(padded, pad, out):
+    planes = out.shape[0] * out.shape[1]
+    scheduler.units("unpad", planes, out[0, 0].nbytes, out[0, 0].nbytes, 0,
+                    lambda lo, hi: kernels_conv.unpad_images(padded, pad[0], pad[1], out, lo, hi))
 
 
 def _rows(array, lo, hi, group, lane):
@@ -234,7 +268,12 @@ def _fold_into(groups, dy_rows, dx, lo, hi, window, lane):
     grouped_cols = cols.reshape(window.group, -1, nb * plane)
     for g in range(window.group):
         scheduler.gemm(groups[g].T, dy_rows[g], 1.0, 0.0, grouped_cols[g])
-    col2im(cols, window.kernel, window.pad, window.stride, window.dilation, dx[lo:hi])
+    if not _pads_on_host(window):
+        col2im(cols, window.kernel, window.pad, window.stride, window.dilation, dx[lo:hi])
+        return
+    padded = workspace(("padded", lane), _padded_shape(dx[lo:hi], window.pad))
+    col2im(cols, window.kernel, (0, 0), window.stride, window.dilation, padded)
+    _unpad_into(padded, window.pad, dx[lo:hi])
 
 
 class _LaneSums:

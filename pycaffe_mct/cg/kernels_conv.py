@@ -37,15 +37,16 @@ def _fill_zero(flat, start, count):
 def im2col(x, kh, kw, ph, pw, sh, sw, dh, dw, out_h, out_w, cols, lo, hi):
     """x (N, C, H, W) -> cols (C*kh*kw, N*out_h*out_w), zero where padded; rows lo..hi.
 
-    The rows are zeroed in one pass, then each image's output row copies its
-    run of inputs inside the image.  (Zeroing the few padded columns of each
+    With padding the rows are first zeroed in one pass; then each image's
+    output row copies its run of inputs inside the image.  (Zeroing the few padded columns of each
     run separately costs 4x more: LLVM turns every such loop into a memset call.)
     """
     n_img, channels, height, width = x.shape
     src = x.reshape(-1)
     dst = cols.reshape(-1)
     plane = out_h * out_w
-    _fill_zero(dst, _U(lo * n_img * plane), (hi - lo) * n_img * plane)
+    if ph or pw:
+        _fill_zero(dst, _U(lo * n_img * plane), (hi - lo) * n_img * plane)
     for row in range(lo, hi):
         c = row // (kh * kw)
         ki = (row // kw) % kh
@@ -101,3 +102,34 @@ def col2im(cols, kh, kw, ph, pw, sh, sw, dh, dw, out_h, out_w, dx, lo, hi):
                         else:
                             for i in range(run):
                                 dst[t + i * step] += src[s + i]
+
+
+@numba.njit(**_JIT)
+def pad_images(x, ph, pw, out, lo, hi):
+    """out (N, C, H+2ph, W+2pw) = x (N, C, H, W) framed by zeros; planes lo..hi (n*C + c)."""
+    height, width = x.shape[2], x.shape[3]
+    padded_h, padded_w = out.shape[2], out.shape[3]
+    src = x.reshape(-1)
+    dst = out.reshape(-1)
+    _fill_zero(dst, _U(lo * padded_h * padded_w), (hi - lo) * padded_h * padded_w)
+    for plane in range(lo, hi):
+        for iy in range(height):
+            s = _U((plane * height + iy) * width)
+            t = _U((plane * padded_h + iy + ph) * padded_w + pw)
+            for i in range(_U(width)):
+                dst[t + i] = src[s + i]
+
+
+@numba.njit(**_JIT)
+def unpad_images(padded, ph, pw, out, lo, hi):
+    """out (N, C, H, W) = the inside of padded (N, C, H+2ph, W+2pw); planes lo..hi."""
+    height, width = out.shape[2], out.shape[3]
+    padded_h, padded_w = padded.shape[2], padded.shape[3]
+    src = padded.reshape(-1)
+    dst = out.reshape(-1)
+    for plane in range(lo, hi):
+        for iy in range(height):
+            s = _U((plane * padded_h + iy + ph) * padded_w + pw)
+            t = _U((plane * height + iy) * width)
+            for i in range(_U(width)):
+                dst[t + i] = src[s + i]
