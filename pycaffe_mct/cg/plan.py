@@ -12,6 +12,11 @@ its per-CPE figures.  Two families cover every kernel:
   sub-step s of a K step of 8 bk, CPE (r, s) broadcasts its A slice along row
   r and CPE (s, c) its B slice along column c, so every element fetched by DMA
   reaches the 7 other CPEs of its row or column by register communication.
+  A C with few rows leaves mesh rows idle, so the mesh is also planned folded:
+  N folded onto the rows stacks groups of 4, 2 or 1 physical rows side by side
+  (a 4 x 16, 2 x 32 or 1 x 64 logical grid, each group on its own share of N);
+  M folded onto the columns is the transpose.  Each group then fetches its own
+  copy of A (B), and a bus carries every group's slices.
 * ``plan_units``: a kernel whose outer loop runs over independent units
   (image planes, im2col rows, softmax columns, elements).  The units are cut
   into 64 contiguous shares, one per CPE, and each share into tiles of as many
@@ -79,16 +84,15 @@ class Plan:
 
 # ---- GEMM ------------------------------------------------------------------
 
-def gemm_ldm_bytes(bm, bn, bk, spec=SW26010):
-    """Accumulator plus double-buffered A and B slices of one CPE."""
-    return spec.element_bytes * (bm * bn + 2 * (bm * bk + bk * bn))
+# How much slower than the fastest a better balanced blocking or fold may be.
+FOLD_TOLERANCE = 0.01
 
 
-def _gemm_dma_bytes(m, n, k, bm, bn, spec):
-    """Every A element is fetched once per column of CG blocks, every B element once per row."""
-    rows_of_blocks = _ceil_div(m, spec.mesh_rows * bm)
-    cols_of_blocks = _ceil_div(n, spec.mesh_cols * bn)
-    return spec.element_bytes * k * (m * cols_of_blocks + n * rows_of_blocks)
+def gemm_ldm_bytes(bm, bn, bk, spec=SW26010, fold=(1, 1)):
+    """Accumulator plus double-buffered A and B slices of one CPE (``fold`` = (fold_n, fold_m):
+    a CPE holds fold_m A slices and fold_n B slices of each K step)."""
+    fold_n, fold_m = fold
+    return spec.element_bytes * (bm * bn + 2 * (fold_m * bm * bk + fold_n * bk * bn))
 
 
 def _candidates(cap, step):
@@ -96,29 +100,88 @@ def _candidates(cap, step):
     return sorted({cap} | set(range(step, cap, step)))
 
 
-def _deepest_k(bm, bn, cap_k, spec):
+def _deepest_k(bm, bn, cap_k, fold, spec):
     """The largest K slice (a multiple of 4 when possible) that fits beside a bm x bn block."""
+    fold_n, fold_m = fold
     free = spec.ldm_budget_bytes // spec.element_bytes - bm * bn
-    bk = min(cap_k, free // (2 * (bm + bn)))
+    bk = min(cap_k, free // (2 * (fold_m * bm + fold_n * bn)))
     return bk - bk % 4 if bk >= 8 else bk
 
 
+def mesh_folds(m, n, spec=SW26010):
+    """The (fold_n, fold_m) readings of the mesh worth planning for an m x n C.
+
+    (1, 1) is the mesh itself: mesh_rows x mesh_cols logical CPEs.  fold_n = f
+    stacks f groups of mesh_rows/f physical rows side by side, a logical grid of
+    (mesh_rows/f) x (mesh_cols*f), for a C with few rows; fold_m = f does the
+    same with columns, for few columns.  A fold is kept only if C has a line for
+    every logical row and column.
+    """
+    folds = [(1, 1)]
+    for f in (2, 4, 8):
+        if spec.mesh_rows % f == 0 and spec.mesh_rows // f <= m and spec.mesh_cols * f <= n:
+            folds.append((f, 1))
+        if spec.mesh_cols % f == 0 and spec.mesh_rows * f <= m and spec.mesh_cols // f <= n:
+            folds.append((1, f))
+    return folds
+
+
+def logical_grid(fold, spec=SW26010):
+    """(logical rows, logical columns, logical row and column of each physical CPE)."""
+    fold_n, fold_m = fold
+    group_rows, group_cols = spec.mesh_rows // fold_n, spec.mesh_cols // fold_m
+    r, c = np.divmod(np.arange(spec.cpes), spec.mesh_cols)
+    row = r % group_rows + (c // group_cols) * group_rows
+    col = c % group_cols + (r // group_rows) * group_cols
+    return group_rows * fold_m, group_cols * fold_n, row, col
+
+
+def _busiest_line(size, lines, block):
+    """Elements of ``size`` owned by the first (busiest) of ``lines`` dealt blocks of ``block``."""
+    full = size // (lines * block)
+    return full * block + min(size - full * lines * block, block)
+
+
+def _estimate(m, n, k, bm, bn, fold, spec):
+    """A cheap model of a blocking, for ranking candidates: (upper bound of the time, DMA
+    bytes, the busiest CPE's share of C over the mean share).  The time is the busiest
+    CPE's arithmetic or register traffic, or all DMA."""
+    fold_n, fold_m = fold
+    grid_rows = spec.mesh_rows // fold_n * fold_m
+    grid_cols = spec.mesh_cols // fold_m * fold_n
+    rows, cols = _busiest_line(m, grid_rows, bm), _busiest_line(n, grid_cols, bn)
+    rows_of_blocks, cols_of_blocks = _ceil_div(m, grid_rows * bm), _ceil_div(n, grid_cols * bn)
+    row_bus = fold_m * rows * k * cols_of_blocks            # what the busiest row bus carries
+    col_bus = fold_n * cols * k * rows_of_blocks
+    e = spec.element_bytes
+    dma = e * (k * (fold_n * m * cols_of_blocks + fold_m * n * rows_of_blocks) + m * n)
+    seconds = max(2.0 * k * rows * cols / spec.cpe_flops_per_s,
+                  e * (row_bus + col_bus) / spec.reg_comm_bytes_per_s,
+                  dma / spec.dma_bytes_per_s)
+    return seconds, dma, rows * cols * spec.cpes / (m * n)
+
+
 @lru_cache(maxsize=256)
-def gemm_blocks(m, n, k, spec=SW26010):
-    """(bm, bn, bk) fitting the LDM budget with the least DMA traffic, then the deepest K step."""
+def gemm_blocks(m, n, k, fold=(1, 1), spec=SW26010):
+    """(bm, bn, bk) on the folded mesh, fitting the LDM budget: among the blockings within
+    ``FOLD_TOLERANCE`` of the least estimated time, the best balanced, then the least DMA
+    traffic, then the deepest K step."""
+    fold_n, fold_m = fold
+    grid_rows = spec.mesh_rows // fold_n * fold_m
+    grid_cols = spec.mesh_cols // fold_m * fold_n
     cap_k = min(_ceil_div(k, spec.mesh_cols), 256)
-    best = None
-    for bm in _candidates(min(_ceil_div(m, spec.mesh_rows), 256), 4):
-        for bn in _candidates(min(_ceil_div(n, spec.mesh_cols), 256), 4):
-            bk = _deepest_k(bm, bn, cap_k, spec)
-            if bk < 1:
-                continue
-            key = (_gemm_dma_bytes(m, n, k, bm, bn, spec), -bk, -bm * bn)
-            if best is None or key < best[0]:
-                best = (key, (bm, bn, bk))
-    if best is None:
+    ranked = []
+    for bm in _candidates(min(_ceil_div(m, grid_rows), 256), 4):
+        for bn in _candidates(min(_ceil_div(n, grid_cols), 256), 4):
+            bk = _deepest_k(bm, bn, cap_k, fold, spec)
+            if bk >= 1:
+                seconds, dma, balance = _estimate(m, n, k, bm, bn, fold, spec)
+                ranked.append((seconds, (round(balance, 2), dma, -bk, -bm * bn), (bm, bn, bk)))
+    if not ranked:
         raise AssertionError(f"no GEMM blocking of {m}x{n}x{k} fits the LDM budget")
-    return best[1]
+    fastest = min(seconds for seconds, _, _ in ranked)
+    near = [entry for entry in ranked if entry[0] <= fastest * (1 + FOLD_TOLERANCE)]
+    return min(near, key=lambda entry: entry[1])[2]
 
 
 def _valid_per_mesh_line(size, lines, block):
@@ -134,38 +197,64 @@ def _valid_per_mesh_line(size, lines, block):
 
 @lru_cache(maxsize=256)
 def plan_gemm(m, n, k, read_c=False, spec=SW26010):
-    """The 2-D mesh plan of C (m x n) = A (m x k) B (k x n); ``read_c`` when beta != 0."""
-    bm, bn, bk = gemm_blocks(m, n, k, spec)
-    rows, row_blocks = _valid_per_mesh_line(m, spec.mesh_rows, bm)
-    cols, col_blocks = _valid_per_mesh_line(n, spec.mesh_cols, bn)
-    rows_of_blocks = _ceil_div(m, spec.mesh_rows * bm)
-    cols_of_blocks = _ceil_div(n, spec.mesh_cols * bn)
-    owned = np.outer(rows, cols).ravel().astype(np.float64)        # C elements per CPE
+    """The 2-D mesh plan of C (m x n) = A (m x k) B (k x n); ``read_c`` when beta != 0.
+
+    Every fold of ``mesh_folds`` is planned.  Among the plans within
+    ``FOLD_TOLERANCE`` of the fastest modelled time, the best balanced one wins
+    (imbalance to two decimals), then the one with the least DMA, then the
+    unfolded mesh: a small GEMM is often DMA-bound, where a fold leaves the time
+    as it is but puts the idle mesh rows (or columns) to work.
+    """
+    plans = [_plan_gemm_on(m, n, k, read_c, fold, spec) for fold in mesh_folds(m, n, spec)]
+    fastest = min(p.modelled_seconds() for p in plans)
+    near = [p for p in plans if p.modelled_seconds() <= fastest * (1 + FOLD_TOLERANCE)]
+    return min(near, key=lambda p: (round(p.imbalance(), 2), float(p.dma_in.sum())))
+
+
+def _plan_gemm_on(m, n, k, read_c, fold, spec):
+    """The plan on one reading of the mesh (see ``mesh_folds``).
+
+    The K step is mesh_cols slices of bk.  The A rows of a logical row are spread
+    over the CPEs of a physical row that share that logical row (one K slice each,
+    fold_m slices when mesh_cols/fold_m CPEs share it) and reach the others by
+    row broadcasts; B columns likewise down physical columns.  A bus is shared by
+    every logical line folded onto its physical line, so each CPE is charged with
+    all the bytes its row and column buses carry that it did not send itself.
+    """
+    fold_n, fold_m = fold
+    bm, bn, bk = gemm_blocks(m, n, k, fold, spec)
+    grid_rows, grid_cols, row, col = logical_grid(fold, spec)
+    rows, row_blocks = _valid_per_mesh_line(m, grid_rows, bm)
+    cols, col_blocks = _valid_per_mesh_line(n, grid_cols, bn)
+    rows_of_blocks = _ceil_div(m, grid_rows * bm)
+    cols_of_blocks = _ceil_div(n, grid_cols * bn)
+    owned = (rows[row] * cols[col]).astype(np.float64)          # C elements per CPE
     e = spec.element_bytes
-    # A rows of mesh row r are spread over its 8 CPEs (one K slice each), fetched
-    # once per column of CG blocks; likewise B columns down a mesh column.
-    a_part = np.repeat(rows * k * cols_of_blocks / spec.mesh_cols, spec.mesh_cols)
-    b_part = np.tile(cols * k * rows_of_blocks / spec.mesh_rows, spec.mesh_rows)
+    # Each A element is fetched once per column of CG blocks by every physical row
+    # holding its logical row; each B element once per row of CG blocks likewise.
+    a_part = rows[row] * k * cols_of_blocks / (spec.mesh_cols // fold_m)
+    b_part = cols[col] * k * rows_of_blocks / (spec.mesh_rows // fold_n)
     dma_in = e * (a_part + b_part + (owned if read_c else 0.0))
-    # Each CPE receives from its 7 row (column) mates the A (B) slices it does not hold.
-    others = (spec.mesh_cols - 1) / spec.mesh_cols
-    received = e * others * (np.repeat(rows * k * cols_of_blocks, spec.mesh_cols)
-                             + np.tile(cols * k * rows_of_blocks, spec.mesh_rows))
-    tiles = np.outer(row_blocks, col_blocks).ravel()
-    fill = e * min(bm * bk + bk * bn, m * k + k * n)
+    mesh = (spec.mesh_rows, spec.mesh_cols)
+    row_bus = np.repeat(a_part.reshape(mesh).sum(axis=1), spec.mesh_cols)
+    col_bus = np.tile(b_part.reshape(mesh).sum(axis=0), spec.mesh_rows)
+    received = e * (row_bus - a_part + col_bus - b_part)
+    tiles = row_blocks[row] * col_blocks[col]
+    fill = e * min(fold_m * bm * bk + fold_n * bk * bn, m * k + k * n)
     return Plan("gemm", spec, flops=2.0 * k * owned, dma_in=dma_in, dma_out=e * owned,
-                reg_comm=received, tiles=tiles, ldm_peak=gemm_ldm_bytes(bm, bn, bk, spec),
-                fill_bytes=fill, details=dict(m=m, n=n, k=k, bm=bm, bn=bn, bk=bk))
+                reg_comm=received, tiles=tiles,
+                ldm_peak=gemm_ldm_bytes(bm, bn, bk, spec, fold), fill_bytes=fill,
+                details=dict(m=m, n=n, k=k, bm=bm, bn=bn, bk=bk, fold_n=fold_n, fold_m=fold_m))
 
 
 def gemm_cpe_blocks(plan):
     """Literal tile list: (cpe, row slice, column slice) of every C block, CPE by CPE."""
     d, spec = plan.details, plan.spec
     m, n, bm, bn = d["m"], d["n"], d["bm"], d["bn"]
+    grid_rows, grid_cols, row, col = logical_grid((d["fold_n"], d["fold_m"]), spec)
     for cpe in range(spec.cpes):
-        r, c = divmod(cpe, spec.mesh_cols)
-        for row0 in range(r * bm, m, spec.mesh_rows * bm):
-            for col0 in range(c * bn, n, spec.mesh_cols * bn):
+        for row0 in range(int(row[cpe]) * bm, m, grid_rows * bm):
+            for col0 in range(int(col[cpe]) * bn, n, grid_cols * bn):
                 yield cpe, slice(row0, min(row0 + bm, m)), slice(col0, min(col0 + bn, n))
 
 
