@@ -152,10 +152,10 @@ def _matmul(left, right, out):
 
 def _host_pool():
     """The sleeping helper threads (one fewer than the host threads) GEMM shares and lanes use."""
-    if "pool" not in _host:
-        _host["pool"] = ThreadPoolExecutor(max(gemm_threads() - 1, 1),
-                                           thread_name_prefix="cg-host")
-    return _host["pool"]
+    size = max(gemm_threads() - 1, 1)
+    if ("pool", size) not in _host:
+        _host[("pool", size)] = ThreadPoolExecutor(size, thread_name_prefix="cg-host")
+    return _host[("pool", size)]
 
 
 # ---- lanes: a layer's chunks spread over the host threads -----------------------

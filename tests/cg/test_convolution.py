@@ -1,0 +1,151 @@
+"""The convolution engine (cg/convolution.py): host lanes, host padding and the
+core group's chunks all give a direct numpy convolution's results.
+
+The reference convolves tap by tap on a zero-padded copy, with no im2col.
+Lanes are forced (3 host threads, chunks of one or two images) so that even a
+machine with one core runs chunks on several threads.
+"""
+import threading
+
+import numpy as np
+import pytest
+
+from pycaffe_mct.cg import convolution, ops, scheduler
+
+rng = np.random.default_rng(11)
+
+
+def rand(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def direct_conv(x, weight, window):
+    """y[n, o] = sum over taps and the group's channels of weight * shifted padded x."""
+    (kh, kw), (ph, pw), (sh, sw), (dh, dw) = (window.kernel, window.pad, window.stride,
+                                              window.dilation)
+    n, c, h, w = x.shape
+    out_h, out_w = window.output_hw(h, w)
+    o, per_group = weight.shape[0], c // window.group
+    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    y = np.zeros((n, o, out_h, out_w))
+    for g in range(window.group):
+        outs = slice(g * o // window.group, (g + 1) * o // window.group)
+        ins = padded[:, g * per_group:(g + 1) * per_group]
+        for ki in range(kh):
+            for kj in range(kw):
+                shifted = ins[:, :, ki * dh:ki * dh + sh * out_h:sh, kj * dw:kj * dw + sw * out_w:sw]
+                y[:, outs] += np.einsum("ncij,oc->noij", shifted, weight[outs, :, ki, kj])
+    return y
+
+
+CASES = [  # x shape, out channels, window
+    ((5, 3, 9, 7), 4, convolution.Window((3, 3), (1, 1))),
+    ((4, 4, 10, 11), 6, convolution.Window((3, 2), (2, 1), (2, 3), (2, 1), group=2)),
+    ((1, 2, 6, 6), 3, convolution.Window((2, 2))),
+    ((6, 5, 4, 3), 7, convolution.Window((1, 1))),                   # pointwise
+    ((3, 4, 8, 8), 2, convolution.Window((1, 1), stride=(2, 2))),
+    ((7, 3, 5, 5), 2, convolution.Window((5, 5), (2, 2))),
+]
+
+
+@pytest.fixture(params=["lanes", "literal"])
+def mode(request, monkeypatch):
+    """Host lanes (3 threads, chunks of <= 2 images) or the core group's plan, tile by tile."""
+    if request.param == "literal":
+        with scheduler.execution("literal"):
+            yield request.param
+        return
+    monkeypatch.setitem(scheduler._host, "threads", 3)
+    monkeypatch.setattr(convolution, "CACHE_CHUNK_FLOATS", 1)
+    yield request.param
+
+
+def layer_arrays(shape, outputs, window):
+    x = rand(*shape)
+    weight = rand(outputs, shape[1] // window.group, *window.kernel)
+    out_hw = window.output_hw(*shape[2:])
+    return x, weight, rand(shape[0], outputs, *out_hw)
+
+
+@pytest.mark.parametrize("shape,outputs,window", CASES)
+def test_convolve_is_the_direct_convolution(mode, shape, outputs, window):
+    x, weight, dy = layer_arrays(shape, outputs, window)
+    y = np.full(dy.shape, np.nan, np.float32)
+    ops.convolve(x, weight, window, y=y)
+    np.testing.assert_allclose(y, direct_conv(x, weight, window), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape,outputs,window", CASES)
+def test_gradients_are_the_adjoints(mode, shape, outputs, window):
+    """<dy, conv(dx_probe)> = <convolve_transpose(dy), dx_probe>, and the weight
+    gradient is the derivative of <dy, conv(x, weight)> in weight (both linear)."""
+    x, weight, dy = layer_arrays(shape, outputs, window)
+    dx = np.full(x.shape, np.nan, np.float32)
+    start = rand(*weight.shape)
+    weight_diff = start.copy()
+    ops.convolve_transpose(dy, weight, window, dx=dx, x=x, weight_diff=weight_diff)
+    probe = rand(*x.shape)
+    np.testing.assert_allclose((dx * probe).sum(dtype=np.float64),
+                               (dy * direct_conv(probe, weight, window)).sum(), rtol=1e-4)
+    expected = np.zeros(weight.shape)
+    for index in np.ndindex(weight.shape):
+        unit = np.zeros(weight.shape, np.float32)
+        unit[index] = 1.0
+        expected[index] = (dy * direct_conv(x, unit, window)).sum()
+    np.testing.assert_allclose(weight_diff - start, expected, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape,outputs,window", CASES[:3])
+def test_convolve_accumulates_a_weight_gradient_from_a_top_gradient(mode, shape, outputs,
+                                                                     window):
+    """Deconvolution's backward: one unfolding of x gives y and the weight gradient."""
+    x, weight, dy = layer_arrays(shape, outputs, window)
+    y, weight_diff = np.empty(dy.shape, np.float32), np.zeros(weight.shape, np.float32)
+    ops.convolve(x, weight, window, y=y, top_diff=dy, weight_diff=weight_diff)
+    expected = np.zeros(weight.shape, np.float32)
+    ops.convolve_transpose(dy, weight, window, x=x, weight_diff=expected)
+    np.testing.assert_allclose(weight_diff, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, direct_conv(x, weight, window), rtol=1e-4, atol=1e-4)
+
+
+def test_lanes_run_every_chunk_once_each_lane_on_one_thread(monkeypatch):
+    monkeypatch.setitem(scheduler._host, "threads", 3)
+    seen = []
+    chunks = [(lo, lo + 1) for lo in range(7)]
+    scheduler.lanes(chunks, lambda lane, lo, hi: seen.append(
+        (lane, lo, threading.get_ident(), scheduler._in_lane())))
+    assert sorted(lo for _, lo, _, _ in seen) == list(range(7))
+    by_lane = {}
+    for lane, lo, thread, inside in seen:
+        assert inside
+        by_lane.setdefault(lane, set()).add(thread)
+    assert sorted(by_lane) == [0, 1, 2] and all(len(t) == 1 for t in by_lane.values())
+    assert by_lane[0] == {threading.get_ident()}          # lane 0 is the caller
+    assert threading.get_ident() not in by_lane[1] | by_lane[2]
+    assert not scheduler._in_lane()
+
+
+def test_a_failing_chunk_raises_after_every_lane_has_stopped(monkeypatch):
+    monkeypatch.setitem(scheduler._host, "threads", 2)
+    done = []
+
+    def body(lane, lo, hi):
+        if lo == 0:
+            raise ValueError("bad chunk")
+        done.append(lo)
+    with pytest.raises(ValueError, match="bad chunk"):
+        scheduler.lanes([(lo, lo + 1) for lo in range(4)], body)
+    assert sorted(done) == [2, 3]       # lane 1's chunks ran; lane 0 stopped at its first
+
+
+def test_planning_uses_the_core_groups_chunks():
+    """Accounting sees the same GEMM plans as before the host lanes: few, large chunks."""
+    from pycaffe_mct.cg import accounting
+    window = convolution.Window((3, 3), (1, 1))
+    x, weight, _ = layer_arrays((20, 8, 12, 12), 16, window)
+    y = np.empty((20, 16, 12, 12), np.float32)
+    with accounting.recording() as plans:
+        ops.convolve(x, weight, window, y=y)
+    gemms = [p for p in plans if p.kernel == "gemm"]
+    assert len(gemms) == 1                      # 20 images' columns fit one MPE chunk
+    assert {p.kernel for p in plans} == {"gemm", "im2col"}
