@@ -164,6 +164,9 @@ _FORMULAS = {
     # -(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))) in Caffe's overflow-free form.
     "sigmoid_cross_entropy": (9, lambda x, t, out: np.subtract(
         np.log1p(np.exp(x - 2 * x * (x >= 0))), x * (t - (x >= 0)), out=out)),
+    # 1 where a target counts, 0 where it is ignore_label (compared as Caffe's int cast).
+    "kept_target": (2, lambda t, out, ignore: np.not_equal(np.trunc(t), ignore, out=out,
+                                                            casting="unsafe")),
 }
 
 

@@ -78,21 +78,24 @@ class SigmoidCrossEntropyLossLayer(LossLayer):
                              f"and {bottom[1].shape}")
         self.sigmoid.reshape(bottom[0].shape)
         self.terms = np.empty(bottom[0].shape, np.float32)
+        # Without ignore_label every target counts: the mask stays all ones.
+        self.kept = np.ones(bottom[0].shape, np.float32)
 
-    def _valid(self, bottom):
-        targets = bottom[1].data.reshape(bottom[0].shape)
-        if self.ignore_label is None:
-            return np.ones(targets.shape, bool)
-        return targets.astype(np.int64) != self.ignore_label
+    def _kept(self, bottom):
+        """The 0/1 mask of targets that count (recomputed only with an ignore_label)."""
+        if self.ignore_label is not None:
+            ops.pointwise("kept_target", self.kept, bottom[1].data.reshape(self.kept.shape),
+                          ignore=self.ignore_label)
+        return self.kept
 
     def forward_cpu(self, bottom, top):
         x = bottom[0].data
         ops.sigmoid_forward(x, self.sigmoid.data)
         ops.pointwise("sigmoid_cross_entropy", self.terms, x, bottom[1].data.reshape(x.shape))
-        valid = self._valid(bottom)
-        self.norm = self.normalizer(self.mode, x.shape[0], bottom[0].count_axes(1),
-                                    int(valid.sum()))
-        top[0].data[...] = ops.dot(self.terms, valid) / self.norm
+        kept = self._kept(bottom)
+        count = x.size if self.ignore_label is None else round(ops.dot(kept, kept))
+        self.norm = self.normalizer(self.mode, x.shape[0], bottom[0].count_axes(1), count)
+        top[0].data[...] = ops.dot(self.terms, kept) / self.norm
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[1]:
@@ -100,8 +103,8 @@ class SigmoidCrossEntropyLossLayer(LossLayer):
         if propagate_down[0]:
             t = bottom[1].data.reshape(bottom[0].shape)
             scale = np.float32(top_weight(top) / self.norm)
-            valid = None if self.ignore_label is None else self._valid(bottom)
-            ops.weighted_difference(self.sigmoid.data, t, bottom[0].diff, scale, valid)
+            kept = None if self.ignore_label is None else self._kept(bottom)
+            ops.weighted_difference(self.sigmoid.data, t, bottom[0].diff, scale, kept)
 
 
 @register_layer("HingeLoss")
