@@ -16,9 +16,10 @@ def joined_axis(layer, blob, p):
     return layer_axis(layer, blob, p.axis)
 
 
-def split_along(array, axis, sizes):
-    """Views of ``array`` cut along ``axis`` into pieces of the given sizes."""
-    return np.split(array, np.cumsum(sizes)[:-1], axis=axis)
+def piece_offsets(num_axes, axis, sizes):
+    """Per piece cut along ``axis`` with the given sizes: its offset on every axis."""
+    starts = np.cumsum([0] + list(sizes[:-1])).tolist()
+    return [(0,) * axis + (start,) + (0,) * (num_axes - axis - 1) for start in starts]
 
 
 @register_layer("Concat")
@@ -43,14 +44,14 @@ class ConcatLayer(Layer):
         top[0].reshape(shape)
 
     def forward_cpu(self, bottom, top):
-        for piece, blob in zip(split_along(top[0].data, self.axis, self.sizes), bottom):
-            piece[...] = blob.data
+        for offsets, blob in zip(piece_offsets(top[0].num_axes, self.axis, self.sizes), bottom):
+            ops.place_window(blob.data, offsets, top[0].data)
 
     def backward_cpu(self, top, propagate_down, bottom):
-        for piece, blob, wanted in zip(split_along(top[0].diff, self.axis, self.sizes), bottom,
-                                       propagate_down):
+        for offsets, blob, wanted in zip(piece_offsets(top[0].num_axes, self.axis, self.sizes),
+                                         bottom, propagate_down):
             if wanted:
-                blob.diff[...] = piece
+                ops.crop_forward(top[0].diff, offsets, blob.diff)
 
 
 @register_layer("Slice")
@@ -86,13 +87,14 @@ class SliceLayer(Layer):
             blob.reshape(shape)
 
     def forward_cpu(self, bottom, top):
-        for piece, blob in zip(split_along(bottom[0].data, self.axis, self.sizes), top):
-            blob.data[...] = piece
+        for offsets, blob in zip(piece_offsets(bottom[0].num_axes, self.axis, self.sizes), top):
+            ops.crop_forward(bottom[0].data, offsets, blob.data)
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[0]:
-            for piece, blob in zip(split_along(bottom[0].diff, self.axis, self.sizes), top):
-                piece[...] = blob.diff
+            for offsets, blob in zip(piece_offsets(bottom[0].num_axes, self.axis, self.sizes),
+                                     top):
+                ops.place_window(blob.diff, offsets, bottom[0].diff)
 
 
 @register_layer("Crop")
