@@ -543,6 +543,16 @@ def lrn_within_backward(x, y, scale, dy, size, alpha, beta, dx):
     pointwise("lrn_within_backward", dx, dy, scale, x, d_square, beta=np.float32(beta))
 
 
+def place_window(x, offsets, out):
+    """The window of out starting at ``offsets`` (one per axis) = x; the rest of out is kept
+    (Concat's forward and Slice's backward; ``crop_forward`` is the inverse)."""
+    window = out[_window(offsets, x.shape)]
+
+    def run(lo, hi):
+        window[lo:hi] = x[lo:hi]
+    _rows("place_window", x, run)
+
+
 # ---- losses and accuracy ----
 # Scores and probabilities are (outer, classes, inner) arrays (inner 1 for plain
 # (batch, classes) ones); labels (int32) and per-prediction weights (float32) are
