@@ -1,80 +1,111 @@
 """numba kernels of the normalisation layers: LRN across channels and per-channel statistics.
 
-Arrays are viewed as (N, C, S) with S the flattened spatial extent; every kernel
-parallelises over its outermost independent index, the unit the core-group
-scheduler hands to one CPE.  Sums accumulate in float64 so that a 56x56x32
-channel reduction keeps float32 accuracy.
+Arrays are viewed as (N, C, S) with S the flattened spatial extent.  As in
+``kernels.py``, loops address flat views with unsigned offsets so that LLVM
+vectorises them, and the innermost loop runs along S (contiguous).  Statistics
+accumulate in float64 so that a 56x56x32 channel reduction keeps float32
+accuracy; their loops may reassociate those sums (``fastmath`` reassoc only:
+NaN and infinity keep their meaning), which is what lets them vectorise.
 """
 import numba
+import numpy as np
 
 _JIT = dict(nogil=True, cache=True)
+_SUMS = dict(_JIT, fastmath={"reassoc"})
+_U = numba.uint64
 
 
 @numba.njit(parallel=True, **_JIT)
-def lrn_across_forward(x, size, alpha, beta, k, scale, out):
-    """scale = k + alpha/size * (sum of x^2 over the channel window); out = x * scale^-beta."""
+def lrn_scale(x, size, alpha, k, scale, lo, hi):
+    """scale = k + alpha/size * (sum of x^2 over the channel window), pixels lo..hi.
+
+    The power scale^-beta is left to the caller: without Intel's SVML, numba
+    compiles ``**`` as one scalar call per element, ten times slower than
+    numpy's vectorised float32 power.
+    """
     n_img, channels, plane = x.shape
     pre_pad = (size - 1) // 2
     coeff = alpha / size
-    for ns in numba.prange(n_img * plane):
-        n = ns // plane
-        s = ns % plane
-        for c in range(channels):
-            total = 0.0
-            for j in range(max(c - pre_pad, 0), min(c - pre_pad + size, channels)):
-                total += x[n, j, s] * x[n, j, s]
-            value = k + coeff * total
-            scale[n, c, s] = value
-            out[n, c, s] = x[n, c, s] * value ** -beta
+    src, sums = x.reshape(-1), scale.reshape(-1)
+    count = _U(hi - lo)
+    for row in numba.prange(n_img * channels):
+        n, c = row // channels, row % channels
+        here = _U(row * plane + lo)
+        for i in range(count):
+            sums[here + i] = 0.0
+        for j in range(max(c - pre_pad, 0), min(c - pre_pad + size, channels)):
+            there = _U((n * channels + j) * plane + lo)
+            for i in range(count):
+                sums[here + i] += src[there + i] * src[there + i]
+        for i in range(count):
+            sums[here + i] = k + coeff * sums[here + i]
 
 
 @numba.njit(parallel=True, **_JIT)
-def lrn_across_backward(x, y, scale, dy, size, alpha, beta, dx):
-    """dx = dy * scale^-beta - 2 alpha beta/size * x * sum_window(dy * y / scale)."""
+def lrn_across_backward(x, y, scale, dy, size, alpha, beta, dx, lo, hi):
+    """dx = dy * scale^-beta - 2 alpha beta/size * x * sum_window(dy * y / scale).
+
+    Pixels lo..hi of every (image, channel) row; dx holds scale^-beta on entry
+    (see ``lrn_scale``).  Output c' uses input c when c lies in c'-window, so
+    the sum runs over the same symmetric window.
+    """
     n_img, channels, plane = x.shape
     pre_pad = (size - 1) // 2
     coeff = 2.0 * alpha * beta / size
-    for ns in numba.prange(n_img * plane):
-        n = ns // plane
-        s = ns % plane
-        for c in range(channels):
-            total = 0.0
-            # Output c' uses input c when c lies in c'-window: the same symmetric window.
-            for j in range(max(c - pre_pad, 0), min(c + size - pre_pad, channels)):
-                total += dy[n, j, s] * y[n, j, s] / scale[n, j, s]
-            dx[n, c, s] = dy[n, c, s] * scale[n, c, s] ** -beta - coeff * x[n, c, s] * total
+    src, prod, sums, grad, target = (x.reshape(-1), y.reshape(-1), scale.reshape(-1),
+                                     dy.reshape(-1), dx.reshape(-1))
+    count = _U(hi - lo)
+    windows = np.empty(n_img * channels * (hi - lo), np.float32)
+    for row in numba.prange(n_img * channels):
+        n, c = row // channels, row % channels
+        here = _U(row * plane + lo)
+        own = _U(row) * count
+        for i in range(count):
+            windows[own + i] = 0.0
+        for j in range(max(c - pre_pad, 0), min(c + size - pre_pad, channels)):
+            there = _U((n * channels + j) * plane + lo)
+            for i in range(count):
+                windows[own + i] += grad[there + i] * prod[there + i] / sums[there + i]
+        for i in range(count):
+            target[here + i] = (grad[here + i] * target[here + i]
+                                - coeff * src[here + i] * windows[own + i])
 
 
-@numba.njit(parallel=True, **_JIT)
-def channel_mean_var(x, mean, var):
-    """Per-channel mean and biased variance of x (N, C, S), two-pass."""
+@numba.njit(parallel=True, **_SUMS)
+def channel_mean_var(x, mean, var, lo, hi):
+    """Mean and biased variance of channels lo..hi of x (N, C, S), two-pass."""
     n_img, channels, plane = x.shape
+    src = x.reshape(-1)
     count = n_img * plane
-    for c in numba.prange(channels):
+    for c in numba.prange(lo, hi):
         total = 0.0
         for n in range(n_img):
-            for s in range(plane):
-                total += x[n, c, s]
+            row = _U((n * channels + c) * plane)
+            for s in range(_U(plane)):
+                total += src[row + s]
         mu = total / count
         squares = 0.0
         for n in range(n_img):
-            for s in range(plane):
-                d = x[n, c, s] - mu
+            row = _U((n * channels + c) * plane)
+            for s in range(_U(plane)):
+                d = src[row + s] - mu
                 squares += d * d
         mean[c] = mu
         var[c] = squares / count
 
 
-@numba.njit(parallel=True, **_JIT)
-def channel_sums(a, b, sum_a, sum_ab):
-    """Per-channel sums of a and of a*b over (N, S) of (N, C, S) arrays."""
+@numba.njit(parallel=True, **_SUMS)
+def channel_sums(a, b, sum_a, sum_ab, lo, hi):
+    """Sums of a and of a*b over (N, S) for channels lo..hi of (N, C, S) arrays."""
     n_img, channels, plane = a.shape
-    for c in numba.prange(channels):
+    first, second = a.reshape(-1), b.reshape(-1)
+    for c in numba.prange(lo, hi):
         total = 0.0
         product = 0.0
         for n in range(n_img):
-            for s in range(plane):
-                total += a[n, c, s]
-                product += a[n, c, s] * b[n, c, s]
+            row = _U((n * channels + c) * plane)
+            for s in range(_U(plane)):
+                total += first[row + s]
+                product += first[row + s] * second[row + s]
         sum_a[c] = total
         sum_ab[c] = product

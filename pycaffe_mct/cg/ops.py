@@ -79,23 +79,17 @@ def softmax_backward(y, dy, dx):
                     lambda lo, hi: kernels.softmax_backward(y, dy, dx, lo, hi))
 
 
-def _slope_where(x, negative_slope):
-    return np.where(x > 0, np.float32(1), np.float32(negative_slope))
-
-
 def relu_forward(x, negative_slope, out):
-    if negative_slope:
-        scheduler.elementwise("relu_forward", 2, lambda x, out: np.multiply(
-            x, _slope_where(x, negative_slope), out=out), out, x)
-    else:
-        scheduler.elementwise("relu_forward", 1, lambda x, out: np.maximum(x, 0, out=out),
-                              out, x)
+    slope = np.float32(negative_slope)
+    scheduler.elementwise("relu_forward", 2 if negative_slope else 1, lambda x, out:
+                          kernels.relu_forward(x.reshape(-1), slope, out.reshape(-1)), out, x)
 
 
 def relu_backward(x, dy, negative_slope, dx):
     """x is the forward input (or output: their signs agree); dx may alias dy."""
-    scheduler.elementwise("relu_backward", 2, lambda x, dy, dx: np.multiply(
-        dy, _slope_where(x, negative_slope), out=dx), dx, x, dy)
+    slope = np.float32(negative_slope)
+    scheduler.elementwise("relu_backward", 2, lambda x, dy, dx: kernels.relu_backward(
+        x.reshape(-1), dy.reshape(-1), slope, dx.reshape(-1)), dx, x, dy)
 
 
 def _sigmoid(x, out):
@@ -295,27 +289,21 @@ def channel_linear(terms, out, shift=None):
     outer, channels, inner = out.shape
     rows = outer * channels
     target_rows = out.reshape(rows, inner)
-    arrays = [array.reshape(rows, inner) for array, _ in terms]
-    coeffs = [_per_row(coeff, outer, channels) for _, coeff in terms]
-    shifts = None if shift is None else _per_row(shift, outer, channels)
-
-    def run(lo, hi):
-        target = target_rows[lo:hi]
-        np.multiply(arrays[0][lo:hi], coeffs[0][lo:hi], out=target)
-        for array, coeff in zip(arrays[1:], coeffs[1:]):
-            target += array[lo:hi] * coeff[lo:hi]
-        if shifts is not None:
-            target += shifts[lo:hi]
+    arrays = tuple(np.ascontiguousarray(array.reshape(rows, inner)) for array, _ in terms)
+    coeffs = np.stack([_per_row(coeff, outer, channels) for _, coeff in terms])
+    shifts = np.empty(0, np.float32) if shift is None else _per_row(shift, outer, channels)
     per_channel = len(terms) + (shift is not None)
     # Unit: one (outer, channel) row with its coefficients.
     scheduler.units("channel_linear", rows, (len(terms) * inner + per_channel) * out.itemsize,
-                    inner * out.itemsize, (2 * per_channel - 1) * inner, run)
+                    inner * out.itemsize, (2 * per_channel - 1) * inner,
+                    lambda lo, hi: kernels.channel_linear(arrays, coeffs, shifts, target_rows,
+                                                          lo, hi))
 
 
 def _per_row(coeff, outer, channels):
-    """A scalar or (C,) coefficient as an (outer * C, 1) column: one entry per row."""
+    """A scalar or (C,) coefficient as an (outer * C,) array: one entry per row."""
     column = np.asarray(coeff, np.float32).reshape(-1)
-    return np.broadcast_to(column, (outer, channels)).reshape(-1, 1)
+    return np.broadcast_to(column, (outer, channels)).reshape(-1)
 
 
 # ---- layer zoo: normalisation and cropping ---------------------------------
@@ -324,9 +312,15 @@ def lrn_across_forward(x, size, alpha, beta, k, scale, out):
     column = x.shape[0] * x.shape[1]      # unit: one pixel, all images and channels
     scheduler.units("lrn_forward", x.shape[2], column * x.itemsize, 2 * column * out.itemsize,
                     (2 * size + 4) * column,
-                    lambda lo, hi: kernels_normalization.lrn_across_forward(
-                        x[:, :, lo:hi], size, alpha, beta, k, scale[:, :, lo:hi],
-                        out[:, :, lo:hi]))
+                    lambda lo, hi: _lrn_forward_pixels(x, size, alpha, beta, k, scale, out,
+                                                       lo, hi))
+
+
+def _lrn_forward_pixels(x, size, alpha, beta, k, scale, out, lo, hi):
+    """LRN of pixels lo..hi: the window sums in numba, the power in numpy (see lrn_scale)."""
+    kernels_normalization.lrn_scale(x, size, alpha, k, scale, lo, hi)
+    np.power(scale[:, :, lo:hi], np.float32(-beta), out=out[:, :, lo:hi])
+    out[:, :, lo:hi] *= x[:, :, lo:hi]
 
 
 def lrn_across_backward(x, y, scale, dy, size, alpha, beta, dx):
@@ -335,8 +329,14 @@ def lrn_across_backward(x, y, scale, dy, size, alpha, beta, dx):
     scheduler.units("lrn_backward", x.shape[2], 4 * column * x.itemsize, column * dx.itemsize,
                     (3 * size + 6) * column,
                     lambda lo, hi: kernels_normalization.lrn_across_backward(
-                        x[:, :, lo:hi], y[:, :, lo:hi], scale[:, :, lo:hi], dy[:, :, lo:hi],
-                        size, alpha, beta, dx[:, :, lo:hi]))
+                        x, y, scale, dy, size, alpha, beta,
+                        _power_into(scale, -beta, dx, lo, hi), lo, hi))
+
+
+def _power_into(x, exponent, out, lo, hi):
+    """out[:, :, lo:hi] = x[:, :, lo:hi] ** exponent (float32, numpy's vectorised power)."""
+    np.power(x[:, :, lo:hi], np.float32(exponent), out=out[:, :, lo:hi])
+    return out
 
 
 def channel_mean_var(x):
@@ -344,8 +344,7 @@ def channel_mean_var(x):
     mean = np.empty(x.shape[1], np.float32)
     var = np.empty(x.shape[1], np.float32)
     _per_channel("channel_mean_var", x.shape, 1, 3,
-                 lambda lo, hi: kernels_normalization.channel_mean_var(
-                     x[:, lo:hi], mean[lo:hi], var[lo:hi]))
+                 lambda lo, hi: kernels_normalization.channel_mean_var(x, mean, var, lo, hi))
     return mean, var
 
 
@@ -354,8 +353,7 @@ def channel_sums(a, b):
     sum_a = np.empty(a.shape[1], np.float32)
     sum_ab = np.empty(a.shape[1], np.float32)
     _per_channel("channel_sums", a.shape, 2, 3,
-                 lambda lo, hi: kernels_normalization.channel_sums(
-                     a[:, lo:hi], b[:, lo:hi], sum_a[lo:hi], sum_ab[lo:hi]))
+                 lambda lo, hi: kernels_normalization.channel_sums(a, b, sum_a, sum_ab, lo, hi))
     return sum_a, sum_ab
 
 
