@@ -163,35 +163,83 @@ def ave_pool_backward(dy, kh, kw, sh, sw, ph, pw, dx, lo, hi):
                         target[line + ix] += share
 
 
+# Softmax works on blocks of at most this many inner positions, so that a single
+# image's spatial softmax still spreads over the threads.
+_SOFTMAX_BLOCK = 2048
+
+
+@numba.njit(inline="always")
+def _softmax_block(task, lo, channels, inner):
+    """(offset of channel 0, length) of the task-th block of inner positions of outer lo..."""
+    blocks = (inner + _SOFTMAX_BLOCK - 1) // _SOFTMAX_BLOCK
+    o, block = lo + task // blocks, task % blocks
+    first = block * _SOFTMAX_BLOCK
+    return _U(o * channels * inner + first), _U(min(inner - first, _SOFTMAX_BLOCK))
+
+
+@numba.njit(inline="always")
+def _softmax_tasks(lo, hi, inner):
+    return (hi - lo) * ((inner + _SOFTMAX_BLOCK - 1) // _SOFTMAX_BLOCK)
+
+
 @numba.njit(parallel=True, **_JIT)
-def softmax_forward(x, out, lo, hi):
-    """Softmax over axis 1 of x (outer, channels, inner) for outer lo..hi, max-subtracted
-    as Caffe does; channel sums in float64.  Loops run along inner."""
+def softmax_shift(x, out, lo, hi):
+    """out = x minus its maximum over axis 1 of (outer, channels, inner), for outer lo..hi.
+
+    The first step of Caffe's softmax; out may be x.  The exponential is left
+    to the caller (numpy's is vectorised, numba's is one call per element).
+    """
     _, channels, inner = x.shape
     src, dst = x.reshape(-1), out.reshape(-1)
-    span = _U(inner)
-    tops = np.empty((hi - lo) * inner, np.float32)
-    totals = np.empty((hi - lo) * inner, np.float64)
-    for o in numba.prange(lo, hi):
-        base = _U(o * channels * inner)
-        own = _U((o - lo) * inner)
+    if inner == 1:                              # classifier outputs: contiguous rows
+        for o in numba.prange(lo, hi):
+            base = _U(o * channels)
+            top = src[base]
+            for c in range(_U(1), _U(channels)):
+                top = max(top, src[base + c])
+            for c in range(_U(channels)):
+                dst[base + c] = src[base + c] - top
+        return
+    for task in numba.prange(_softmax_tasks(lo, hi, inner)):
+        base, span = _softmax_block(task, lo, channels, inner)
+        top = np.empty(span, np.float32)
         for i in range(span):
-            tops[own + i] = src[base + i]
-            totals[own + i] = 0.0
+            top[i] = src[base + i]
         for c in range(1, channels):
             row = base + _U(c * inner)
             for i in range(span):
-                tops[own + i] = max(tops[own + i], src[row + i])
+                top[i] = max(top[i], src[row + i])
         for c in range(channels):
             row = base + _U(c * inner)
             for i in range(span):
-                value = np.exp(src[row + i] - tops[own + i])
-                dst[row + i] = value
-                totals[own + i] += value
+                dst[row + i] = src[row + i] - top[i]
+
+
+@numba.njit(parallel=True, **_JIT)
+def softmax_normalize(out, lo, hi):
+    """Divide out (outer, channels, inner) by its sums over channels (float64), outer lo..hi."""
+    _, channels, inner = out.shape
+    dst = out.reshape(-1)
+    if inner == 1:
+        for o in numba.prange(lo, hi):
+            base = _U(o * channels)
+            total = 0.0
+            for c in range(_U(channels)):
+                total += dst[base + c]
+            for c in range(_U(channels)):
+                dst[base + c] /= total
+        return
+    for task in numba.prange(_softmax_tasks(lo, hi, inner)):
+        base, span = _softmax_block(task, lo, channels, inner)
+        totals = np.zeros(span, np.float64)
         for c in range(channels):
             row = base + _U(c * inner)
             for i in range(span):
-                dst[row + i] /= totals[own + i]
+                totals[i] += dst[row + i]
+        for c in range(channels):
+            row = base + _U(c * inner)
+            for i in range(span):
+                dst[row + i] /= totals[i]
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -199,21 +247,26 @@ def softmax_backward(y, dy, dx, lo, hi):
     """dx = (dy - sum_c dy*y) * y over axis 1 of (outer, channels, inner), outer lo..hi."""
     _, channels, inner = y.shape
     prob, grad, target = y.reshape(-1), dy.reshape(-1), dx.reshape(-1)
-    span = _U(inner)
-    dots = np.empty((hi - lo) * inner, np.float64)
-    for o in numba.prange(lo, hi):
-        base = _U(o * channels * inner)
-        own = _U((o - lo) * inner)
-        for i in range(span):
-            dots[own + i] = 0.0
+    if inner == 1:
+        for o in numba.prange(lo, hi):
+            base = _U(o * channels)
+            dot = 0.0
+            for c in range(_U(channels)):
+                dot += grad[base + c] * prob[base + c]
+            for c in range(_U(channels)):
+                target[base + c] = (grad[base + c] - dot) * prob[base + c]
+        return
+    for task in numba.prange(_softmax_tasks(lo, hi, inner)):
+        base, span = _softmax_block(task, lo, channels, inner)
+        dots = np.zeros(span, np.float64)
         for c in range(channels):
             row = base + _U(c * inner)
             for i in range(span):
-                dots[own + i] += grad[row + i] * prob[row + i]
+                dots[i] += grad[row + i] * prob[row + i]
         for c in range(channels):
             row = base + _U(c * inner)
             for i in range(span):
-                target[row + i] = (grad[row + i] - dots[own + i]) * prob[row + i]
+                target[row + i] = (grad[row + i] - dots[i]) * prob[row + i]
 
 
 _ZERO = np.float32(0.0)

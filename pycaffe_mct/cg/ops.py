@@ -69,7 +69,14 @@ def softmax_forward(x, out):
     per_outer = x.shape[1] * x.shape[2]
     scheduler.units("softmax_forward", x.shape[0], per_outer * x.itemsize,
                     per_outer * out.itemsize, 4 * per_outer,
-                    lambda lo, hi: kernels.softmax_forward(x, out, lo, hi))
+                    lambda lo, hi: _softmax_outer(x, out, lo, hi))
+
+
+def _softmax_outer(x, out, lo, hi):
+    """Softmax of outer lo..hi: max-subtract and normalise in numba, the exponential in numpy."""
+    kernels.softmax_shift(x, out, lo, hi)
+    np.exp(out[lo:hi], out=out[lo:hi])
+    kernels.softmax_normalize(out, lo, hi)
 
 
 def softmax_backward(y, dy, dx):
