@@ -763,3 +763,37 @@ def accuracy_counts(scores, labels, weights, top_k):
     scheduler.units("accuracy", outer, inner * (channels * x.itemsize + _point_bytes(y, w)), 0,
                     channels * inner, run)
     return totals, rights
+
+
+# ---- ranking and copies ----
+from . import kernels_rank  # noqa: E402  (this family's kernels)
+
+
+def top_k(x, k, write_indices, write_values, out):
+    """ArgMax's ranking: the ``k`` largest of each column x[o, :, j] of x (outer, length,
+    inner), by Caffe's rule (equal values: the higher index first), into out (outer,
+    parts, k, inner): the indices as floats if ``write_indices``, then the values if
+    ``write_values`` (parts counts the two flags)."""
+    outer, length, inner = x.shape
+    x_flat, out_flat = x.reshape(-1), out.reshape(-1)
+    parts = write_indices + write_values
+    # Unit: one column; per value, a comparison per rank it passes (insertion) or a
+    # merge sort's log2(length).
+    insertion = k <= kernels_rank.INSERTION_TOP_K
+    scheduler.units("top_k", outer * inner, length * x.itemsize, parts * k * out.itemsize,
+                    length * (k if insertion else max(1, int(np.log2(length)))),
+                    lambda lo, hi: kernels_rank.top_k(x_flat, length, inner, k, write_indices,
+                                                      write_values, out_flat, lo, hi))
+
+
+def fill(out, value):
+    """out = value everywhere (e.g. the zero gradient Silence hands back)."""
+    constant = np.float32(value)
+    scheduler.elementwise("fill", 0, lambda out: out.fill(constant), out)
+
+
+_FORMULAS.update({
+    # Dropout's mask from uniform draws: scale where the draw is >= the ratio, else 0.
+    "dropout_mask": (2, lambda draws, out, ratio, scale: np.multiply(
+        draws >= ratio, scale, out=out)),
+})

@@ -126,21 +126,15 @@ class ArgMaxLayer(Layer):
 
     def forward_cpu(self, bottom, top):
         x = bottom[0].data
-        axis = self.axis
-        if axis is None:
-            x, axis = x.reshape(x.shape[0], -1), 1
-        # A stable sort of the reversed axis ranks equal values by descending index.
-        reversed_x = np.flip(x, axis=axis)
-        order = np.argsort(-reversed_x, axis=axis, kind="stable")
-        indices = x.shape[axis] - 1 - np.take(order, range(self.top_k), axis=axis)
-        values = np.take_along_axis(x, indices, axis=axis)
-        if self.axis is not None:
-            top[0].data[...] = values if self.out_max_val else indices
+        if self.axis is None:
+            # Each sample flattened; the top holds its indices, then its values.
+            ops.top_k(x.reshape(x.shape[0], -1, 1), self.top_k, True, self.out_max_val,
+                      top[0].data)
         else:
-            out = top[0].data.reshape(x.shape[0], -1, self.top_k)
-            out[:, 0] = indices
-            if self.out_max_val:
-                out[:, 1] = values
+            ranked = (bottom[0].count_axes(0, self.axis), x.shape[self.axis],
+                      bottom[0].count_axes(self.axis + 1))
+            ops.top_k(x.reshape(ranked), self.top_k, not self.out_max_val, self.out_max_val,
+                      top[0].data)
 
     def allow_force_backward(self, bottom_index):
         return False

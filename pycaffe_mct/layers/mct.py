@@ -60,8 +60,8 @@ class ConfidenceMaskLayer(Layer):
             self.exchange(confidence)
         mask_a, mask_p = selection.calibration_masks(
             everyone, self.noise_rate, offset, confidence.shape[0], self.significance)
-        top[0].data[...] = mask_a
-        top[1].data[...] = mask_p
+        ops.copy_into(mask_a, top[0].data)
+        ops.copy_into(mask_p, top[1].data)
 
     def allow_force_backward(self, bottom_index):
         return False

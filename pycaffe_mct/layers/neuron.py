@@ -63,11 +63,13 @@ class DropoutLayer(NeuronLayer):
 
     def forward_cpu(self, bottom, top):
         if self.phase == TRAIN:
-            keep = rng.generator().random(bottom[0].shape, dtype=np.float32) >= self.ratio
-            self.mask = keep.astype(np.float32) * np.float32(self.scale)
+            # The uniform draws come from the host's generator; the mask is made on the CG.
+            self.mask = rng.generator().random(bottom[0].shape, dtype=np.float32)
+            ops.pointwise("dropout_mask", self.mask, self.mask, ratio=np.float32(self.ratio),
+                          scale=np.float32(self.scale))
             ops.scale_into(bottom[0].data, self.mask, top[0].data)
         elif top[0] is not bottom[0]:
-            top[0].data[...] = bottom[0].data
+            ops.copy_into(bottom[0].data, top[0].data)
 
     def backward_cpu(self, top, propagate_down, bottom):
         if not propagate_down[0]:
@@ -75,4 +77,4 @@ class DropoutLayer(NeuronLayer):
         if self.phase == TRAIN:
             ops.scale_into(top[0].diff, self.mask, bottom[0].diff)
         elif top[0] is not bottom[0]:
-            bottom[0].diff[...] = top[0].diff
+            ops.copy_into(top[0].diff, bottom[0].diff)

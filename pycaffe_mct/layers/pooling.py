@@ -85,7 +85,7 @@ class PoolingLayer(Layer):
             ops.max_pool_forward(bottom[0].data, self.kernel, self.stride, self.pad,
                                  top[0].data, self.argmax)
             if len(top) == 2:
-                top[1].data[...] = self.argmax
+                ops.copy_into(self.argmax, top[1].data)
         else:
             ops.ave_pool_forward(bottom[0].data, self.kernel, self.stride, self.pad,
                                  top[0].data)

@@ -117,4 +117,4 @@ class SilenceLayer(Layer):
     def backward_cpu(self, top, propagate_down, bottom):
         for blob, wanted in zip(bottom, propagate_down):
             if wanted:
-                blob.diff[...] = 0
+                ops.fill(blob.diff, 0.0)
