@@ -109,7 +109,7 @@ def convolve(x, weight, window, y=None, top_diff=None, weight_diff=None):
             _multiply_into(groups, columns, y, lo, hi, lane)
         if weight_diff is not None:
             _accumulate_weight_grad(sums.target(lane), _rows(top_diff, lo, hi, window.group, lane),
-                                    columns, lane)
+                                    columns)
     scheduler.lanes(_chunks(x.shape[0], groups.shape[2] * window.group, plane,
                             groups[0].size * plane), chunk)
     sums.reduce()
@@ -128,8 +128,7 @@ def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
     def chunk(lane, lo, hi):
         dy_rows = _rows(dy, lo, hi, window.group, lane)
         if weight_diff is not None:
-            _accumulate_weight_grad(sums.target(lane), dy_rows, _columns(x, lo, hi, window, lane),
-                                    lane)
+            _accumulate_weight_grad(sums.target(lane), dy_rows, _columns(x, lo, hi, window, lane))
         if dx is not None:
             _fold_into(groups, dy_rows, dx, lo, hi, window, lane)
     scheduler.lanes(_chunks(dy.shape[0], groups.shape[2] * window.group, plane,
@@ -236,21 +235,10 @@ def _multiply_into(groups, columns, y, lo, hi, lane):
         rows.reshape(group, -1, nb, plane).transpose(2, 0, 1, 3))
 
 
-def _accumulate_weight_grad(target, dy_rows, columns, lane):
-    """target[g] += dy_rows[g] @ columns[g].T for each group g.
-
-    On the host the GEMM runs transposed, columns @ dy_rows.T, then is added
-    in: OpenBLAS is up to twice as fast with the long side (R) as M.  Plans
-    keep the core group's form, one GEMM accumulating into the gradient.
-    """
-    if scheduler.planning():
-        for g in range(target.shape[0]):
-            scheduler.gemm(dy_rows[g], columns[g].T, 1.0, 1.0, target[g])
-        return
-    product = workspace(("weight_product", lane), (target.shape[2], target.shape[1]))
+def _accumulate_weight_grad(target, dy_rows, columns):
+    """target[g] += dy_rows[g] @ columns[g].T for each group g."""
     for g in range(target.shape[0]):
-        scheduler.gemm(columns[g], dy_rows[g].T, 1.0, 0.0, product)
-        target[g] += product.T
+        scheduler.gemm(dy_rows[g], columns[g].T, 1.0, 1.0, target[g])
 
 
 def _fold_into(groups, dy_rows, dx, lo, hi, window, lane):
