@@ -1,15 +1,16 @@
 """The core group's non-GEMM kernels against numpy and PyTorch CPU on the same shapes.
 
 ``python bench/bench_kernels.py`` times each op of ``pycaffe_mct.cg.ops`` that
-the layers call (pooling, ReLU, softmax, LRN, BatchNorm statistics and affine
-map) on CIFAR10-quick, AlexNet and ResNet-50 shapes, and in the same run a
-plain numpy version of the same computation and PyTorch's CPU op (skipped
+the layers call (pooling, ReLU, Eltwise sum, softmax, LRN, BatchNorm statistics
+and affine map) on CIFAR10-quick, AlexNet and ResNet-50 shapes, and in the same
+run a plain numpy version of the same computation and PyTorch's CPU op (skipped
 with a message where torch is not installed; given numba's thread count).
 Ratios are baseline time / our time: above 1 means ours is faster.  Best of
 ``--repeats``, the three measured alternately so that all see the same load.
 """
 import argparse
 import math
+from functools import partial
 
 import numba
 import numpy as np
@@ -118,6 +119,18 @@ def relu_cases(name, shape):
              lambda: np.multiply(dy, x > 0, out=out), torch_cases[1])]
 
 
+def sum_cases(name, shape):
+    """Eltwise SUM / Split's backward: out = a + b."""
+    a, b = rand(*shape), rand(*shape)
+    out = np.empty_like(a)
+    torch_way = None
+    if torch is not None:
+        at, bt, outt = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(out)
+        torch_way = partial(torch.add, at, bt, out=outt)
+    return [(f"{name} sum of 2", lambda: ops.sum_into([a, b], out),
+             lambda: np.add(a, b, out=out), torch_way)]
+
+
 def softmax_cases(name, shape):
     x, dy = rand(*shape) * 5, rand(*shape)
     out, dx = np.empty_like(x), np.empty_like(x)
@@ -188,7 +201,8 @@ def batch_norm_cases(name, shape):
     torch_cases = [None] * 3
     if torch is not None:
         xt, dyt, outt = torch.from_numpy(x), torch.from_numpy(dy), torch.from_numpy(out)
-        scale_t, shift_t = torch.from_numpy(scale).view(column), torch.from_numpy(shift).view(column)
+        scale_t = torch.from_numpy(scale).view(column)
+        shift_t = torch.from_numpy(shift).view(column)
         torch_cases = [
             lambda: torch.var_mean(xt, dim=(0, 2), unbiased=False),
             lambda: (dyt.sum(dim=(0, 2)), (dyt * xt).sum(dim=(0, 2))),
@@ -210,6 +224,7 @@ def all_cases():
             + pool_cases("CIFAR pool2 b100", (100, 32, 16, 16), 3, 2)
             + relu_cases("CIFAR relu1 b100", (100, 32, 32, 32))
             + relu_cases("AlexNet relu1 b16", (16, 96, 55, 55))
+            + sum_cases("ResNet res2a b8", (8, 256, 56, 56))
             + softmax_cases("AlexNet prob b16", (16, 1000, 1))
             + softmax_cases("FCN-like score b1", (1, 21, 128 * 128))
             + lrn_cases("AlexNet norm1 b16", (16, 96, 55, 55))
@@ -244,7 +259,8 @@ def main(argv=None):
     for label, ours, numpy_way, torch_way in all_cases():
         ours_s, numpy_s, torch_s = best_alternating([ours, numpy_way, torch_way], args.repeats)
         ratios["numpy"].append(numpy_s / ours_s)
-        cells = [f"{ours_s * 1e3:.3f}", f"{numpy_s * 1e3:.3f}", "-", f"{numpy_s / ours_s:.2f}", "-"]
+        cells = [f"{ours_s * 1e3:.3f}", f"{numpy_s * 1e3:.3f}", "-",
+                 f"{numpy_s / ours_s:.2f}", "-"]
         if torch_s is not None:
             ratios["torch"].append(torch_s / ours_s)
             cells[2], cells[4] = f"{torch_s * 1e3:.3f}", f"{torch_s / ours_s:.2f}"

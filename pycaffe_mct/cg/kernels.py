@@ -311,3 +311,25 @@ def channel_linear(arrays, coeffs, shift, out, lo, hi):
             offset = shift[row]
             for i in range(inner):
                 dst[start + i] += offset
+
+
+# Element-wise kernels of several terms work on blocks this long: each term's pass over a
+# block is one vectorised loop, and the block stays in the L1 cache between passes.
+_TERMS_BLOCK = 4096
+
+
+@numba.njit(parallel=True, **_JIT)
+def weighted_sum(arrays, coeffs, out):
+    """out = sum_t coeffs[t] * arrays[t] on flat arrays, the terms added in order in float32
+    (numpy's ``out = a0*c0; out += a1*c1`` to the bit, in one pass over memory)."""
+    size = out.size
+    for block in numba.prange((size + _TERMS_BLOCK - 1) // _TERMS_BLOCK):
+        start = _U(block * _TERMS_BLOCK)
+        count = _U(min(size - block * _TERMS_BLOCK, _TERMS_BLOCK))
+        first, coeff = arrays[0], coeffs[0]
+        for i in range(count):
+            out[start + i] = first[start + i] * coeff
+        for term in range(1, len(arrays)):
+            array, coeff = arrays[term], coeffs[term]
+            for i in range(count):
+                out[start + i] += array[start + i] * coeff

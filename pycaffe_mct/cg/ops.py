@@ -186,17 +186,12 @@ def scale_into(x, factor, out):
 
 
 def sum_into(arrays, out, coeffs=None):
-    """out = sum_i coeffs[i] * arrays[i]."""
-    coeffs = coeffs or [1.0] * len(arrays)
+    """out = sum_i coeffs[i] * arrays[i] (arrays of out's size)."""
+    factors = np.asarray(coeffs or [1.0] * len(arrays), np.float32)
 
     def weighted_sum(*args):
         *inputs, target = args
-        np.multiply(inputs[0], coeffs[0], out=target)
-        for array, coeff in zip(inputs[1:], coeffs[1:]):
-            if coeff == 1.0:
-                target += array
-            else:
-                target += coeff * array
+        kernels.weighted_sum(tuple(x.reshape(-1) for x in inputs), factors, target.reshape(-1))
     scheduler.elementwise("sum", 2 * len(arrays) - 1, weighted_sum, out, *arrays)
 
 

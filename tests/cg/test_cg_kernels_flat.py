@@ -226,3 +226,20 @@ def test_channel_linear_is_numpys_float32_sum_in_order(terms, shape):
         expected += array * coeff
     expected += shift.reshape(1, -1, 1)
     np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("size", [1, 4097, 9000])       # around the kernel's 4096 block
+@pytest.mark.parametrize("coeffs", [None, [0.5, -2.0, 1.0]])
+def test_sum_into_is_numpys_float32_sum_in_order(size, coeffs):
+    arrays = [rand(size) for _ in range(3)]
+    factors = coeffs or [1.0] * 3
+
+    def run():
+        out = np.empty(size, np.float32)
+        ops.sum_into(arrays, out, coeffs)
+        return (out,)
+    (out,) = both_modes(run)
+    expected = arrays[0] * np.float32(factors[0])
+    for array, coeff in zip(arrays[1:], factors[1:]):
+        expected += array * np.float32(coeff)
+    np.testing.assert_array_equal(out, expected)
