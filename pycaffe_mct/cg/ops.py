@@ -191,7 +191,8 @@ def sum_into(arrays, out, coeffs=None):
 
     def weighted_sum(*args):
         *inputs, target = args
-        kernels.weighted_sum(tuple(x.reshape(-1) for x in inputs), factors, target.reshape(-1))
+        flats = tuple(np.ascontiguousarray(x, np.float32).reshape(-1) for x in inputs)
+        kernels.weighted_sum(flats, factors, target.reshape(-1))
     scheduler.elementwise("sum", 2 * len(arrays) - 1, weighted_sum, out, *arrays)
 
 
@@ -291,7 +292,8 @@ def channel_linear(terms, out, shift=None):
     outer, channels, inner = out.shape
     rows = outer * channels
     target_rows = out.reshape(rows, inner)
-    arrays = tuple(np.ascontiguousarray(array.reshape(rows, inner)) for array, _ in terms)
+    arrays = tuple(np.ascontiguousarray(array.reshape(rows, inner), np.float32)
+                   for array, _ in terms)
     coeffs = np.stack([_per_row(coeff, outer, channels) for _, coeff in terms])
     shifts = np.empty(0, np.float32) if shift is None else _per_row(shift, outer, channels)
     per_channel = len(terms) + (shift is not None)
