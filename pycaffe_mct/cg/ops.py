@@ -181,19 +181,27 @@ def pointwise(formula, out, *inputs, **constants):
 
 def scale_into(x, factor, out):
     """out = x * factor, with factor a scalar or a broadcastable array."""
+    if np.ndim(factor) == 0:
+        _weighted_sum("scale", [x], out, [factor])
+        return
     scheduler.elementwise("scale", 1, lambda x, f, out: np.multiply(x, f, out=out),
                           out, x, factor)
 
 
 def sum_into(arrays, out, coeffs=None):
     """out = sum_i coeffs[i] * arrays[i] (arrays of out's size)."""
-    factors = np.asarray(coeffs or [1.0] * len(arrays), np.float32)
+    _weighted_sum("sum", arrays, out, coeffs or [1.0] * len(arrays))
+
+
+def _weighted_sum(kernel_name, arrays, out, coeffs):
+    """out = sum_i coeffs[i] * arrays[i] in float32, in order, in one numba pass."""
+    factors = np.asarray(coeffs, np.float32)
 
     def weighted_sum(*args):
         *inputs, target = args
         flats = tuple(np.ascontiguousarray(x, np.float32).reshape(-1) for x in inputs)
         kernels.weighted_sum(flats, factors, target.reshape(-1))
-    scheduler.elementwise("sum", 2 * len(arrays) - 1, weighted_sum, out, *arrays)
+    scheduler.elementwise(kernel_name, 2 * len(arrays) - 1, weighted_sum, out, *arrays)
 
 
 def copy_into(x, out):

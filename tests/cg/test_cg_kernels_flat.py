@@ -243,3 +243,14 @@ def test_sum_into_is_numpys_float32_sum_in_order(size, coeffs):
     for array, coeff in zip(arrays[1:], factors[1:]):
         expected += array * np.float32(coeff)
     np.testing.assert_array_equal(out, expected)
+
+
+def test_scale_into_by_a_scalar_is_the_float32_product():
+    x = rand(5003)
+
+    def run():
+        out = np.empty_like(x)
+        ops.scale_into(x, np.float32(-0.3), out)
+        return (out,)
+    (out,) = both_modes(run)
+    np.testing.assert_array_equal(out, x * np.float32(-0.3))
