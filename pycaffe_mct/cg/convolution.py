@@ -66,33 +66,76 @@ class Window:
 
 
 def im2col(x, kernel, pad, stride, dilation, cols):
-    """Unfold x (N, C, H, W) into cols (C*kh*kw, N*out_h*out_w)."""
+    """Unfold x (N, C, H, W) into cols (C*kh*kw, N*out_h*out_w).
+
+    A unit is one image's segment of one row of cols (u = row * N + n), so even
+    a single image's few rows spread over the whole mesh.
+    """
     out_h = conv_out_size(x.shape[2], kernel[0], pad[0], stride[0], dilation[0])
     out_w = conv_out_size(x.shape[3], kernel[1], pad[1], stride[1], dilation[1])
     n_img, _, _, width = x.shape
-    row = n_img * out_h * out_w * x.itemsize
-    # Unit: one row of cols; it needs one input row per output row.
-    scheduler.units("im2col", cols.shape[0], n_img * out_h * width * x.itemsize, row, 0,
-                    lambda lo, hi: kernels_conv.im2col(
-                        x, kernel[0], kernel[1], pad[0], pad[1], stride[0], stride[1],
-                        dilation[0], dilation[1], out_h, out_w, cols, lo, hi))
+    plane = out_h * out_w
+
+    def unfold(row_lo, row_hi, n_lo, n_hi):
+        images, target = x, cols
+        if n_hi - n_lo < n_img:
+            # Part of one row: the kernel unfolds images n_lo..n_hi as a batch of their
+            # own into a view of cols shifted so that their row lands on their segments.
+            images, batch = x[n_lo:n_hi], n_hi - n_lo
+            start = (row_lo * (n_img - batch) + n_lo) * plane
+            target = cols.reshape(-1)[start:start + row_hi * batch * plane].reshape(
+                row_hi, batch * plane)
+        kernels_conv.im2col(images, kernel[0], kernel[1], pad[0], pad[1], stride[0], stride[1],
+                            dilation[0], dilation[1], out_h, out_w, target, row_lo, row_hi)
+
+    def run(lo, hi):
+        for block in _unit_blocks(lo, hi, n_img):
+            unfold(*block)
+    # A unit needs one input row per output row.
+    scheduler.units("im2col", cols.shape[0] * n_img, out_h * width * x.itemsize,
+                    plane * x.itemsize, 0, run)
     return cols
 
 
 def col2im(cols, kernel, pad, stride, dilation, dx):
-    """Fold cols back into dx (N, C, H, W), summing overlaps; dx is overwritten."""
+    """Fold cols back into dx (N, C, H, W), summing overlaps; dx is overwritten.
+
+    A unit is one (channel, image) plane of dx (u = c * N + n), summed from its
+    segments of the channel's kernel-window rows of cols.
+    """
     out_h = conv_out_size(dx.shape[2], kernel[0], pad[0], stride[0], dilation[0])
     out_w = conv_out_size(dx.shape[3], kernel[1], pad[1], stride[1], dilation[1])
     n_img, channels, height, width = dx.shape
     taps = kernel[0] * kernel[1]
-    row = n_img * out_h * out_w
-    # Unit: one channel of dx, summed from its kernel-window rows of cols.
-    scheduler.units("col2im", channels, taps * row * cols.itemsize,
-                    n_img * height * width * dx.itemsize, taps * row,
-                    lambda lo, hi: kernels_conv.col2im(
-                        cols, kernel[0], kernel[1], pad[0], pad[1], stride[0], stride[1],
-                        dilation[0], dilation[1], out_h, out_w, dx, lo, hi))
+    plane = out_h * out_w
+
+    def run(lo, hi):
+        for block in _unit_blocks(lo, hi, n_img):
+            kernels_conv.col2im(cols, kernel[0], kernel[1], pad[0], pad[1], stride[0],
+                                stride[1], dilation[0], dilation[1], out_h, out_w, dx, *block)
+    scheduler.units("col2im", channels * n_img, taps * plane * cols.itemsize,
+                    height * width * dx.itemsize, taps * plane, run)
     return dx
+
+
+def _unit_blocks(lo, hi, images):
+    """Units lo..hi, u = outer * images + n, as (outer_lo, outer_hi, n_lo, n_hi) blocks:
+    part of the first outer index, the whole ones, part of the last."""
+    if hi <= lo:
+        return []
+    first, n_first = divmod(lo, images)
+    last, n_last = divmod(hi, images)
+    if first == last:
+        return [(first, first + 1, n_first, n_last)]
+    blocks = []
+    if n_first:
+        blocks.append((first, first + 1, n_first, images))
+        first += 1
+    if last > first:
+        blocks.append((first, last, 0, images))
+    if n_last:
+        blocks.append((last, last + 1, 0, n_last))
+    return blocks
 
 
 def convolve(x, weight, window, y=None, top_diff=None, weight_diff=None):

@@ -73,15 +73,16 @@ def im2col(x, kh, kw, ph, pw, sh, sw, dh, dw, out_h, out_w, cols, lo, hi):
 
 
 @numba.njit(**_JIT)
-def col2im(cols, kh, kw, ph, pw, sh, sw, dh, dw, out_h, out_w, dx, lo, hi):
-    """Scatter-add cols (C*kh*kw, N*out_h*out_w) into dx (N, C, H, W) (overwritten); channels lo..hi."""
+def col2im(cols, kh, kw, ph, pw, sh, sw, dh, dw, out_h, out_w, dx, c_lo, c_hi, n_lo, n_hi):
+    """Scatter-add cols (C*kh*kw, N*out_h*out_w) into dx (N, C, H, W) (overwritten); the
+    planes of channels c_lo..c_hi of images n_lo..n_hi."""
     n_img, channels, height, width = dx.shape
     src = cols.reshape(-1)
     dst = dx.reshape(-1)
     plane = out_h * out_w
     step = _U(sw)
-    for c in range(lo, hi):
-        for n in range(n_img):
+    for c in range(c_lo, c_hi):
+        for n in range(n_lo, n_hi):
             image = _U((n * channels + c) * height * width)
             _fill_zero(dst, image, height * width)
             for ki in range(kh):

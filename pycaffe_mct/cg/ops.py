@@ -419,13 +419,26 @@ def add_channel_bias(y, bias):
 
 
 def accumulate_channel_bias_grad(dy, bias_diff):
-    """bias_diff[channel] += the sum of dy (outer, channels, inner) over outer and inner."""
-    outer, channels, inner = dy.shape
+    """bias_diff[channel] += the sum of dy (outer, channels, inner) over outer and inner.
 
-    def run(lo, hi):
-        bias_diff[lo:hi] += dy[:, lo:hi].sum(axis=(0, 2))
-    scheduler.units("bias_backward", channels, outer * inner * dy.itemsize,
-                    2 * bias_diff.itemsize, outer * inner, run)
+    Two kernels, so that a few channels still spread over the whole mesh: every
+    (outer, channel) row of dy is summed to a partial sum, then each channel's
+    partial sums are added into bias_diff.
+    """
+    outer, channels, inner = dy.shape
+    rows = dy.reshape(outer * channels, inner)
+    partial = np.empty((outer, channels), np.float32)
+    partial_flat = partial.reshape(-1)
+
+    def row_sums(lo, hi):
+        np.sum(rows[lo:hi], axis=1, out=partial_flat[lo:hi])
+
+    def channel_sums(lo, hi):
+        bias_diff[lo:hi] += partial[:, lo:hi].sum(axis=0)
+    scheduler.units("bias_backward", outer * channels, inner * dy.itemsize, partial.itemsize,
+                    inner, row_sums)
+    scheduler.units("bias_backward_reduce", channels, (outer + 1) * partial.itemsize,
+                    bias_diff.itemsize, outer, channel_sums)
 
 
 # ---- reductions, MVN, within-channel LRN, embed ----
