@@ -10,8 +10,12 @@ are C-contiguous.
 Speed: the kernels address flat views of their arrays with unsigned (uint64)
 offsets.  numba guards every signed index against Python's negative indexing,
 and that branch keeps LLVM from vectorising a loop; with unsigned offsets the
-innermost loops run in vector instructions.  In numba, uint64 mixed with int64
-gives float64, so every offset is built from uint64 parts (``_U``).
+long innermost loops (ReLU, sums, softmax along inner positions, zeroing) run
+in vector instructions.  Pooling windows are too short to vectorise (every
+variant tried, tap-major rows, phase planes, gathers, was slower); there the
+offsets save the wraparound branches and the window loops run unrolled.  In
+numba, uint64 mixed with int64 gives float64, so every offset is built from
+uint64 parts (``_U``).
 """
 import numba
 import numpy as np
