@@ -63,6 +63,15 @@ def _window_sum(src, image, width, y0, y1, x0, columns):
     return total
 
 
+@numba.njit(inline="always")
+def _window_add(target, image, width, y0, y1, x0, columns, share):
+    """Add share to every input of a window."""
+    for iy in range(y0, y1):
+        first = image + _U(iy * width + x0)
+        for ix in range(columns):
+            target[first + ix] += share
+
+
 @numba.njit(parallel=True, **_JIT)
 def max_pool_forward(x, kh, kw, sh, sw, ph, pw, out, argmax, lo, hi):
     """Caffe's MAX pooling of planes lo..hi: windows clipped to the image, first maximum wins.
@@ -161,10 +170,12 @@ def ave_pool_backward(dy, kh, kw, sh, sw, ph, pw, dx, lo, hi):
             for ox in range(out_w):
                 x0, x1, _ = _window(ox, sw, pw, kw, width)
                 share = grad[pooled + row + _U(ox)] / divisors[row + _U(ox)]
-                for iy in range(y0, y1):
-                    line = image + _U(iy * width)
-                    for ix in range(_U(x0), _U(x1)):
-                        target[line + ix] += share
+                if x1 - x0 == 3:
+                    _window_add(target, image, width, y0, y1, x0, _U(3), share)
+                elif x1 - x0 == 2:
+                    _window_add(target, image, width, y0, y1, x0, _U(2), share)
+                else:
+                    _window_add(target, image, width, y0, y1, x0, _U(x1 - x0), share)
 
 
 # Softmax works on blocks of at most this many inner positions, so that a single
