@@ -197,6 +197,21 @@ def _softmax_tasks(lo, hi, inner):
     return (hi - lo) * ((inner + _SOFTMAX_BLOCK - 1) // _SOFTMAX_BLOCK)
 
 
+@numba.njit
+def _channel_totals(values, weights, base, span, channels, inner):
+    """float64 sums over channels of values (times weights, unless None) at a block of
+    inner positions; numba compiles the None case without the product."""
+    totals = np.zeros(span, np.float64)
+    for c in range(channels):
+        row = base + _U(c * inner)
+        for i in range(span):
+            if weights is None:
+                totals[i] += values[row + i]
+            else:
+                totals[i] += values[row + i] * weights[row + i]
+    return totals
+
+
 @numba.njit(parallel=True, **_JIT)
 def softmax_shift(x, out, lo, hi):
     """out = x minus its maximum over axis 1 of (outer, channels, inner), for outer lo..hi.
@@ -246,11 +261,7 @@ def softmax_normalize(out, lo, hi):
         return
     for task in numba.prange(_softmax_tasks(lo, hi, inner)):
         base, span = _softmax_block(task, lo, channels, inner)
-        totals = np.zeros(span, np.float64)
-        for c in range(channels):
-            row = base + _U(c * inner)
-            for i in range(span):
-                totals[i] += dst[row + i]
+        totals = _channel_totals(dst, None, base, span, channels, inner)
         for c in range(channels):
             row = base + _U(c * inner)
             for i in range(span):
@@ -273,11 +284,7 @@ def softmax_backward(y, dy, dx, lo, hi):
         return
     for task in numba.prange(_softmax_tasks(lo, hi, inner)):
         base, span = _softmax_block(task, lo, channels, inner)
-        dots = np.zeros(span, np.float64)
-        for c in range(channels):
-            row = base + _U(c * inner)
-            for i in range(span):
-                dots[i] += grad[row + i] * prob[row + i]
+        dots = _channel_totals(grad, prob, base, span, channels, inner)
         for c in range(channels):
             row = base + _U(c * inner)
             for i in range(span):
