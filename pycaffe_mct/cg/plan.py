@@ -17,13 +17,18 @@ its per-CPE figures.  Two families cover every kernel:
   (a 4 x 16, 2 x 32 or 1 x 64 logical grid, each group on its own share of N);
   M folded onto the columns is the transpose.  Each group then fetches its own
   copy of A (B), and a bus carries every group's slices.
+  A C too small for the mesh but with a long K (a weight gradient: 20 x 25 C,
+  K = 36864) is planned split-K: the mesh is cut into sub-grids, each runs the
+  same 2-D mapping on its own slice of K into a partial C, and the partial Cs
+  are added up a binary tree over the row, then the column buses; the root
+  sub-grid applies alpha and beta and writes C.
 * ``plan_units``: a kernel whose outer loop runs over independent units
   (image planes, im2col rows, softmax columns, elements).  The units are cut
   into 64 contiguous shares, one per CPE, and each share into tiles of as many
   units as fit half the LDM budget (the other half is the second buffer); a
   unit too large for that is streamed through the LDM in pieces.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -49,6 +54,7 @@ class Plan:
     ldm_peak: int            # bytes, the largest tile set any CPE holds at once
     fill_bytes: int          # what must arrive before the first tile can start
     details: dict = field(default_factory=dict)
+    drain_seconds: float = 0.0   # what follows the last tile and overlaps nothing
 
     def __post_init__(self):
         if self.ldm_peak > self.spec.ldm_bytes:
@@ -67,13 +73,15 @@ class Plan:
         return np.maximum(self.compute_seconds(), (self.dma_in + self.dma_out) / share)
 
     def modelled_seconds(self):
-        """max(slowest CPE's compute, all DMA) plus the pipeline fill double buffering cannot hide."""
+        """max(slowest CPE's compute, all DMA) plus the pipeline fill double buffering cannot
+        hide and the drain (split-K's reduction tree)."""
         spec = self.spec
         dma = float(self.dma_in.sum() + self.dma_out.sum()) / spec.dma_bytes_per_s
         busy = max(float(self.compute_seconds().max()), dma)
         if busy == 0.0:
             return 0.0
-        return busy + spec.dma_latency_s + self.fill_bytes / spec.dma_bytes_per_s
+        return (busy + spec.dma_latency_s + self.fill_bytes / spec.dma_bytes_per_s
+                + self.drain_seconds)
 
     def imbalance(self):
         """Slowest CPE over the average CPE (1 = perfectly balanced)."""
@@ -199,16 +207,19 @@ def _valid_per_mesh_line(size, lines, block):
 def plan_gemm(m, n, k, read_c=False, spec=SW26010):
     """The 2-D mesh plan of C (m x n) = A (m x k) B (k x n); ``read_c`` when beta != 0.
 
-    Every fold of ``mesh_folds`` is planned.  Among the plans within
-    ``FOLD_TOLERANCE`` of the fastest modelled time, the best balanced one wins
-    (imbalance to two decimals), then the one with the least DMA, then the
-    unfolded mesh: a small GEMM is often DMA-bound, where a fold leaves the time
-    as it is but puts the idle mesh rows (or columns) to work.
+    Every fold of ``mesh_folds`` and every cut of ``mesh_splits`` is planned.
+    Among the plans within ``FOLD_TOLERANCE`` of the fastest modelled time, the
+    best balanced one wins (imbalance to two decimals), then an unsplit one,
+    then the one with the least DMA, then the unfolded mesh: a small GEMM is
+    often DMA-bound, where a fold or a split leaves the time as it is but puts
+    the idle mesh rows (or columns) to work.
     """
     plans = [_plan_gemm_on(m, n, k, read_c, fold, spec) for fold in mesh_folds(m, n, spec)]
+    plans += [_plan_split_k(m, n, k, read_c, split, spec) for split in mesh_splits(k, spec)]
     fastest = min(p.modelled_seconds() for p in plans)
     near = [p for p in plans if p.modelled_seconds() <= fastest * (1 + FOLD_TOLERANCE)]
-    return min(near, key=lambda p: (round(p.imbalance(), 2), float(p.dma_in.sum())))
+    return min(near, key=lambda p: (round(p.imbalance(), 2), p.details["groups"] > 1,
+                                    float(p.dma_in.sum())))
 
 
 def _plan_gemm_on(m, n, k, read_c, fold, spec):
@@ -244,18 +255,142 @@ def _plan_gemm_on(m, n, k, read_c, fold, spec):
     return Plan("gemm", spec, flops=2.0 * k * owned, dma_in=dma_in, dma_out=e * owned,
                 reg_comm=received, tiles=tiles,
                 ldm_peak=gemm_ldm_bytes(bm, bn, bk, spec, fold), fill_bytes=fill,
-                details=dict(m=m, n=n, k=k, bm=bm, bn=bn, bk=bk, fold_n=fold_n, fold_m=fold_m))
+                details=dict(m=m, n=n, k=k, bm=bm, bn=bn, bk=bk, fold_n=fold_n, fold_m=fold_m,
+                             groups=1, split=(1, 1)))
 
 
-def gemm_cpe_blocks(plan):
-    """Literal tile list: (cpe, row slice, column slice) of every C block, CPE by CPE."""
+# ---- split-K GEMM ------------------------------------------------------------
+
+# Each sub-grid's K slice is at least this long, or splitting is not tried.
+MIN_SPLIT_K = 256
+
+
+def mesh_splits(k, spec=SW26010):
+    """The cuts (group rows, group columns) of the mesh into sub-grids worth planning for a
+    GEMM of depth k: 2, 4, ..., 64 sub-grids, cutting columns first, while every sub-grid
+    keeps a K slice of at least ``MIN_SPLIT_K``."""
+    splits, rows, cols = [], 1, 1
+    while rows < spec.mesh_rows or cols < spec.mesh_cols:
+        if cols <= rows and cols < spec.mesh_cols or rows == spec.mesh_rows:
+            cols *= 2
+        else:
+            rows *= 2
+        if k < MIN_SPLIT_K * rows * cols or spec.mesh_rows % rows or spec.mesh_cols % cols:
+            break
+        splits.append((rows, cols))
+    return splits
+
+
+def split_grid(split, spec=SW26010):
+    """(sub-grid rows, sub-grid columns, sub-grid, local row and local column of each CPE);
+    sub-grid (a, b) of a split (rows, cols) is number a * cols + b."""
+    split_rows, split_cols = split
+    sub_rows, sub_cols = spec.mesh_rows // split_rows, spec.mesh_cols // split_cols
+    r, c = np.divmod(np.arange(spec.cpes), spec.mesh_cols)
+    return sub_rows, sub_cols, (r // sub_rows) * split_cols + c // sub_cols, r % sub_rows, \
+        c % sub_cols
+
+
+def split_k_bounds(k, groups):
+    """K slice boundaries of ``groups`` sub-grids: nearly equal, the longer ones last."""
+    return [(k * g) // groups for g in range(groups + 1)]
+
+
+def reduction_steps(split):
+    """The binary reduction tree of a split's partial Cs: a list of steps, each a list of
+    (receiving sub-grid, sending sub-grid, "row" or "column" bus).  Sub-grids side by side
+    add up along the row buses first, then the first column of sub-grids down the columns."""
+    split_rows, split_cols = split
+    steps = []
+    for span, along in ((split_cols, "row"), (split_rows, "column")):
+        stride = 1
+        while stride < span:
+            pairs = []
+            for lead in range(0, span - stride, 2 * stride):
+                if along == "row":
+                    pairs += [(a * split_cols + lead, a * split_cols + lead + stride, along)
+                              for a in range(split_rows)]
+                else:
+                    pairs.append((lead * split_cols, (lead + stride) * split_cols, along))
+            steps.append(pairs)
+            stride *= 2
+    return steps
+
+
+def _plan_split_k(m, n, k, read_c, split, spec):
+    """The split-K plan: sub-grid g runs the 2-D mapping (``_plan_gemm_on``'s, on a
+    sub_rows x sub_cols mesh) on K slice g into a partial C held in its CPEs'
+    accumulators; ``reduction_steps`` then add the partial blocks by register
+    communication (the receiver adds each incoming vector into its accumulator,
+    so no LDM beyond the GEMM's), and sub-grid 0 reads C (beta), scales and
+    writes it.  Bus accounting is ``_plan_gemm_on``'s: every byte a row or column
+    bus carries is charged to the CPEs on it that did not send it.  The tree
+    runs after each C block's K loop and overlaps nothing: its latency and
+    transfers are the plan's drain.
+    """
+    groups = split[0] * split[1]
+    sub_rows, sub_cols, group, row, col = split_grid(split, spec)
+    k_of = np.diff(split_k_bounds(k, groups))[group]            # each CPE's K slice
+    bm, bn, bk = gemm_blocks(m, n, int(k_of.max()), (1, 1),
+                             replace(spec, mesh_rows=sub_rows, mesh_cols=sub_cols))
+    rows, row_blocks = _valid_per_mesh_line(m, sub_rows, bm)
+    cols, col_blocks = _valid_per_mesh_line(n, sub_cols, bn)
+    owned = (rows[row] * cols[col]).astype(np.float64)
+    root = (group == 0).astype(np.float64)
+    e = spec.element_bytes
+    a_part = rows[row] * k_of * _ceil_div(n, sub_cols * bn) / sub_cols
+    b_part = cols[col] * k_of * _ceil_div(m, sub_rows * bm) / sub_rows
+    sent = {"row": np.zeros(spec.cpes), "column": np.zeros(spec.cpes)}
+    received = np.zeros(spec.cpes)
+    for step in reduction_steps(split):
+        for receiver, sender, bus in step:
+            sent[bus][group == sender] += 1
+            received[group == receiver] += 1
+    mesh = (spec.mesh_rows, spec.mesh_cols)
+    # A slices are broadcast only in sub-grids with more than one column, B in ones with
+    # more than one row.
+    on_row = a_part * (sub_cols > 1) + sent["row"] * owned
+    on_column = b_part * (sub_rows > 1) + sent["column"] * owned
+    row_bus = np.repeat(on_row.reshape(mesh).sum(axis=1), spec.mesh_cols)
+    col_bus = np.tile(on_column.reshape(mesh).sum(axis=0), spec.mesh_rows)
+    tiles = row_blocks[row] * col_blocks[col]
+    block_seconds = (spec.reg_comm_latency_cycles / spec.clock_hz
+                     + e * bm * bn / spec.reg_comm_bytes_per_s)
+    return Plan("gemm", spec, flops=2.0 * k_of * owned + received * owned,
+                dma_in=e * (a_part + b_part + (root * owned if read_c else 0.0)),
+                dma_out=e * root * owned,
+                reg_comm=e * (row_bus - on_row + col_bus - on_column), tiles=tiles,
+                ldm_peak=gemm_ldm_bytes(bm, bn, bk, spec), fill_bytes=e * min(
+                    bm * bk + bk * bn, m * k + k * n),
+                details=dict(m=m, n=n, k=k, bm=bm, bn=bn, bk=bk, fold_n=1, fold_m=1,
+                             groups=groups, split=split),
+                drain_seconds=int(tiles.max()) * len(reduction_steps(split)) * block_seconds)
+
+
+def gemm_cpe_tiles(plan):
+    """Literal tile list: (cpe, row slice, column slice, K slice) of every (partial) C block,
+    CPE by CPE; a plan that does not split K has one K slice, all of K."""
     d, spec = plan.details, plan.spec
     m, n, bm, bn = d["m"], d["n"], d["bm"], d["bn"]
-    grid_rows, grid_cols, row, col = logical_grid((d["fold_n"], d["fold_m"]), spec)
+    if d["groups"] > 1:
+        grid_rows, grid_cols, group, row, col = split_grid(d["split"], spec)
+        bounds = split_k_bounds(d["k"], d["groups"])
+        k_slices = [slice(bounds[g], bounds[g + 1]) for g in group.tolist()]
+    else:
+        grid_rows, grid_cols, row, col = logical_grid((d["fold_n"], d["fold_m"]), spec)
+        k_slices = [slice(0, d["k"])] * spec.cpes
     for cpe in range(spec.cpes):
         for row0 in range(int(row[cpe]) * bm, m, grid_rows * bm):
             for col0 in range(int(col[cpe]) * bn, n, grid_cols * bn):
-                yield cpe, slice(row0, min(row0 + bm, m)), slice(col0, min(col0 + bn, n))
+                yield (cpe, slice(row0, min(row0 + bm, m)), slice(col0, min(col0 + bn, n)),
+                       k_slices[cpe])
+
+
+def gemm_cpe_blocks(plan):
+    """(cpe, row slice, column slice) of every C block, CPE by CPE (of a split-K plan: every
+    partial block, so each C element once per sub-grid)."""
+    for cpe, rows, cols, _ in gemm_cpe_tiles(plan):
+        yield cpe, rows, cols
 
 
 # ---- independent units ---------------------------------------------------------

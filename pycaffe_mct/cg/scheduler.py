@@ -37,7 +37,8 @@ import numpy as np
 from scipy.linalg import blas
 
 from . import accounting
-from .plan import gemm_cpe_blocks, plan_gemm, plan_units, unit_tiles
+from .plan import (gemm_cpe_tiles, plan_gemm, plan_units, reduction_steps, split_grid,
+                   unit_tiles)
 
 MODES = ("fast", "literal")
 _mode = os.environ.get("PYCAFFE_MCT_CG_MODE", "fast")
@@ -228,15 +229,25 @@ def lanes(chunks, body):
 
 
 def _gemm_tiles(plan, left, right, alpha, beta, out):
-    """Each CPE's C blocks, accumulated over the plan's K slices (literal mode)."""
+    """Each CPE's C blocks over its K slice, in the plan's K steps (literal mode); a split-K
+    plan's partial blocks are added up its reduction tree before alpha and beta."""
     if out is None:
         out = np.empty((left.shape[0], right.shape[1]), dtype=np.result_type(left, right))
         beta = 0.0
-    k, bk = plan.details["k"], plan.details["bk"]
-    for _, rows, cols in gemm_cpe_blocks(plan):
+    bk = plan.details["bk"]
+    group = split_grid(plan.details["split"], plan.spec)[2]
+    partial = {}
+    for cpe, rows, cols, ks in gemm_cpe_tiles(plan):
         block = np.zeros((rows.stop - rows.start, cols.stop - cols.start), dtype=out.dtype)
-        for k0 in range(0, k, bk):
-            block += left[rows, k0:k0 + bk] @ right[k0:k0 + bk, cols]
+        for k0 in range(ks.start, ks.stop, bk):
+            k1 = min(k0 + bk, ks.stop)
+            block += left[rows, k0:k1] @ right[k0:k1, cols]
+        partial[(int(group[cpe]), rows.start, cols.start)] = (rows, cols, block)
+    for step in reduction_steps(plan.details["split"]):
+        for receiver, sender, _ in step:
+            for key in [key for key in partial if key[0] == sender]:
+                partial[(receiver,) + key[1:]][2][...] += partial.pop(key)[2]
+    for rows, cols, block in partial.values():
         if alpha != 1.0:
             block *= np.float32(alpha)
         if beta != 0.0:
