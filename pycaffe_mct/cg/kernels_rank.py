@@ -15,7 +15,7 @@ _JIT = dict(nogil=True, cache=True)
 u = numba.uint64
 
 # Up to this top_k a column is ranked by insertion into a sorted buffer of
-# top_k entries (O(length * top_k)); beyond it by one stable sort (O(length log length)).
+# top_k entries (O(length * top_k)); beyond it by one sort (O(length log length)).
 INSERTION_TOP_K = 16
 
 
@@ -40,15 +40,23 @@ def _insert_top_k(x, start, step, length, top_k, values, indices):
 
 @numba.njit(inline="always")
 def _sort_top_k(x, start, step, length, top_k, values, indices):
-    """As ``_insert_top_k``, by a stable sort of the negated column read backwards."""
-    keys = np.empty(length, np.float32)
+    """As ``_insert_top_k``, by one sort of integer keys that order (value, index) pairs:
+    the value's float bits made monotonic (with -0 read as +0, equal in Caffe's
+    comparison) and complemented in the high word, the index complemented in the low
+    word, so ascending keys are Caffe's ranking."""
+    bits = x.view(np.uint32)
+    low = u(0xFFFFFFFF)
+    keys = np.empty(length, np.uint64)
     for i in range(length):
-        keys[i] = -x[start + u(length - 1 - i) * step]
-    order = np.argsort(keys, kind="mergesort")
+        at = start + u(i) * step
+        b = u(bits[at]) if x[at] != 0 else u(0)
+        monotonic = b ^ low if b >> u(31) else b | u(0x80000000)
+        keys[i] = ((low - monotonic) << u(32)) | (low - u(i))
+    keys.sort()
     for t in range(top_k):
-        index = length - 1 - order[t]
+        index = low - (keys[t] & low)
         indices[t] = index
-        values[t] = x[start + u(index) * step]
+        values[t] = x[start + index * step]
 
 
 @numba.njit(parallel=True, **_JIT)

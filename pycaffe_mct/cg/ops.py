@@ -796,7 +796,7 @@ def top_k(x, k, write_indices, write_values, out):
     x_flat, out_flat = x.reshape(-1), out.reshape(-1)
     parts = write_indices + write_values
     # Unit: one column; per value, a comparison per rank it passes (insertion) or a
-    # merge sort's log2(length).
+    # sort's log2(length).
     insertion = k <= kernels_rank.INSERTION_TOP_K
     scheduler.units("top_k", outer * inner, length * x.itemsize, parts * k * out.itemsize,
                     length * (k if insertion else max(1, int(np.log2(length)))),

@@ -49,6 +49,17 @@ def test_top_k_ranks_like_caffe(shape, k, flags):
     assert kernels == ["top_k"]
 
 
+@pytest.mark.parametrize("k", [3, kernels_rank.INSERTION_TOP_K + 1])
+def test_top_k_treats_signed_zeros_and_infinities_as_caffe_does(k):
+    x = np.array([0.0, -0.0, np.inf, -np.inf, -0.0, 0.0, 1e-38, -1e-38] * 3,
+                 np.float32).reshape(1, -1, 1)
+    out = np.empty((1, 2, k, 1), np.float32)
+    ops.top_k(x, k, True, True, out)
+    indices, values = reference_top_k(x, k)
+    np.testing.assert_array_equal(out[:, 0], indices)
+    np.testing.assert_array_equal(out[:, 1], values)
+
+
 def test_fill():
     def run():
         out = np.full((3, 5, 7), np.nan, np.float32)
