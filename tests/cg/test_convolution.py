@@ -57,7 +57,9 @@ def mode(request, monkeypatch):
         return
     monkeypatch.setitem(scheduler._host, "threads", 3)
     monkeypatch.setattr(convolution, "CACHE_CHUNK_FLOATS", 1)
-    yield request.param
+    monkeypatch.setattr(convolution, "MIN_CHUNK_COLUMNS", 1)
+    with scheduler.execution("fast"):        # even when the suite runs in literal mode
+        yield request.param
 
 
 def layer_arrays(shape, outputs, window):
@@ -108,7 +110,13 @@ def test_convolve_accumulates_a_weight_gradient_from_a_top_gradient(mode, shape,
     np.testing.assert_allclose(y, direct_conv(x, weight, window), rtol=1e-4, atol=1e-4)
 
 
-def test_lanes_run_every_chunk_once_each_lane_on_one_thread(monkeypatch):
+@pytest.fixture
+def fast_mode():
+    with scheduler.execution("fast"):
+        yield
+
+
+def test_lanes_run_every_chunk_once_each_lane_on_one_thread(monkeypatch, fast_mode):
     monkeypatch.setitem(scheduler._host, "threads", 3)
     seen = []
     chunks = [(lo, lo + 1) for lo in range(7)]
@@ -125,7 +133,7 @@ def test_lanes_run_every_chunk_once_each_lane_on_one_thread(monkeypatch):
     assert not scheduler._in_lane()
 
 
-def test_a_failing_chunk_raises_after_every_lane_has_stopped(monkeypatch):
+def test_a_failing_chunk_raises_after_every_lane_has_stopped(monkeypatch, fast_mode):
     monkeypatch.setitem(scheduler._host, "threads", 2)
     done = []
 
