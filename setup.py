@@ -32,7 +32,6 @@ setup(
         "pillow>=9",
         "lmdb>=1.4",
         "scikit-learn>=1.3",   # ships the real digit images of the bundled demo
-        "scipy>=1.10",         # BLAS sgemm with beta: GEMMs that accumulate, in place
     ],
     extras_require={
         "mpi": MPI,
