@@ -1,12 +1,13 @@
 """A training iteration (forward + backward) of our nets against PyTorch CPU.
 
-``python bench/bench_nets_vs_torch.py [--repeats 3] [--nets lenet alexnet ...]``
+``python bench/bench_nets_vs_torch.py [--repeats 3] [--rounds 3] [--nets lenet alexnet ...]``
 builds each net from ``models/`` (data layers become random inputs, as in
 ``pycaffe_mct time``), builds the same architecture in PyTorch from our net's
-own layers and weights, and prints the best-of-N time of both and ours / torch
-(target <= 1.5).  Each side runs in a process of its own, as a user would run
-it: ours in this one, which never imports torch, and torch in a child process
-that imports torch before pycaffe_mct, so that neither OpenMP runtime idles
+own layers and weights, and prints the best time of both and ours / torch
+(target <= 1.5): each round times ours (best of ``--repeats``), then torch, and
+the ratio is the median over rounds.  Each side runs in a process of its own,
+as a user would run it: ours in this one, which never imports torch, and torch
+in a child process (kept for the whole run) that imports torch before pycaffe_mct, so that neither OpenMP runtime idles
 against the other and the OpenMP settings pycaffe_mct makes for itself (see
 ``pycaffe_mct/cg/__init__.py``) do not reach torch's.  Both use the same thread
 count: numba, our GEMM shares and torch are set to the cores this process may
@@ -18,6 +19,7 @@ missing, or a missing torch, are skipped with a message.
 import argparse
 import importlib.util
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -163,39 +165,69 @@ def torch_step(torch, net):
     return step
 
 
-def compare(name, repeats, with_torch):
+class TorchWorker:
+    """A child process that times torch on request: one line "net repeats" in, seconds out."""
+
+    def __init__(self):
+        self.process = subprocess.Popen([sys.executable, __file__, "--torch-worker"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.version = self.process.stdout.readline().strip()
+
+    def seconds(self, name, repeats):
+        self.process.stdin.write(f"{name} {repeats}\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline().strip()
+        if not answer or answer.startswith("error"):
+            raise RuntimeError(answer or "the torch worker stopped")
+        return float(answer)
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def compare(name, repeats, rounds, worker):
+    """A table row: best times of both and the median over rounds of ours / torch.
+
+    Each round times ours, then torch, so both see the same machine; on a
+    shared machine the median ratio moves less than the times do.
+    """
     prototxt, batch, shape = NETS[name]
     if not (MODELS / prototxt).is_file():
         return f"| {name} | skipped: models/{prototxt} not present | | |"
     net = build_timing_net(MODELS / prototxt, batch=batch, data_shape=shape)
-    ours = best_seconds(net.forward_backward, repeats)
-    if not with_torch:
-        return f"| {name} (batch {batch}) | {ours * 1e3:.1f} | torch not installed | |"
-    worker = subprocess.run([sys.executable, __file__, "--torch-worker", "--nets", name,
-                             "--repeats", str(repeats)], capture_output=True, text=True)
-    if worker.returncode:
-        reason = (worker.stderr.strip().splitlines() or ["failed"])[-1]
-        return f"| {name} (batch {batch}) | {ours * 1e3:.1f} | skipped: {reason} | |"
-    theirs = float(worker.stdout.split()[-1])
-    return f"| {name} (batch {batch}) | {ours * 1e3:.1f} | {theirs * 1e3:.1f} | " \
-           f"{ours / theirs:.2f} |"
+    ours, theirs = [], []
+    for _ in range(rounds):
+        ours.append(best_seconds(net.forward_backward, repeats))
+        if worker is None:
+            continue
+        try:
+            theirs.append(worker.seconds(name, repeats))
+        except RuntimeError as exc:
+            return f"| {name} (batch {batch}) | {min(ours) * 1e3:.1f} | skipped: {exc} | |"
+    if worker is None:
+        return f"| {name} (batch {batch}) | {min(ours) * 1e3:.1f} | torch not installed | |"
+    ratio = statistics.median(o / t for o, t in zip(ours, theirs))
+    return f"| {name} (batch {batch}) | {min(ours) * 1e3:.1f} | {min(theirs) * 1e3:.1f} | " \
+           f"{ratio:.2f} |"
 
 
-def torch_worker(name, repeats):
-    """(In the child process) print torch's best time for net ``name``, in seconds."""
+def torch_worker():
+    """(In the child process) answer TorchWorker's requests until stdin closes."""
     torch.set_num_threads(threads())
-    prototxt, batch, shape = NETS[name]
-    net = build_timing_net(MODELS / prototxt, batch=batch, data_shape=shape)
-    print(best_seconds(torch_step(torch, net), repeats))
-
-
-def torch_version():
-    """torch's version and thread count, asked of a child process like the measurements."""
-    code = (f"import torch; torch.set_num_threads({threads()}); "
-            "print(torch.__version__, torch.get_num_threads())")
-    version, count = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                                    text=True, check=True).stdout.split()
-    return f"torch {version} (own process): {count} threads"
+    print(f"torch {torch.__version__} (own process): {torch.get_num_threads()} threads",
+          flush=True)
+    steps = {}
+    for line in sys.stdin:
+        name, repeats = line.split()
+        try:
+            if name not in steps:
+                prototxt, batch, shape = NETS[name]
+                net = build_timing_net(MODELS / prototxt, batch=batch, data_shape=shape)
+                steps[name] = torch_step(torch, net)
+            print(best_seconds(steps[name], int(repeats)), flush=True)
+        except Exception as exc:  # noqa: BLE001  (reported to the parent as the row's reason)
+            print(f"error {type(exc).__name__}: {exc}".replace("\n", " "), flush=True)
 
 
 START_UP = """
@@ -223,21 +255,26 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
     parser.add_argument("--skip-start-up", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternations of ours and torch per net (median ratio)")
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.torch_worker:
-        torch_worker(args.nets[0], args.repeats)
+        torch_worker()
         return
     limit_threads(threads())
-    with_torch = importlib.util.find_spec("torch") is not None
+    worker = TorchWorker() if importlib.util.find_spec("torch") is not None else None
     print(describe_threads())
-    print(torch_version() if with_torch else
+    print(worker.version if worker else
           "torch is not installed (pip install torch): printing our times only")
+    print(f"best of {args.repeats} per round, {args.rounds} rounds; ratio: median over rounds")
     print("| net | ours ms | torch ms | ours / torch |")
     print("|---|---:|---:|---:|")
     np.random.seed(0)
     for name in args.nets:
-        print(compare(name, args.repeats, with_torch), flush=True)
+        print(compare(name, args.repeats, args.rounds, worker), flush=True)
+    if worker is not None:
+        worker.close()
     if not args.skip_start_up:
         cold, warm = start_up_seconds()
         print(f"start-up to the first LeNet iteration: cold (empty numba cache) {cold:.1f} s, "
