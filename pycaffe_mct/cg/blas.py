@@ -59,7 +59,7 @@ def _operand(matrix):
 
 
 def sgemm(left, right, alpha, beta, out):
-    """``out = alpha * left @ right + beta * out`` in place; out is float32 with unit column stride."""
+    """``out = alpha * left @ right + beta * out`` in place (out: float32, unit column stride)."""
     m, k = left.shape
     n = right.shape[1]
     if out.dtype != np.float32 or (n > 1 and out.strides[1] != out.itemsize):

@@ -240,16 +240,20 @@ def _padded_shape(images, pad):
 def _padded(images, pad, lane):
     """images framed by pad zeros, in the lane's padding buffer."""
     out = workspace(("padded", lane), _padded_shape(images, pad))
-    planes = images.shape[0] * images.shape[1]
-    scheduler.units("pad", planes, images[0, 0].nbytes, out[0, 0].nbytes, 0,
-                    lambda lo, hi: kernels_conv.pad_images(images, pad[0], pad[1], out, lo, hi))
+    _copy_planes("pad", images, (0, 0), out, pad, zero_first=True)
     return out
 
 
 def _unpad_into(padded, pad, out):
-    planes = out.shape[0] * out.shape[1]
-    scheduler.units("unpad", planes, out[0, 0].nbytes, out[0, 0].nbytes, 0,
-                    lambda lo, hi: kernels_conv.unpad_images(padded, pad[0], pad[1], out, lo, hi))
+    _copy_planes("unpad", padded, pad, out, (0, 0), zero_first=False)
+
+
+def _copy_planes(kernel, src, src_corner, dst, dst_corner, zero_first):
+    """Copy the smaller of each (image, channel) plane pair between src and dst at the corners."""
+    def run(lo, hi):
+        kernels_conv.copy_planes(src, *src_corner, dst, *dst_corner, zero_first, lo, hi)
+    scheduler.units(kernel, src.shape[0] * src.shape[1], src[0, 0].nbytes, dst[0, 0].nbytes, 0,
+                    run)
 
 
 def _rows(array, lo, hi, group, lane):

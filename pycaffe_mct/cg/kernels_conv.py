@@ -106,31 +106,23 @@ def col2im(cols, kh, kw, ph, pw, sh, sw, dh, dw, out_h, out_w, dx, c_lo, c_hi, n
 
 
 @numba.njit(**_JIT)
-def pad_images(x, ph, pw, out, lo, hi):
-    """out (N, C, H+2ph, W+2pw) = x (N, C, H, W) framed by zeros; planes lo..hi (n*C + c)."""
-    height, width = x.shape[2], x.shape[3]
-    padded_h, padded_w = out.shape[2], out.shape[3]
-    src = x.reshape(-1)
-    dst = out.reshape(-1)
-    _fill_zero(dst, _U(lo * padded_h * padded_w), (hi - lo) * padded_h * padded_w)
-    for plane in range(lo, hi):
-        for iy in range(height):
-            s = _U((plane * height + iy) * width)
-            t = _U((plane * padded_h + iy + ph) * padded_w + pw)
-            for i in range(_U(width)):
-                dst[t + i] = src[s + i]
+def copy_planes(src, src_y, src_x, dst, dst_y, dst_x, zero_first, lo, hi):
+    """dst[p, dst_y + i, dst_x + j] = src[p, src_y + i, src_x + j] over the smaller plane;
+    planes p in lo..hi of (N, C, H, W) arrays, dst zeroed first if asked.
 
-
-@numba.njit(**_JIT)
-def unpad_images(padded, ph, pw, out, lo, hi):
-    """out (N, C, H, W) = the inside of padded (N, C, H+2ph, W+2pw); planes lo..hi."""
-    height, width = out.shape[2], out.shape[3]
-    padded_h, padded_w = padded.shape[2], padded.shape[3]
-    src = padded.reshape(-1)
-    dst = out.reshape(-1)
+    Padding copies images into the middle of zeroed larger planes; unpadding
+    copies the middle back out.
+    """
+    src_h, src_w = src.shape[2], src.shape[3]
+    dst_h, dst_w = dst.shape[2], dst.shape[3]
+    height, width = min(src_h, dst_h), min(src_w, dst_w)
+    source = src.reshape(-1)
+    target = dst.reshape(-1)
+    if zero_first:
+        _fill_zero(target, _U(lo * dst_h * dst_w), (hi - lo) * dst_h * dst_w)
     for plane in range(lo, hi):
-        for iy in range(height):
-            s = _U((plane * padded_h + iy + ph) * padded_w + pw)
-            t = _U((plane * height + iy) * width)
-            for i in range(_U(width)):
-                dst[t + i] = src[s + i]
+        for i in range(height):
+            s = _U((plane * src_h + src_y + i) * src_w + src_x)
+            t = _U((plane * dst_h + dst_y + i) * dst_w + dst_x)
+            for j in range(_U(width)):
+                target[t + j] = source[s + j]

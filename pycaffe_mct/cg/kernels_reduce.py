@@ -40,7 +40,7 @@ def row_reduce(x, length, operation, factor, out, lo, hi):
 
 @numba.njit(parallel=True, **_JIT)
 def row_reduce_backward(x, dy, length, operation, factor, dx, lo, hi):
-    """dx over row r = factor * dy[r] times 1, sign(x) or 2x (the derivative of the reduced term)."""
+    """dx over row r = factor * dy[r] times 1, sign(x) or 2x (the reduced term's derivative)."""
     n = u(length)
     for row in numba.prange(lo, hi):
         start = u(row) * n

@@ -90,7 +90,7 @@ class ConvolutionLayer(Layer):
 
     def forward_cpu(self, bottom, top):
         for x_blob, y_blob in zip(bottom, top):
-            ops.convolve(x_blob.data, self.blobs[0].data, self.window(), y=y_blob.data)
+            self._forward_data(x_blob.data, y_blob.data)
             if self.bias_term:
                 y = y_blob.data
                 ops.add_channel_bias(y.reshape(y.shape[0], self.num_output, -1),
@@ -104,7 +104,13 @@ class ConvolutionLayer(Layer):
                 ops.accumulate_channel_bias_grad(dy.reshape(dy.shape[0], self.num_output, -1),
                                                  self.blobs[1].diff)
             if want_weight or want_bottom:
-                ops.convolve_transpose(
-                    dy, self.blobs[0].data, self.window(),
-                    dx=x_blob.diff if want_bottom else None, x=x_blob.data,
-                    weight_diff=self.blobs[0].diff if want_weight else None)
+                self._backward_data(dy, x_blob, want_bottom, want_weight)
+
+    def _forward_data(self, x, y):
+        ops.convolve(x, self.blobs[0].data, self.window(), y=y)
+
+    def _backward_data(self, dy, x_blob, want_bottom, want_weight):
+        """The bottom gradient (if wanted) and the weight gradient (if learned) of one pair."""
+        ops.convolve_transpose(dy, self.blobs[0].data, self.window(),
+                               dx=x_blob.diff if want_bottom else None, x=x_blob.data,
+                               weight_diff=self.blobs[0].diff if want_weight else None)

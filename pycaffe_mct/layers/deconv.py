@@ -24,22 +24,10 @@ class DeconvolutionLayer(ConvolutionLayer):
             return self.stride[axis] * (extent - 1) + span - 2 * self.pad[axis]
         return size(height, 0), size(width, 1)
 
-    def forward_cpu(self, bottom, top):
-        for x_blob, y_blob in zip(bottom, top):
-            y = y_blob.data
-            ops.convolve_transpose(x_blob.data, self.blobs[0].data, self.window(), dx=y)
-            if self.bias_term:
-                ops.add_channel_bias(y.reshape(y.shape[0], self.num_output, -1),
-                                     self.blobs[1].data)
+    def _forward_data(self, x, y):
+        ops.convolve_transpose(x, self.blobs[0].data, self.window(), dx=y)
 
-    def backward_cpu(self, top, propagate_down, bottom):
-        want_weight = self.param_propagate_down[0]
-        for y_blob, x_blob, want_bottom in zip(top, bottom, propagate_down):
-            dy = y_blob.diff
-            if self.bias_term and self.param_propagate_down[1]:
-                ops.accumulate_channel_bias_grad(dy.reshape(dy.shape[0], self.num_output, -1),
-                                                 self.blobs[1].diff)
-            if want_weight or want_bottom:
-                ops.convolve(dy, self.blobs[0].data, self.window(),
-                             y=x_blob.diff if want_bottom else None, top_diff=x_blob.data,
-                             weight_diff=self.blobs[0].diff if want_weight else None)
+    def _backward_data(self, dy, x_blob, want_bottom, want_weight):
+        ops.convolve(dy, self.blobs[0].data, self.window(),
+                     y=x_blob.diff if want_bottom else None, top_diff=x_blob.data,
+                     weight_diff=self.blobs[0].diff if want_weight else None)
