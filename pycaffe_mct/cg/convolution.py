@@ -13,7 +13,9 @@ column.  The images go in chunks:
   in one core's cache (``CACHE_CHUNK_FLOATS``) and are spread over the host
   threads as lanes (``scheduler.lanes``): each thread unfolds a chunk and
   multiplies it while the columns are still in its cache, instead of all
-  threads unfolding the whole batch to memory and reading it back.
+  threads unfolding the whole batch to memory and reading it back.  Weight
+  gradients are summed per run of chunks, then over runs in order, so they
+  do not depend on which thread did what.
 
 Both run the same code per chunk (``ops``-level planned calls: im2col, GEMM,
 col2im); only the chunk sizes differ.  A GEMM of several images yields rows
@@ -146,15 +148,15 @@ def convolve(x, weight, window, y=None, top_diff=None, weight_diff=None):
     ``top_diff`` are (N, O, out_h, out_w); ``weight`` is (O, C/G, kh, kw).
     """
     groups = _grouped(weight, window.group)
-    sums = _LaneSums(weight_diff, window.group)
+    sums = _RunSums(weight_diff, window.group)
     plane = _plane(x, window)
 
-    def chunk(lane, lo, hi):
+    def chunk(lane, run, lo, hi):
         columns = _columns(x, lo, hi, window, lane)
         if y is not None:
             _multiply_into(groups, columns, y, lo, hi, lane)
         if weight_diff is not None:
-            _accumulate_weight_grad(sums.target(lane), _rows(top_diff, lo, hi, window.group, lane),
+            _accumulate_weight_grad(sums.target(run), _rows(top_diff, lo, hi, window.group, lane),
                                     columns)
     scheduler.lanes(_chunks(x.shape[0], groups.shape[2] * window.group, plane,
                             groups[0].size * plane), chunk)
@@ -168,13 +170,13 @@ def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
     (N, C, H, W) with ``window.output_hw(H, W)`` equal to dy's plane.
     """
     groups = _grouped(weight, window.group)
-    sums = _LaneSums(weight_diff, window.group)
+    sums = _RunSums(weight_diff, window.group)
     plane = dy.shape[2] * dy.shape[3]
 
-    def chunk(lane, lo, hi):
+    def chunk(lane, run, lo, hi):
         dy_rows = _rows(dy, lo, hi, window.group, lane)
         if weight_diff is not None:
-            _accumulate_weight_grad(sums.target(lane), dy_rows, _columns(x, lo, hi, window, lane))
+            _accumulate_weight_grad(sums.target(run), dy_rows, _columns(x, lo, hi, window, lane))
         if dx is not None:
             _fold_into(groups, dy_rows, dx, lo, hi, window, lane)
     scheduler.lanes(_chunks(dy.shape[0], groups.shape[2] * window.group, plane,
@@ -314,23 +316,25 @@ def _fold_into(groups, dy_rows, dx, lo, hi, window, lane):
     _unpad_into(padded, window.pad, dx[lo:hi])
 
 
-class _LaneSums:
-    """A weight gradient summed over lanes: lane 0 adds into the gradient itself,
-    each other lane into a zeroed buffer of its own, added in lane order at the end."""
+class _RunSums:
+    """A weight gradient summed per run of chunks (see ``scheduler.lanes``): run 0
+    adds into the gradient itself, each other run into a zeroed buffer of its
+    own, added in run order at the end, so the sum does not depend on which
+    lane took which run."""
 
     def __init__(self, weight_diff, group):
         self.grad = None if weight_diff is None else _grouped(weight_diff, group)
         self.partial = {}
 
-    def target(self, lane):
-        if lane == 0:
+    def target(self, run):
+        if run == 0:
             return self.grad
-        if lane not in self.partial:
-            buffer = workspace(("weight_diff", lane), self.grad.shape)
+        if run not in self.partial:
+            buffer = workspace(("weight_diff", run), self.grad.shape)
             buffer[...] = 0.0
-            self.partial[lane] = buffer
-        return self.partial[lane]
+            self.partial[run] = buffer
+        return self.partial[run]
 
     def reduce(self):
-        for lane in sorted(self.partial):
-            self.grad += self.partial[lane]
+        for run in sorted(self.partial):
+            self.grad += self.partial[run]

@@ -176,33 +176,46 @@ def _in_lane():
     return getattr(_lane, "inside", False)
 
 
+# A layer's chunks form at most this many runs; lanes take runs as they come free.
+RUNS = 8
+
+
 def lanes(chunks, body):
-    """``body(lane, lo, hi)`` for every chunk ``(lo, hi)`` of a layer's images.
+    """``body(lane, run, lo, hi)`` for every chunk ``(lo, hi)`` of a layer's images.
 
-    In fast mode lane t runs the t-th contiguous run of chunks on host thread t;
-    inside a lane a GEMM is one single-threaded BLAS call, so each thread keeps
-    its chunk's unfolded columns in its own core's cache from the unfolding to
-    the GEMM.  The chunk-to-lane map is fixed, so sums across lanes come out
-    the same on every run with the same thread count.  While plans are needed
-    (literal mode, accounting) the chunks run in order on this thread, lane 0,
-    so their plans are recorded in order.
+    The chunks are cut into up to ``RUNS`` contiguous runs.  In fast mode the
+    host threads are lanes that each take the next free run and do its chunks
+    in order; inside a lane a GEMM is one single-threaded BLAS call, so a thread
+    keeps its chunk's unfolded columns in its own core's cache from the
+    unfolding to the GEMM.  ``lane`` names the thread (for its scratch buffers),
+    ``run`` the run: a sum kept per run and added up in run order comes out the
+    same whichever lane took which run, and with any thread count.  While plans
+    are needed (literal mode, accounting) the chunks run in order on this
+    thread, so their plans are recorded in order.
     """
-    count = 1 if planning() or _in_lane() else min(gemm_threads(), len(chunks))
-    if count <= 1:
-        for lo, hi in chunks:
-            body(0, lo, hi)
-        return
+    runs = [chunks[len(chunks) * r // RUNS:len(chunks) * (r + 1) // RUNS] for r in range(RUNS)]
+    runs = [run for run in runs if run]
+    count = 1 if planning() or _in_lane() else min(gemm_threads(), len(runs))
+    taken = iter(range(len(runs)))          # next() on it is atomic: each run is taken once
+    failed = []
 
-    def run(lane):
-        _lane.inside = True
+    def work(lane):
+        outer = _in_lane()
+        _lane.inside = outer or count > 1
         try:
-            for lo, hi in chunks[len(chunks) * lane // count:len(chunks) * (lane + 1) // count]:
-                body(lane, lo, hi)
+            for r in taken:
+                if failed:
+                    break
+                for lo, hi in runs[r]:
+                    body(lane, r, lo, hi)
+        except BaseException:
+            failed.append(lane)             # the other lanes take no further runs
+            raise
         finally:
-            _lane.inside = False
-    others = [_host_pool().submit(run, lane) for lane in range(1, count)]
+            _lane.inside = outer
+    others = [_host_pool().submit(work, lane) for lane in range(1, count)]
     try:
-        run(0)
+        work(0)
     finally:
         for other in others:
             other.result()

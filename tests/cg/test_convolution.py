@@ -116,34 +116,54 @@ def fast_mode():
         yield
 
 
-def test_lanes_run_every_chunk_once_each_lane_on_one_thread(monkeypatch, fast_mode):
+def test_lanes_take_every_run_once_each_lane_on_one_thread(monkeypatch, fast_mode):
     monkeypatch.setitem(scheduler._host, "threads", 3)
     seen = []
-    chunks = [(lo, lo + 1) for lo in range(7)]
-    scheduler.lanes(chunks, lambda lane, lo, hi: seen.append(
-        (lane, lo, threading.get_ident(), scheduler._in_lane())))
-    assert sorted(lo for _, lo, _, _ in seen) == list(range(7))
-    by_lane = {}
-    for lane, lo, thread, inside in seen:
+    chunks = [(lo, lo + 1) for lo in range(19)]
+    scheduler.lanes(chunks, lambda lane, run, lo, hi: seen.append(
+        (lane, run, lo, threading.get_ident(), scheduler._in_lane())))
+    assert sorted(lo for _, _, lo, _, _ in seen) == list(range(19))
+    runs = {}
+    for _, run, lo, _, _ in seen:
+        runs.setdefault(run, []).append(lo)
+    assert sorted(runs) == list(range(scheduler.RUNS))
+    # Runs are contiguous, in order, and done in order within a run.
+    assert [lo for run in sorted(runs) for lo in runs[run]] == list(range(19))
+    threads_of = {}
+    for lane, _, _, thread, inside in seen:
         assert inside
-        by_lane.setdefault(lane, set()).add(thread)
-    assert sorted(by_lane) == [0, 1, 2] and all(len(t) == 1 for t in by_lane.values())
-    assert by_lane[0] == {threading.get_ident()}          # lane 0 is the caller
-    assert threading.get_ident() not in by_lane[1] | by_lane[2]
+        threads_of.setdefault(lane, set()).add(thread)
+    assert all(len(t) == 1 for t in threads_of.values())
+    assert threads_of[0] == {threading.get_ident()}          # lane 0 is the caller
     assert not scheduler._in_lane()
 
 
-def test_a_failing_chunk_raises_after_every_lane_has_stopped(monkeypatch, fast_mode):
+def test_a_failing_chunk_stops_the_lanes_and_raises(monkeypatch, fast_mode):
     monkeypatch.setitem(scheduler._host, "threads", 2)
     done = []
 
-    def body(lane, lo, hi):
+    def body(lane, run, lo, hi):
         if lo == 0:
             raise ValueError("bad chunk")
         done.append(lo)
     with pytest.raises(ValueError, match="bad chunk"):
-        scheduler.lanes([(lo, lo + 1) for lo in range(4)], body)
-    assert sorted(done) == [2, 3]       # lane 1's chunks ran; lane 0 stopped at its first
+        scheduler.lanes([(lo, lo + 1) for lo in range(40)], body)
+    assert len(done) <= 10               # 8 runs of 5: at most lane 1's run in progress
+
+
+def test_weight_gradients_do_not_depend_on_the_thread_count(monkeypatch, fast_mode):
+    """Per-run sums added in run order: 1 and 3 threads give the same bits."""
+    monkeypatch.setattr(convolution, "CACHE_CHUNK_FLOATS", 1)
+    monkeypatch.setattr(convolution, "MIN_CHUNK_COLUMNS", 1)
+    window = convolution.Window((3, 3), (1, 1))
+    x, weight, dy = layer_arrays((13, 3, 6, 6), 4, window)
+    grads = []
+    for threads in (1, 3):
+        monkeypatch.setitem(scheduler._host, "threads", threads)
+        weight_diff = np.zeros(weight.shape, np.float32)
+        ops.convolve_transpose(dy, weight, window, x=x, weight_diff=weight_diff)
+        grads.append(weight_diff)
+    np.testing.assert_array_equal(grads[0], grads[1])
 
 
 def test_planning_uses_the_core_groups_chunks():
