@@ -10,6 +10,7 @@ Each prints which rank failed and why, then calls ``MPI_Abort``.
 """
 import sys
 import threading
+import time
 import traceback
 
 _installed = {"world": None}
@@ -23,6 +24,12 @@ def _mpi_if_running():
     return mpi
 
 
+# Seconds between printing why and aborting: the launcher tears every process
+# down on MPI_Abort and can drop output still in its pipes, which once lost
+# the "rank 1 of 3: command failed" line of a failing job.
+OUTPUT_GRACE_SECONDS = 0.5
+
+
 def _abort(world, code, text):
     sys.stderr.write(text)
     for stream in (sys.stdout, sys.stderr):
@@ -30,6 +37,7 @@ def _abort(world, code, text):
             stream.flush()
         except (OSError, ValueError):
             pass
+    time.sleep(OUTPUT_GRACE_SECONDS)
     world.Abort(code)
 
 
