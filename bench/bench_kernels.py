@@ -12,6 +12,14 @@ import argparse
 import math
 from functools import partial
 
+# torch first: importing pycaffe_mct sets OMP_WAIT_POLICY=PASSIVE for numba's OpenMP
+# (cg/__init__.py), and torch's own OpenMP runtime, loaded later, would read it too.
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    torch = None
+
 import numba
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -19,12 +27,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pycaffe_mct.cg import ops
 
 from bench_common import describe_threads, timed  # noqa: E402  (a sibling script)
-
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError:
-    torch = None
 
 rng = np.random.default_rng(0)
 
