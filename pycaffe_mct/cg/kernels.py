@@ -212,6 +212,19 @@ def _channel_totals(values, weights, base, span, channels, inner):
     return totals
 
 
+@numba.njit
+def _row_total(values, weights, base, channels):
+    """float64 sum over the channels of one contiguous row of values (times weights,
+    unless None): _channel_totals for a row with one inner position."""
+    total = 0.0
+    for c in range(_U(channels)):
+        if weights is None:
+            total += values[base + c]
+        else:
+            total += values[base + c] * weights[base + c]
+    return total
+
+
 @numba.njit(parallel=True, **_JIT)
 def softmax_shift(x, out, lo, hi):
     """out = x minus its maximum over axis 1 of (outer, channels, inner), for outer lo..hi.
@@ -253,9 +266,7 @@ def softmax_normalize(out, lo, hi):
     if inner == 1:
         for o in numba.prange(lo, hi):
             base = _U(o * channels)
-            total = 0.0
-            for c in range(_U(channels)):
-                total += dst[base + c]
+            total = _row_total(dst, None, base, channels)
             for c in range(_U(channels)):
                 dst[base + c] /= total
         return
@@ -276,9 +287,7 @@ def softmax_backward(y, dy, dx, lo, hi):
     if inner == 1:
         for o in numba.prange(lo, hi):
             base = _U(o * channels)
-            dot = 0.0
-            for c in range(_U(channels)):
-                dot += grad[base + c] * prob[base + c]
+            dot = _row_total(grad, prob, base, channels)
             for c in range(_U(channels)):
                 target[base + c] = (grad[base + c] - dot) * prob[base + c]
         return
