@@ -59,11 +59,18 @@ def _operand(matrix):
 
 
 def sgemm(left, right, alpha, beta, out):
-    """``out = alpha * left @ right + beta * out`` in place (out: float32, unit column stride)."""
+    """``out = alpha * left @ right + beta * out`` in place (out: float32).
+
+    An out whose columns are not contiguous is computed in a contiguous copy,
+    then written back.
+    """
     m, k = left.shape
     n = right.shape[1]
-    if out.dtype != np.float32 or (n > 1 and out.strides[1] != out.itemsize):
-        raise ValueError("sgemm needs a float32 C with unit column stride")
+    if out.dtype != np.float32:
+        raise ValueError(f"sgemm needs a float32 C, got {out.dtype}")
+    if n > 1 and out.strides[1] != out.itemsize:
+        out[...] = sgemm(left, right, alpha, beta, np.ascontiguousarray(out))
+        return out
     if _cblas_sgemm is None:
         product = np.matmul(left, right)
         if beta == 0.0:

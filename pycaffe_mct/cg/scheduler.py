@@ -100,16 +100,9 @@ def _gemm_blas(left, right, alpha, beta, out):
         if alpha != 1.0:
             out *= np.float32(alpha)
         return out
-    _split_rows(left, right, out, lambda a, b, c: _accumulate(a, b, alpha, beta, c))
+    # One BLAS call per share, in place: numpy's matmul has no beta (see ``blas.py``).
+    _split_rows(left, right, out, lambda a, b, c: blas.sgemm(a, b, alpha, beta, c))
     return out
-
-
-def _accumulate(left, right, alpha, beta, out):
-    """out = alpha * left @ right + beta * out in one BLAS call, in place (see ``blas.py``)."""
-    if out.strides[1] == out.itemsize or out.shape[0] == 1:
-        blas.sgemm(left, right, alpha, beta, out)
-    else:
-        out[...] = blas.sgemm(left, right, alpha, beta, np.ascontiguousarray(out))
 
 
 # Below this many multiply-adds a GEMM is not worth handing to other threads.

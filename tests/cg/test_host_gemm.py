@@ -69,3 +69,12 @@ def test_sgemm_with_beta_zero_ignores_what_c_held(accumulate_path):
     out = np.full((4, 5), np.nan, np.float32)
     blas.sgemm(left, right, 2.0, 0.0, out)
     np.testing.assert_allclose(out, 2.0 * (left @ right), rtol=1e-5)
+
+
+def test_sgemm_into_a_row_with_strided_columns(accumulate_path):
+    left, right, big = rand(1, 6), rand(6, 5), rand(1, 10)
+    row = big[:, ::2]
+    expected = big.astype(np.float64)
+    expected[:, ::2] = 0.5 * expected[:, ::2] + left.astype(np.float64) @ right
+    blas.sgemm(left, right, 1.0, 0.5, row)
+    np.testing.assert_allclose(big, expected, rtol=1e-5)
