@@ -12,7 +12,8 @@ written, never accumulated into, unless the name says ``accumulate``.
 """
 import numpy as np
 
-from . import kernels, kernels_loss, kernels_normalization, scheduler
+from . import (kernels, kernels_loss, kernels_normalization, kernels_rank, kernels_reduce,
+               scheduler)
 from .convolution import (  # noqa: F401  (part of this interface)
     Window, col2im, conv_out_size, convolve, convolve_transpose, im2col)
 
@@ -442,7 +443,6 @@ def accumulate_channel_bias_grad(dy, bias_diff):
 
 
 # ---- reductions, MVN, within-channel LRN, embed ----
-from . import kernels_reduce  # noqa: E402  (this family's kernels)
 
 _REDUCE_OPERATIONS = {"sum": kernels_reduce.SUM, "asum": kernels_reduce.ASUM,
                       "sumsq": kernels_reduce.SUMSQ, "mean": kernels_reduce.SUM}
@@ -784,7 +784,6 @@ def accuracy_counts(scores, labels, weights, top_k):
 
 
 # ---- ranking and copies ----
-from . import kernels_rank  # noqa: E402  (this family's kernels)
 
 
 def top_k(x, k, write_indices, write_values, out):
