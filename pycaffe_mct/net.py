@@ -173,6 +173,8 @@ class Net:
         except CaffeError:
             raise
         except Exception as exc:  # a bug or an unforeseen shape: still name the layer
+            if layer.passes_errors_through:
+                raise
             shapes = ", ".join(str(b.shape) for b in bottoms) or "none"
             raise layer.error(f"setup failed for bottom shapes {shapes}: "
                               f"{type(exc).__name__}: {exc}") from exc
@@ -281,6 +283,8 @@ class Net:
             except CaffeError:
                 raise
             except Exception as exc:
+                if layer.passes_errors_through:
+                    raise
                 shapes = ", ".join(str(b.shape) for b in self.bottom_vecs[i]) or "none"
                 raise layer.error(f"forward failed for bottom shapes {shapes}: "
                                   f"{type(exc).__name__}: {exc}") from exc
