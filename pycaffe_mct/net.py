@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import net_passes
+from . import hdf5, net_passes
 from .blob import Blob, has_legacy_shape, legacy_shape_equals, proto_array, proto_shape
 from .errors import CaffeError, ModelFileError, NetError, layer_error
 from .layer import TRAIN, create_layer
@@ -459,10 +459,22 @@ class Net:
         """Write the weights as a binary .caffemodel, atomically."""
         write_binary_proto(filename, self.to_proto())
 
+    def save_hdf5(self, filename, write_diff=False):
+        """Write the weights in Caffe's HDF5 layout (needs the ``[hdf5]`` extra)."""
+        hdf5.save_net(self, filename, write_diff)
+
+    def load_hdf5(self, filename):
+        """Load weights from a Caffe HDF5 file (needs the ``[hdf5]`` extra)."""
+        hdf5.load_net(self, filename)
+
     def copy_from(self, weights):
-        """Load weights from a .caffemodel path or NetParameter, matching layers by name."""
+        """Load weights from a .caffemodel path, an HDF5 weights file (told apart by its
+        signature, as Caffe does) or a NetParameter, matching layers by name."""
         if isinstance(weights, caffe_pb2.NetParameter):
             source, where = weights, "weights"
+        elif hdf5.is_hdf5_file(weights):
+            self.load_hdf5(weights)
+            return
         else:
             where = os.fspath(weights)
             source = read_binary_proto(where, caffe_pb2.NetParameter())
