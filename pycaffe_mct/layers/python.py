@@ -132,4 +132,7 @@ def _instantiate(layer, python_param):
     if not (isinstance(cls, type) and issubclass(cls, PythonLayerBase)):
         raise layer.error(f"{python_param.module}.{python_param.layer} is not a caffe.Layer "
                           f"subclass")
-    return cls(layer.param)
+    instance = cls(layer.param)
+    if not hasattr(instance, "blobs"):       # an __init__ of the user's that skipped super()
+        instance.blobs = LayerBlobs()
+    return instance

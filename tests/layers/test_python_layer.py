@@ -1,4 +1,5 @@
 """Python layers: pycaffe's caffe.Layer contract, off by default, turned on three ways."""
+import os
 import sys
 import textwrap
 
@@ -48,6 +49,11 @@ class PhaseLayer(caffe.Layer):
 
     def forward(self, bottom, top):
         top[0].data[0] = self.phase
+
+
+class OwnInitLayer(SquareLayer):
+    def __init__(self, param):
+        self.made_by_own_init = True
 
 
 class NotALayer:
@@ -100,7 +106,6 @@ def test_set_python_layers_switches_and_is_inherited_through_the_environment(mon
     monkeypatch.delenv(ENV_VAR, raising=False)
     caffe.set_python_layers(True)
     assert "Python" in caffe.layer_type_list()
-    import os
     assert os.environ[ENV_VAR] == "1"     # what mpiexec ranks and workers inherit
     caffe.set_python_layers(False)
     assert "Python" not in caffe.layer_type_list()
@@ -176,3 +181,9 @@ def test_bad_python_param_is_a_clear_error(tmp_path, user_module, module_suffix,
 def test_python_param_needs_module_and_layer(user_module):
     with pytest.raises(NetError, match="python_param needs both module and layer"):
         make_layer('name: "py" type: "Python" python_param { module: "m" }')
+
+
+def test_a_user_init_that_skips_super_still_gets_blobs(user_module):
+    layer = make_layer(layer_text(user_module, "OwnInitLayer", "1"))
+    layer.setup(blobs_from(uniform(2, 2)), empty_tops(1))
+    assert layer.made_by_own_init and len(layer.blobs) == 1
