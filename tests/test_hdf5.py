@@ -168,6 +168,21 @@ def test_hdf5_data_train_ranks_read_disjoint_shares(tmp_path, two_files):
     assert shares == [[0, 2, 4, 6], [1, 3, 5, 7]]
 
 
+def test_hdf5_data_resumes_on_the_rows_of_an_uninterrupted_run(tmp_path, two_files):
+    """Rank 1 of 2, shuffled, iter_size 2: iteration 3 starts after 3 * 2 batches."""
+    def rank_one_net():
+        rng.set_random_seed(5)
+        set_default_partition(1, 2)
+        try:
+            return caffe.Net(_data_net(tmp_path, two_files, shuffle=True), caffe.TRAIN)
+        finally:
+            set_default_partition(0, 1)
+    straight = _labels(rank_one_net(), 9)
+    resumed = rank_one_net()
+    resumed.layers[0].restore_iteration(3, iter_size=2)
+    assert _labels(resumed, 3) == straight[24:]
+
+
 @pytest.mark.parametrize("setup, expected", [
     (lambda p: None, r"cannot read the HDF5 file list '.*missing.txt'"),
     (lambda p: (p / "missing.txt").write_text("\n"), ".*missing.txt' names no files"),

@@ -7,7 +7,8 @@ top ``k`` coming from the dataset named like top ``k``, ``batch_size`` rows at a
 time, file after file and round again.  With ``shuffle`` the file order is
 permuted every pass and the rows of a file every visit, from the seed.  In
 TRAIN, rank r of N keeps rows r, r + N, ... of that stream (Caffe's multi-GPU
-rule); in TEST every rank reads everything.  Values are read as float32.
+rule); in TEST every rank reads everything.  Values are read as float32.  A
+resumed solver continues on the rows an uninterrupted run would read.
 
 HDF5Output writes its two bottoms to datasets ``data`` and ``label`` of
 ``hdf5_output_param.file_name`` (4 axes, as Caffe's legacy shapes).  Caffe's
@@ -61,13 +62,17 @@ class _RowStream:
         self.loaded_path = None
         self._next_file()
 
-    def _next_file(self):
-        self.visit += 1
-        pass_number, position = divmod(self.visit, len(self.paths))
+    def _path_of(self, visit):
+        """The file read at the ``visit``-th file opening."""
+        pass_number, position = divmod(visit, len(self.paths))
         order = np.arange(len(self.paths))
         if self.shuffle:
             order = np.random.default_rng([self.seed, 0, pass_number]).permutation(order)
-        path = self.paths[order[position]]
+        return self.paths[order[position]]
+
+    def _next_file(self):
+        self.visit += 1
+        path = self._path_of(self.visit)
         if path != self.loaded_path:
             self.arrays, self.loaded_path = self.load(path), path
         rows = len(self.arrays[0])
@@ -80,6 +85,17 @@ class _RowStream:
         self.row += 1
         if self.row == len(self.rows):
             self._next_file()
+
+    def seek(self, offset, row_count):
+        """Continue at stream position ``offset``; ``row_count(path)`` tells a file's rows
+        without reading them."""
+        visit, remaining = 0, offset
+        while remaining >= row_count(self._path_of(visit)):
+            remaining -= row_count(self._path_of(visit))
+            visit += 1
+        self.visit = visit - 1
+        self._next_file()
+        self.row, self.offset = remaining, offset
 
     def next_row(self):
         """The arrays of the next row this rank keeps, one per top."""
@@ -106,9 +122,32 @@ class HDF5DataLayer(_HDF5Layer):
         except CaffeError as exc:
             raise self.error(str(exc)) from None
         self.item_shapes = None
-        rank, world_size = default_partition() if self.phase == TRAIN else (0, 1)
+        self.row_counts = {}
+        rank, self.world_size = default_partition() if self.phase == TRAIN else (0, 1)
         self.stream = _RowStream(paths, self._load, p.shuffle, rng.random_seed() or 0, rank,
-                                 world_size)
+                                 self.world_size)
+
+    def restore_iteration(self, iteration, iter_size=1):
+        """Continue with the rows of training iteration ``iteration`` (of ``iter_size``
+        batches each), as an uninterrupted run would; TEST layers keep their place."""
+        if self.phase != TRAIN:
+            return
+        rows_read = int(iteration) * int(iter_size) * self.param.hdf5_data_param.batch_size
+        self.stream.seek(rows_read * self.world_size, self._row_count)
+
+    def _row_count(self, path):
+        """Rows of ``path`` (from its first top's dataset shape), read once per file."""
+        if path not in self.row_counts:
+            h5py = h5py_module("the HDF5Data layer")
+            name = self.param.top[0]
+            try:
+                with h5py.File(path, "r") as handle:
+                    if name not in handle:
+                        raise self.error(f"{path} has no dataset named {name}")
+                    self.row_counts[path] = handle[name].shape[0]
+            except OSError as exc:
+                raise self.error(f"cannot read HDF5 file '{path}': {exc}") from None
+        return self.row_counts[path]
 
     def _load(self, path):
         """One file's datasets named by the tops, as float32, checked against each other."""
