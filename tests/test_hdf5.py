@@ -186,7 +186,8 @@ def test_hdf5_data_resumes_on_the_rows_of_an_uninterrupted_run(tmp_path, two_fil
 @pytest.mark.parametrize("setup, expected", [
     (lambda p: None, r"cannot read the HDF5 file list '.*missing.txt'"),
     (lambda p: (p / "missing.txt").write_text("\n"), ".*missing.txt' names no files"),
-    (lambda p: (p / "missing.txt").write_text("nowhere.h5\n"), "cannot read HDF5 file 'nowhere.h5'"),
+    (lambda p: (p / "missing.txt").write_text("nowhere.h5\n"),
+     "cannot read HDF5 file 'nowhere.h5'"),
 ])
 def test_bad_source_lists_are_clear_errors(tmp_path, setup, expected):
     setup(tmp_path)
