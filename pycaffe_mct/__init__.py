@@ -18,7 +18,8 @@ __version__ = "0.1.0"
 
 
 def layer_type_list():
-    """pycaffe's name for the registered layer types."""
+    """pycaffe's list of layer types: those that can be created now ('Python' only when
+    Python layers are turned on, the HDF5 layers only with h5py installed)."""
     return layer_types()
 
 
