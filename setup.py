@@ -14,6 +14,8 @@ PROTOBUF_REQUIREMENT = re.search(
     (Path(__file__).parent / "pycaffe_mct" / "proto" / "__init__.py").read_text()).group(1)
 
 MPI = ["mpi4py>=4.0", "mpich>=4.2"]
+DRAW = ["pydot>=1.4"]
+HDF5 = ["h5py>=3.0"]
 
 setup(
     name="pycaffe_mct",
@@ -36,8 +38,10 @@ setup(
     extras_require={
         "mpi": MPI,
         "plot": ["matplotlib>=3.6"],
+        "draw": DRAW,      # caffe.draw and draw_net (images also need Graphviz's dot program)
+        "hdf5": HDF5,      # HDF5Data, HDF5Output, Net.save_hdf5/load_hdf5, HDF5 snapshots
         # grpcio-tools: its protoc lets the suite check caffe_pb2.py against caffe.proto.
-        "test": ["pytest>=7", "matplotlib>=3.6", "grpcio-tools"] + MPI,
+        "test": ["pytest>=7", "matplotlib>=3.6", "grpcio-tools"] + MPI + DRAW + HDF5,
     },
     entry_points={
         "console_scripts": [
@@ -48,6 +52,7 @@ setup(
             "make_digits_dataset=pycaffe_mct.tools.make_digits_dataset:main",
             "parse_log=pycaffe_mct.tools.parse_log:main",
             "plot_training_log=pycaffe_mct.tools.plot_training_log:main",
+            "draw_net=pycaffe_mct.tools.draw_net:main",
         ],
     },
 )

@@ -19,10 +19,25 @@ COMMANDS = {
 }
 
 
+PYTHON_LAYERS_FLAG = "--python-layers"
+
+
+def take_python_layers_flag(argv):
+    """``argv`` without ``--python-layers``; the flag, if present, turns Python layers on
+    (through the environment, so MPI ranks and workers started from here agree)."""
+    if PYTHON_LAYERS_FLAG not in argv:
+        return list(argv)
+    from .layers.python import set_python_layers
+    set_python_layers(True)
+    return [arg for arg in argv if arg != PYTHON_LAYERS_FLAG]
+
+
 def _usage():
     lines = ["usage: pycaffe_mct <command> [flags]", "", "commands:"]
     lines += [f"  {name:<8} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
-    lines += ["", "pycaffe_mct <command> --help shows a command's flags."]
+    lines += ["", "pycaffe_mct <command> --help shows a command's flags.",
+              f"{PYTHON_LAYERS_FLAG} (any command, and mct_train) allows type: \"Python\" "
+              f"layers, which run the code of the module a prototxt names."]
     return "\n".join(lines)
 
 
@@ -41,7 +56,7 @@ def run_command(function, argv):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    argv = take_python_layers_flag(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
@@ -55,7 +70,7 @@ def main(argv=None):
 
 def mct_train_main(argv=None):
     """``mct_train --solver S``: the trainer; with an MCT section it trains both models."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = take_python_layers_flag(sys.argv[1:] if argv is None else argv)
     module = importlib.import_module("pycaffe_mct.mct.commands")
     return run_command(module.mct_train_main, argv)
 

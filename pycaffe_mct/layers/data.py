@@ -217,17 +217,3 @@ class MemoryDataLayer(Layer):
         top[0].data[...] = self.data[self.position:end]
         top[1].data[...] = self.labels[self.position:end].reshape(-1, 1, 1, 1)
         self.position = end % len(self.data)
-
-
-@register_layer("HDF5Data")
-class HDF5DataLayer(Layer):
-    """Not supported: says how to get the data into an LMDB instead."""
-
-    def layer_setup(self, bottom, top):
-        raise self.error(f"HDF5Data ('{self.param.hdf5_data_param.source}') is not "
-                         f"supported; convert images with convert_imageset --backend lmdb, "
-                         f"or store arrays as Datums in an LMDB (caffe.io.array_to_datum + "
-                         f"pycaffe_mct.data.LMDBWriter) and use a Data layer")
-
-    def reshape(self, bottom, top):
-        """Never reached: set-up refuses."""
