@@ -21,7 +21,7 @@ body { font-family: sans-serif; margin: 1em 2em; color: #222; }
 .filters label { margin-right: .6em; padding: .1em .4em; border: 1px solid #aaa;
   border-radius: 3px; cursor: pointer; }
 .filters input { margin-right: .1em; }
-.layout { display: flex; flex-wrap: wrap; gap: 2em; align-items: flex-start; }
+.layout { margin-top: .8em; display: flex; flex-wrap: wrap; gap: 2em; align-items: flex-start; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, 104px); gap: 8px;
   flex: 1 1 560px; }
 .card { border: 1px solid #ccc; padding: 4px; text-align: center; font-size: 12px; }
@@ -65,11 +65,11 @@ def page_html(issues, shown, keys, inputs):
 estimated noise rate {issues.noise_rate:.1%}. Rule: {html.escape(issues.rule)}.
 Full list: <a href="label_issues.csv">label_issues.csv</a>,
 estimates: <a href="summary.json">summary.json</a>.</p>
-<div class="filters">
+<main class="filters">
+<!-- The inputs are siblings of .layout: their :checked state filters it through CSS. -->
 <input type="radio" name="given" id="given-all" checked><label for="given-all">all</label>
 given label: {radios}
 <input type="checkbox" id="issues-only"><label for="issues-only">issues only</label>
-</div>
 <div class="layout">
 <div class="grid" id="suspects">
 {"".join(_card(issues, index, keys) for index in shown)}
@@ -82,6 +82,7 @@ given label: {radios}
 {_rates_table(issues)}
 </div>
 </div>
+</main>
 </body></html>
 """
 

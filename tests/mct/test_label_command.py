@@ -190,3 +190,49 @@ def test_progress_to_a_redirected_stream_is_a_line_per_tenth():
     assert [line.split()[0] for line in lines] == \
         ["32/200", "48/200", "64/200", "80/200", "112/200", "128/200", "144/200", "160/200",
          "192/200", "200/200"]        # each first past a tenth (96 is still 4.8 tenths)
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--hide-scrollbars",
+                  "--enable-logging=stderr", "--v=0", "--window-size=1200,2400"]
+THUMB_GRAY = (128, 128, 128)                    # the thumbnails' canvas
+
+
+def _chromium(page, tmp_path, *flags):
+    """Load ``page`` in headless Chromium with a fresh profile; returns (stdout, stderr)."""
+    import subprocess
+    profile = tmp_path / f"profile{len(os.listdir(tmp_path))}"
+    done = subprocess.run(["chromium", f"--user-data-dir={profile}"] + CHROMIUM_FLAGS
+                          + list(flags) + [page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, done.stderr
+
+
+def _screenshot_colours(page, tmp_path, name):
+    shot = tmp_path / f"{name}.png"
+    _, log = _chromium(page, tmp_path, f"--screenshot={shot}")
+    assert ":CONSOLE" not in log, log
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3)
+    return {colour: int(np.all(pixels == colour, axis=1).sum())
+            for colour in (THUMB_GRAY, (205, 51, 51))}
+
+
+@pytest.mark.slow
+def test_the_page_loads_in_chromium_with_its_grid_matrix_and_filters(labelled, tmp_path):
+    import shutil
+    if shutil.which("chromium") is None:
+        pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium)")
+    out = tmp_path / "report"
+    assert _run(labelled, out, "--source", str(labelled["root"] / "set_lmdb")) == 0
+    dom, log = _chromium(out / "index.html", tmp_path, "--dump-dom")
+    assert ":CONSOLE" not in log, log                 # no console message of any kind
+    assert dom.count('class="card given-') == 40 and 'id="matrix"' in dom
+    everything = _screenshot_colours(out / "index.html", tmp_path, "all")
+    assert everything[(205, 51, 51)] > 4 * 30 * 30    # the diagonal cells of 0.80 (PNG loaded)
+    filtered = out / "given2.html"                    # the same page, filter 'given 2' chosen
+    filtered.write_text((out / "index.html").read_text()
+                        .replace('id="given-all" checked', 'id="given-all"')
+                        .replace('id="given-2">', 'id="given-2" checked>'))
+    only_two = _screenshot_colours(filtered, tmp_path, "given2")
+    assert only_two[THUMB_GRAY] == pytest.approx(everything[THUMB_GRAY] / 4, rel=0.02)
