@@ -93,7 +93,12 @@ def _card(issues, index, keys):
     key = html.escape(keys(index), quote=True)
     return (f'<div class="card given-{given}{flagged}" title="#{index} {key}">'
             f'<img src="{THUMBS_DIR}/{index}.png" alt="{key}"><br>'
-            f'{given} &rarr; {suggested}<br>{issues.quality[index]:.3f}</div>\n')
+            f'{given} &rarr; {suggested}<br>{_score(issues.quality[index])}</div>\n')
+
+
+def _score(quality):
+    """Three decimals, or two significant digits below 0.001 (the suspects' range)."""
+    return f"{quality:.3f}" if quality >= 0.001 else f"{quality:.1e}"
 
 
 def _rates_table(issues):

@@ -13,8 +13,9 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from test_mct_trainer import digits, write_job  # noqa: F401 (digits: a fixture)
 
-from pycaffe_mct.cli import main
+from pycaffe_mct.cli import main, mct_train_main as main_mct
 from pycaffe_mct.data import LMDBWriter, image_to_datum, key_for
 from pycaffe_mct.layer import TEST
 from pycaffe_mct.mct.label_report import CSV_COLUMNS
@@ -236,3 +237,25 @@ def test_the_page_loads_in_chromium_with_its_grid_matrix_and_filters(labelled, t
                         .replace('id="given-2">', 'id="given-2" checked>'))
     only_two = _screenshot_colours(filtered, tmp_path, "given2")
     assert only_two[THUMB_GRAY] == pytest.approx(everything[THUMB_GRAY] / 4, rel=0.02)
+
+
+def test_mct_train_refuses_a_report_path_that_is_a_file_before_training(tmp_path, capsys):
+    (tmp_path / "taken").write_text("")
+    solver = write_job(tmp_path, str(tmp_path / "no-data-needed"))
+    assert main_mct(["--solver", str(solver), "--label-issues", str(tmp_path / "taken")]) == 1
+    assert "--out '" in capsys.readouterr().err and not (tmp_path / "snap").exists()
+
+
+@pytest.mark.slow
+def test_mct_train_writes_the_report_of_its_noisy_set_with_both_models(tmp_path, digits):
+    solver = write_job(tmp_path, digits)
+    assert main_mct(["--solver", str(solver), "--label-issues", str(tmp_path / "issues")]) == 0
+    snap = tmp_path / "snap"
+    models = json.loads((tmp_path / "issues" / "summary.json").read_text())["inputs"]["models"]
+    assert [(m["model"], m["weights"]) for m in models] == [
+        (f"{snap}/primary_deploy.prototxt", f"{snap}/primary_deploy.caffemodel"),
+        (f"{snap}/aux_deploy.prototxt", f"{snap}/aux_iter_12.caffemodel")]
+    _, *rows = _rows(tmp_path / "issues")
+    given = dict(line.rsplit(" ", 1) for line in open(f"{digits}/noisy.txt").read().splitlines())
+    assert len(rows) == len(given)
+    assert all(int(r[2]) == int(given[r[1].split("_", 1)[1]]) for r in rows)
