@@ -36,6 +36,8 @@ setup(
     extras_require={
         "mpi": MPI,
         "plot": ["matplotlib>=3.6"],
+        # bench/bench_label_issues.py compares against cleanlab; never needed otherwise.
+        "bench": ["cleanlab>=2.5"],
         # grpcio-tools: its protoc lets the suite check caffe_pb2.py against caffe.proto.
         "test": ["pytest>=7", "matplotlib>=3.6", "grpcio-tools"] + MPI,
     },

@@ -181,6 +181,8 @@ class Suspects:
         self._heaps = [[] for _ in range(num_classes)]     # max-heaps on quality
 
     def offer(self, indices, labels, quality, thumbnails):
+        if not self.per_class:
+            return
         for index, label, score, picture in zip(indices, labels, quality, thumbnails):
             heap = self._heaps[label]
             entry = (-float(score), -int(index), picture)

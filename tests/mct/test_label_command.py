@@ -124,7 +124,8 @@ def test_list_input_averages_both_models(labelled, tmp_path):
     assert _run(labelled, out, "--list", str(labelled["root"] / "set.txt"), "--root",
                 str(labelled["root"]) + "/", "--gray", "--aux-model", prototxt,
                 "--aux-weights", weights, "--write-cleaned", "drop", "--top", "8") == 0
-    _, *rows = _rows(out)
+    header, *rows = _rows(out)
+    assert header == CSV_COLUMNS
     average = (_expected_probs(0.01) + _expected_probs(0.004)) / 2
     for row in rows:
         index = int(row[0])
@@ -141,9 +142,13 @@ def test_an_existing_report_is_replaced_whole(labelled, tmp_path):
     out = tmp_path / "report"
     source = ["--source", str(labelled["root"] / "set_lmdb")]
     assert _run(labelled, out, *source, "--write-cleaned", "drop") == 0
-    assert _run(labelled, out, *source) == 0
-    assert not (out / "cleaned.txt").exists()
+    assert _run(labelled, out, *source, "--top", "0") == 0
+    assert not (out / "cleaned.txt").exists() and not os.listdir(out / "thumbs")
     assert sorted(os.listdir(tmp_path)) == ["report"]     # no staging directory left
+    before = (out / "label_issues.csv").read_bytes()
+    assert _run(labelled, out, *source, model="three") == 1          # fails while scoring
+    assert (out / "label_issues.csv").read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["report"]
 
 
 @pytest.mark.parametrize("case,message", [
@@ -176,8 +181,7 @@ def test_bad_input_is_one_clear_error(labelled, tmp_path, capsys, case, message)
     [error] = [line for line in stderr.splitlines() if line.startswith("error: ")]
     assert "Traceback" not in stderr
     assert __import__("re").search(message, error), error
-    assert case not in ("out is a file", "out is not a report") or \
-        os.listdir(tmp_path) == ["report"]
+    assert [name for name in os.listdir(tmp_path) if name != "report"] == []  # no staging
 
 
 def test_progress_to_a_redirected_stream_is_a_line_per_tenth():
