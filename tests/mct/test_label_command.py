@@ -31,8 +31,9 @@ layer {{ name: "data" type: "Input" top: "data"
         input_param {{ shape {{ dim: 1 dim: 1 dim: 1 dim: {width} }} }} }}
 layer {{ name: "ip" type: "InnerProduct" bottom: "data" top: "logits"
         inner_product_param {{ num_output: {classes} }} }}
-layer {{ name: "prob" type: "Softmax" bottom: "logits" top: "prob" }}
 """
+SOFTMAX = 'layer { name: "prob" type: "Softmax" bottom: "logits" top: "prob" }\n'
+
 
 
 def _images():
@@ -40,9 +41,9 @@ def _images():
             for t in TRUE]
 
 
-def _model(directory, name, scale, classes=CLASSES):
+def _model(directory, name, scale, classes=CLASSES, softmax=True):
     prototxt = directory / f"{name}.prototxt"
-    prototxt.write_text(DEPLOY.format(width=CLASSES, classes=classes))
+    prototxt.write_text(DEPLOY.format(width=CLASSES, classes=classes) + SOFTMAX * softmax)
     net = Net(str(prototxt), TEST)
     net.params["ip"][0].data[...] = scale * np.eye(classes, CLASSES)
     net.params["ip"][1].data[...] = 0
@@ -70,7 +71,8 @@ def labelled(tmp_path_factory):
             writer.put(key_for(i, path), image_to_datum(image, label).SerializeToString())
     (root / "set.txt").write_text("".join(lines))
     return {"root": root, "primary": _model(root, "primary", 0.01),
-            "aux": _model(root, "aux", 0.004), "three": _model(root, "three", 0.01, 3)}
+            "aux": _model(root, "aux", 0.004), "three": _model(root, "three", 0.01, 3),
+            "logits": _model(root, "logits", 0.01, softmax=False)}
 
 
 def _run(labelled, out, *flags, model="primary"):
@@ -110,6 +112,7 @@ def test_lmdb_report_flags_the_moved_labels_and_relabels_them(labelled, tmp_path
     np.testing.assert_allclose(summary["transition_matrix"],
                                np.eye(4) * 0.8 + np.roll(np.eye(4), 1, axis=1) * 0.2,
                                atol=1e-12)
+    assert summary["inputs"]["models"][0]["softmax_applied"] is False
     cleaned = (out / "cleaned.txt").read_text().splitlines()
     assert cleaned == [f"images/{i:03d}.png {t}" for i, t in enumerate(TRUE)]
     page = (out / "index.html").read_text()
@@ -138,6 +141,18 @@ def test_list_input_averages_both_models(labelled, tmp_path):
     assert len(os.listdir(out / "thumbs")) == 8          # --top 8: two per class
 
 
+def test_class_scores_that_are_not_probabilities_get_a_softmax(labelled, tmp_path):
+    out = tmp_path / "report"
+    assert _run(labelled, out, "--source", str(labelled["root"] / "set_lmdb"), "--probs",
+                model="logits") == 0
+    _, *rows = _rows(out)
+    probs = _expected_probs(0.01)
+    for row in rows:
+        np.testing.assert_allclose([float(v) for v in row[6:]], probs[int(row[0])], atol=2e-6)
+    models = json.loads((out / "summary.json").read_text())["inputs"]["models"]
+    assert models[0]["blob"] == "logits" and models[0]["softmax_applied"] is True
+
+
 def test_an_existing_report_is_replaced_whole(labelled, tmp_path):
     out = tmp_path / "report"
     source = ["--source", str(labelled["root"] / "set_lmdb")]
@@ -159,6 +174,7 @@ def test_an_existing_report_is_replaced_whole(labelled, tmp_path):
                         r"model's 3 classes"),
     ("aux classes differ", "class counts differ"),
     ("aux without weights", "--aux-model and --aux-weights go together"),
+    ("image size", "input 'data' takes 1x1x4 images, the transformed records are 1x1x1"),
 ])
 def test_bad_input_is_one_clear_error(labelled, tmp_path, capsys, case, message):
     out, source = tmp_path / "report", ["--source", str(labelled["root"] / "set_lmdb")]
@@ -174,8 +190,10 @@ def test_bad_input_is_one_clear_error(labelled, tmp_path, capsys, case, message)
         model = "three"
     elif case == "aux classes differ":
         source += ["--aux-model", labelled["three"][0], "--aux-weights", labelled["three"][1]]
-    else:
+    elif case == "aux without weights":
         source += ["--aux-model", labelled["aux"][0]]
+    else:
+        source += ["--transform", "crop_size: 1"]
     assert _run(labelled, out, *source, model=model) == 1
     stderr = capsys.readouterr().err
     [error] = [line for line in stderr.splitlines() if line.startswith("error: ")]
