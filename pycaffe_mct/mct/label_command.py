@@ -68,6 +68,7 @@ def label_issues_main(argv):
     models = [DeployedModel(args.model, args.weights, args.blob)]
     if args.aux_model:
         models.append(DeployedModel(args.aux_model, args.aux_weights, args.blob))
+    ensemble = Ensemble(models)
     transform = parse_prototxt(args.transform, caffe_pb2.TransformationParameter(),
                                "--transform")
     if args.source:
@@ -75,7 +76,7 @@ def label_issues_main(argv):
     else:
         source = open_list(args.list, args.root, transform, not args.gray,
                            args.resize_height, args.resize_width)
-    issues = write_report(source, Ensemble(models), args.out, probs=args.probs,
+    issues = write_report(source, ensemble, args.out, probs=args.probs,
                           cleaned=args.write_cleaned, batch_size=args.batch_size,
                           top=args.top, description=args.source or args.list)
     print(f"label_issues: {issues.is_issue.sum()} of {len(issues.labels)} labels flagged; "
@@ -90,7 +91,7 @@ def write_report(source, ensemble, out, probs=False, cleaned=None, batch_size=64
     label_report.check_out_dir(out)
     staging = label_report.temporary_dir(out)
     try:
-        per_class = -(-top // ensemble.num_classes) if top else 0
+        per_class = -(-top // ensemble.num_classes)       # ceil: ~top in all
         scores, labels, suspects = scan(source, ensemble, os.path.join(staging, PROBS_FILE),
                                         batch_size, per_class, progress=progress)
         issues = LabelIssues(scores, labels)
