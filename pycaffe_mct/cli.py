@@ -16,14 +16,14 @@ COMMANDS = {
              "per-layer host and modelled core-group timings"),
     "scale": ("pycaffe_mct.scaling", "scale_main",
               "predict training time on N Sunway core groups"),
-    "label_issues": ("pycaffe_mct.mct.label_command", "label_issues_main",
-                     "find the probably wrong labels of a set, with a report page"),
+    "label_issues": ("pycaffe_mct.mct.label_command", "label_issues_main", "find wrong labels"),
 }
 
 
 def _usage():
     lines = ["usage: pycaffe_mct <command> [flags]", "", "commands:"]
-    lines += [f"  {name:<12} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
+    width = max(map(len, COMMANDS))
+    lines += [f"  {name:<{width}} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
     lines += ["", "pycaffe_mct <command> --help shows a command's flags."]
     return "\n".join(lines)
 
