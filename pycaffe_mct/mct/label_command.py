@@ -134,6 +134,9 @@ def report_for_mct(trainer, out):
     aux_prototxt = aux_prefix + "_deploy.prototxt"
     write_atomically(aux_prototxt, str(deploy_net_param(config, aux_solver)))
     aux_weights = f"{aux_prefix}_iter_{aux_solver.iter}.caffemodel"
+    if not os.path.isfile(aux_weights):
+        raise CaffeError(f"--label-issues needs M_a's final snapshot {aux_weights}, which the "
+                         f"aux solver did not write (snapshot_after_train: false?)")
     ensemble = Ensemble([DeployedModel(*config.deploy_paths()),
                          DeployedModel(aux_prototxt, aux_weights)])
     layer = config.mct.noisy_data

@@ -95,10 +95,10 @@ def write_csv(path, issues, keys, probs=None):
         writer.writerow(header)
         for index in issues.order():
             row = [int(index), keys(index), int(issues.labels[index]),
-                   int(issues.suggested[index]), f"{issues.quality[index]:.6f}",
+                   int(issues.suggested[index]), f"{issues.quality[index]:.6g}",
                    int(issues.is_issue[index])]
             if probs is not None:
-                row += [f"{p:.6f}" for p in probs[index]]
+                row += [f"{p:.6g}" for p in probs[index]]
             writer.writerow(row)
 
 

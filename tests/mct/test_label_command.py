@@ -19,6 +19,7 @@ from pycaffe_mct.cli import main, mct_train_main as main_mct
 from pycaffe_mct.data import LMDBWriter, image_to_datum, key_for
 from pycaffe_mct.layer import TEST
 from pycaffe_mct.mct.label_report import CSV_COLUMNS
+from pycaffe_mct.mct.label_scan import thumbnail
 from pycaffe_mct.net import Net
 from pycaffe_mct.tools._flags import ProgressBar
 
@@ -138,7 +139,9 @@ def test_list_input_averages_both_models(labelled, tmp_path):
     assert cleaned == [f"images/{i:03d}.png {g}" for i, g in enumerate(GIVEN) if g == TRUE[i]]
     models = json.loads((out / "summary.json").read_text())["inputs"]["models"]
     assert [m["weights"] for m in models] == [labelled["primary"][1], weights]
-    assert len(os.listdir(out / "thumbs")) == 8          # --top 8: two per class
+    lowest_two = [index for given in range(CLASSES)            # CSV order: most suspect first
+                  for index in [int(r[0]) for r in rows if int(r[2]) == given][:2]]
+    assert sorted(f"{i}.png" for i in lowest_two) == sorted(os.listdir(out / "thumbs"))
 
 
 def test_class_scores_that_are_not_probabilities_get_a_softmax(labelled, tmp_path):
@@ -200,6 +203,16 @@ def test_bad_input_is_one_clear_error(labelled, tmp_path, capsys, case, message)
     assert "Traceback" not in stderr
     assert __import__("re").search(message, error), error
     assert [name for name in os.listdir(tmp_path) if name != "report"] == []  # no staging
+
+
+def test_thumbnails_show_bgr_as_rgb_and_stretch_float_pixels():
+    bgr = np.zeros((3, 2, 4), np.uint8)
+    bgr[0] = 255                                              # blue, in OpenCV's order
+    picture = thumbnail(bgr, 8)
+    assert picture.shape == (8, 8, 3)
+    assert tuple(picture[4, 4]) == (0, 0, 255) and tuple(picture[0, 0]) == (128, 128, 128)
+    ramp = np.linspace(-1, 3, 4, dtype=np.float32).reshape(1, 1, 4)
+    np.testing.assert_array_equal(thumbnail(ramp, 4)[1, :, 0], [0, 85, 170, 255])  # row 1 of 4
 
 
 def test_progress_to_a_redirected_stream_is_a_line_per_tenth():
