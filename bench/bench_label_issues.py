@@ -1,6 +1,6 @@
 """Finding the wrong labels: MCT's label-issue report against cleanlab, on the bundled digits.
 
-    nice -n 10 python bench/bench_label_issues.py                 # both settings (~8 min, 2 busy cores)
+    nice -n 10 python bench/bench_label_issues.py           # both settings (~8 min, busy cores)
     python bench/bench_label_issues.py --settings symmetric:0.4 --folds 5
 
 For each setting, ``make_digits_dataset`` writes the digits with that noise
