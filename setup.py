@@ -40,6 +40,8 @@ setup(
         "plot": ["matplotlib>=3.6"],
         "draw": DRAW,      # caffe.draw and draw_net (images also need Graphviz's dot program)
         "hdf5": HDF5,      # HDF5Data, HDF5Output, Net.save_hdf5/load_hdf5, HDF5 snapshots
+        # bench/bench_label_issues.py compares against cleanlab; never needed otherwise.
+        "bench": ["cleanlab>=2.5"],
         # grpcio-tools: its protoc lets the suite check caffe_pb2.py against caffe.proto.
         "test": ["pytest>=7", "matplotlib>=3.6", "grpcio-tools"] + MPI + DRAW + HDF5,
     },

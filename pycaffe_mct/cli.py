@@ -16,6 +16,7 @@ COMMANDS = {
              "per-layer host and modelled core-group timings"),
     "scale": ("pycaffe_mct.scaling", "scale_main",
               "predict training time on N Sunway core groups"),
+    "label_issues": ("pycaffe_mct.mct.label_command", "label_issues_main", "find wrong labels"),
 }
 
 
@@ -34,7 +35,8 @@ def take_python_layers_flag(argv):
 
 def _usage():
     lines = ["usage: pycaffe_mct <command> [flags]", "", "commands:"]
-    lines += [f"  {name:<8} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
+    width = max(map(len, COMMANDS))
+    lines += [f"  {name:<{width}} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
     lines += ["", "pycaffe_mct <command> --help shows a command's flags.",
               f"{PYTHON_LAYERS_FLAG} (any command, and mct_train) allows type: \"Python\" "
               f"layers, which run the code of the module a prototxt names."]

@@ -40,13 +40,17 @@ class BatchSource:
         """(data float32 (N, C, H, W), labels float32 (N,)) of batch ``batch_index``."""
         generator = np.random.default_rng([self.seed, self.partition.rank, batch_index])
         records = self.read_records(self.record_indices(batch_index))
-        labels = np.empty(self.batch_size, dtype=np.float32)
+        return self.transform_records(records, generator, self.batch_size)
+
+    def transform_records(self, records, generator, count):
+        """(data, labels) of ``count`` (pixels, label, where) records, transformed."""
+        labels = np.empty(count, dtype=np.float32)
         data = first_shape = None
         for item, (pixels, label, where) in enumerate(records):
             out_shape = self.transformer.output_shape(pixels.shape)
             if data is None:
                 first_shape = pixels.shape
-                data = np.empty((self.batch_size,) + out_shape, dtype=np.float32)
+                data = np.empty((count,) + out_shape, dtype=np.float32)
             elif out_shape != data.shape[1:]:
                 raise CaffeError(
                     f"{where}: image shape {pixels.shape} differs from {first_shape} of the "

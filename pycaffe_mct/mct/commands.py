@@ -40,6 +40,9 @@ def mct_train_main(argv=None):
     parser.add_argument("--snapshot", help="M_p's .solverstate to resume both models from "
                                            "(M_a's is found by its prefix and iteration)")
     parser.add_argument("--log", help="also append the trainer's log to this file")
+    parser.add_argument("--label-issues", metavar="DIR",
+                        help="after training, write the label-issue report of the noisy set "
+                             "(both models) to DIR")
     argv = sys.argv[1:] if argv is None else list(argv)
     args, rest = parser.parse_known_args(argv)
     if not _has_mct_section(args.solver):
@@ -49,6 +52,9 @@ def mct_train_main(argv=None):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.log:
         log_to_file(args.log)
+    if args.label_issues:
+        from .label_report import check_out_dir
+        check_out_dir(args.label_issues)        # before training, not after
     from .trainer import MCTTrainer
     world = _parallel_world()
     trainer = MCTTrainer(args.solver, world)
@@ -56,6 +62,9 @@ def mct_train_main(argv=None):
         from ..parallel import attach_data_parallel
         trainer.attach = lambda solver: attach_data_parallel(solver, world)
     mct_result = trainer.train(args.snapshot)
+    if args.label_issues and trainer.rank == 0:
+        from .label_command import report_for_mct
+        report_for_mct(trainer, args.label_issues)
     log = default_writer()
     log.info(f"[MCT] M_p (MCT) final test: {_summary('M_p', mct_result)}", "mct_train:0")
     if trainer.config.mct.compare_noise_only:
