@@ -14,6 +14,7 @@ PROTOBUF_REQUIREMENT = re.search(
     (Path(__file__).parent / "pycaffe_mct" / "proto" / "__init__.py").read_text()).group(1)
 
 MPI = ["mpi4py>=4.0", "mpich>=4.2"]
+ONNX = ["onnx>=1.14", "onnxruntime>=1.16"]
 
 setup(
     name="pycaffe_mct",
@@ -36,8 +37,9 @@ setup(
     extras_require={
         "mpi": MPI,
         "plot": ["matplotlib>=3.6"],
+        "onnx": ONNX,
         # grpcio-tools: its protoc lets the suite check caffe_pb2.py against caffe.proto.
-        "test": ["pytest>=7", "matplotlib>=3.6", "grpcio-tools"] + MPI,
+        "test": ["pytest>=7", "matplotlib>=3.6", "grpcio-tools"] + MPI + ONNX,
     },
     entry_points={
         "console_scripts": [

@@ -16,6 +16,7 @@ COMMANDS = {
              "per-layer host and modelled core-group timings"),
     "scale": ("pycaffe_mct.scaling", "scale_main",
               "predict training time on N Sunway core groups"),
+    "export": ("pycaffe_mct.export.commands", "export_main", "write a net as an ONNX model"),
 }
 
 

@@ -455,6 +455,12 @@ class Net:
         """Write the weights as a binary .caffemodel, atomically."""
         write_binary_proto(filename, self.to_proto())
 
+    def to_onnx(self, path, opset=17, dynamic_batch=False):
+        """Write this TEST-phase net and its weights as an ONNX model (the ``[onnx]`` extra);
+        ``dynamic_batch`` makes the batch axis symbolic.  Returns the ModelProto."""
+        from .export import export_onnx
+        return export_onnx(self, path, opset=opset, dynamic_batch=dynamic_batch)
+
     def copy_from(self, weights):
         """Load weights from a .caffemodel path or NetParameter, matching layers by name."""
         if isinstance(weights, caffe_pb2.NetParameter):
