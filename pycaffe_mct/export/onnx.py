@@ -22,7 +22,7 @@ flattens from its axis; Dropout is the identity.
 """
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from ..errors import CaffeError
 from ..layer import TEST
@@ -69,21 +69,21 @@ def build_model(net, opset=17, dynamic_batch=False):
                               f"(exportable types: {', '.join(CONVERTERS.names())})")
         nodes = LayerNodes(graph, index, layer)
         nodes.bind_tops(converter(nodes))
-    opset_id = helper.make_opsetid("", opset)
-    model = helper.make_model(graph.make_graph(), opset_imports=[opset_id],
-                              producer_name="pycaffe_mct")
-    # The oldest IR that carries this opset, so that older runtimes load the file too.
-    model.ir_version = helper.find_min_ir_version_for([opset_id])
-    return model
+    return graph.finish(opset)
 
 
 class GraphBuilder:
-    """Nodes, initializers and tensor names of the graph being built from ``net``."""
+    """The ModelProto being built from ``net``: its nodes, initializers and tensor names.
+
+    Initializers go straight into the model's graph (the weights are copied once
+    there, not again by onnx.helper's graph and model constructors).
+    """
 
     def __init__(self, net, dynamic_batch):
         self.net = net
         self.dynamic_batch = dynamic_batch
-        self.nodes, self.initializers, self.inputs = [], [], []
+        self.model = onnx.ModelProto(producer_name="pycaffe_mct")
+        self.nodes, self.inputs = [], []
         self.used_names = set(net.blobs)
         self.current = {}          # blob name -> the tensor holding its latest value
         self.plain_writer = self._plain_name_writers(net)
@@ -112,6 +112,13 @@ class GraphBuilder:
             return blob_name
         return self.unique(f"{blob_name}@{layer_name}")
 
+    def add_initializer(self, name, array, data_type):
+        """A constant tensor of the graph, stored little-endian as ONNX's raw_data is."""
+        array = np.asarray(array)
+        self.model.graph.initializer.add(name=name, data_type=data_type, dims=array.shape,
+                                         raw_data=array.astype(array.dtype.newbyteorder("<"),
+                                                               copy=False).tobytes())
+
     def value_info(self, name, shape):
         """A float tensor's type, the batch axis symbolic with dynamic batch."""
         dims = list(shape)
@@ -119,11 +126,18 @@ class GraphBuilder:
             dims[0] = "batch"
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
 
-    def make_graph(self):
-        outputs = [self.value_info(self.current[name], self.net.blobs[name].shape)
-                   for name in self.net.outputs]
-        return helper.make_graph(self.nodes, self.net.name or "net", self.inputs, outputs,
-                                 self.initializers)
+    def finish(self, opset):
+        """The model, its graph completed with the nodes, inputs and outputs."""
+        graph = self.model.graph
+        graph.name = self.net.name or "net"
+        graph.node.extend(self.nodes)
+        graph.input.extend(self.inputs)
+        graph.output.extend(self.value_info(self.current[name], self.net.blobs[name].shape)
+                            for name in self.net.outputs)
+        opset_id = self.model.opset_import.add(domain="", version=opset)
+        # The oldest IR that carries this opset, so that older runtimes load the file too.
+        self.model.ir_version = helper.find_min_ir_version_for([opset_id])
+        return self.model
 
 
 class LayerNodes:
@@ -150,15 +164,13 @@ class LayerNodes:
     def constant(self, suffix, array):
         """A float32 initializer named after the layer; returns its name."""
         name = self.graph.unique(f"{self.layer.name}/{suffix}")
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        self.graph.initializers.append(numpy_helper.from_array(array, name))
+        self.graph.add_initializer(name, np.asarray(array, np.float32), TensorProto.FLOAT)
         return name
 
     def int_constant(self, suffix, values):
         """An int64 initializer (shapes, axes, sizes)."""
         name = self.graph.unique(f"{self.layer.name}/{suffix}")
-        self.graph.initializers.append(
-            numpy_helper.from_array(np.asarray(values, dtype=np.int64), name))
+        self.graph.add_initializer(name, np.asarray(values, np.int64), TensorProto.INT64)
         return name
 
     def node(self, op, inputs, outputs=1, **attributes):

@@ -45,8 +45,8 @@ def export_and_compare(net, path, inputs, **options):
 
 
 def randomize(net, seed=0):
-    """Random weights that keep activations of order one through deep nets (He-scaled
-    weights), BatchNorm statistics stored times a scale factor of 4, Scale gammas near 1."""
+    """Random weights that keep activations of order one through deep nets (weights of
+    He's variance), BatchNorm statistics stored times a scale factor of 4, Scale gammas near 1."""
     rng = np.random.default_rng(seed)
     for layer in net.layers:
         blobs = layer.blobs
@@ -61,12 +61,35 @@ def randomize(net, seed=0):
                 blob.data[...] = rng.uniform(0.5, 1.5, blob.shape)
             elif layer.type == "PReLU":
                 blob.data[...] = rng.uniform(0, 0.5, blob.shape)
-            elif blob.num_axes > 1:
+            elif blob.num_axes > 1:      # uniform: cheaper draws than normal for VGG's 138M
                 fan_in = blob.count // blob.shape[0]
-                blob.data[...] = rng.standard_normal(blob.shape, np.float32) * \
-                    np.float32(np.sqrt(2.0 / fan_in))
+                half_width = np.float32(np.sqrt(3 * 2.0 / fan_in))   # variance 2 / fan_in
+                rng.random(blob.shape, np.float32, out=blob.data)
+                blob.data[...] -= np.float32(0.5)
+                blob.data[...] *= 2 * half_width
             else:
                 blob.data[...] = rng.normal(0, 0.1, blob.shape)
+
+
+def calibrate_batch_norms(net, inputs, seed=0):
+    """Stored BatchNorm statistics within 25% of each channel's actual ones on ``inputs``
+    (times the scale factor), as after training: random ones would let ResNet-50's
+    activations grow through its 16 residual sums until its softmax saturates."""
+    rng = np.random.default_rng(seed)
+    for name, value in inputs.items():
+        net.blobs[name].data[...] = value
+    start = 0
+    for index, layer in enumerate(net.layers):
+        if layer.type != "BatchNorm":
+            continue
+        net.forward_from_to(start, index - 1)
+        start = index
+        x = net.bottom_vecs[index][0].data
+        per_channel = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
+        mean, var, factor = layer.blobs
+        mean.data[...] = per_channel.mean(axis=1) * factor.data[0]
+        var.data[...] = per_channel.var(axis=1) * rng.uniform(0.8, 1.25, var.shape) * \
+            factor.data[0]
 
 
 def net_from_text(text, phase=TEST):
