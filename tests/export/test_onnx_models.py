@@ -1,12 +1,11 @@
 """The deploy nets of models/ exported to ONNX and run in ONNX Runtime at batch 2.
 
-Random weights (He-scaled, so activations stay of order one through the depth;
-BatchNorm statistics near the actual ones, stored with a scale factor of 4) and
-random inputs; the
-prob output must agree with our forward within 1e-4 relative
-(max |ONNX - ours| / max |ours|).  Measured 2026-12-02 (onnxruntime 1.32):
-worst 3.7e-5 (ResNet-50: float32 rounding through 53 convolutions and
-BatchNorms, 2.0e-5 with ONNX Runtime's graph optimisations off), the others
+Random weights (He's variance, so activations stay of order one through the
+depth; BatchNorm statistics near the actual ones, stored with a scale factor of
+4) and random inputs; the prob output must agree with our forward within 1e-4
+relative (max |ONNX - ours| / max |ours|).  Measured 2026-12-02 (onnxruntime
+1.32): worst 3.7e-5 (ResNet-50: float32 rounding through 53 convolutions and
+BatchNorms; 2.0e-5 with ONNX Runtime's graph optimisations off), the others
 3e-6 or less; see docs/deploy.md for every net.
 The fillers of the prototxt are dropped before the net is built (the weights
 are replaced anyway), which saves VGG-16 seconds of Gaussian draws.
