@@ -36,6 +36,8 @@ register_converter = CONVERTERS.register
 
 # Softmax over one axis, Split sizes as an input and Clip bounds as inputs start at 13.
 MIN_OPSET = 13
+# Protobuf's limit on one message, less room for the graph itself.
+PROTOBUF_LIMIT = 2 ** 31 - 2 ** 24
 _POOL = caffe_pb2.PoolingParameter
 _LRN = caffe_pb2.LRNParameter
 _ELTWISE = caffe_pb2.EltwiseParameter
@@ -44,7 +46,14 @@ _ELTWISE = caffe_pb2.EltwiseParameter
 def write_model(net, path, opset=17, dynamic_batch=False):
     """Build and atomically write the ONNX model of ``net``; returns it."""
     model = build_model(net, opset, dynamic_batch)
-    write_atomically(path, model.SerializeToString())
+    weight_bytes = sum(len(tensor.raw_data) for tensor in model.graph.initializer)
+    if weight_bytes > PROTOBUF_LIMIT:
+        raise CaffeError(f"net '{net.name}' has {weight_bytes / 2 ** 30:.2f} GiB of weights, "
+                         f"above the 2 GiB a single ONNX file (one protobuf message) can hold")
+    try:
+        write_atomically(path, model.SerializeToString())
+    except OSError as exc:
+        raise CaffeError(f"{path}: cannot write: {exc.strerror}") from None
     return model
 
 
@@ -257,6 +266,8 @@ def split(nodes):
 @register_converter("Dropout")
 def dropout(nodes):
     """The identity: in TEST, Caffe's Dropout passes its input through unscaled."""
+    if nodes.layer.phase != TEST:
+        raise nodes.error("its own phase is TRAIN, where it drops inputs at random")
     return [nodes.bottoms[0]]
 
 

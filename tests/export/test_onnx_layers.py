@@ -16,6 +16,7 @@ import pytest
 from onnx_helpers import export_and_compare, net_from_text, randomize, run_onnx
 from pycaffe_mct.errors import CaffeError
 from pycaffe_mct.export import export_deploy_if_available, export_onnx
+from pycaffe_mct.export import onnx as onnx_export
 from pycaffe_mct.export.onnx import CONVERTERS
 from pycaffe_mct.layer import TRAIN
 
@@ -134,8 +135,7 @@ def test_layer_matches_in_onnx_runtime(case, tmp_path):
 
 
 def test_every_converter_has_a_case():
-    covered = {"Input", "Split"} | {layer.type for case in CASES
-                                    for layer in case_net(case)[0].layers}
+    covered = {layer.type for case in CASES for layer in case_net(case)[0].layers}
     assert covered == set(CONVERTERS.names())
 
 
@@ -198,6 +198,7 @@ def test_unsupported_layer_is_named_with_the_reason(tmp_path):
                  "use_global_stats is false", id="batch_statistics"),
     pytest.param(one("Clip", "clip_param { min: 1 max: 0 }"), "min 1.0 is larger than max",
                  id="clip_bounds"),
+    pytest.param(one("Dropout", "phase: TRAIN"), "its own phase is TRAIN", id="train_dropout"),
 ])
 def test_layer_parameters_onnx_cannot_express(layers, expected, tmp_path):
     message = export_error(input_layer([(1, 2, 5, 5)]) + layers, tmp_path)
@@ -215,6 +216,20 @@ def test_train_phase_and_opset_are_checked(tmp_path):
     text = input_layer([(2, 3)]) + one("Dropout")
     assert "TEST-phase net" in export_error(text, tmp_path, phase=TRAIN)
     assert "opset 12 is outside" in export_error(text, tmp_path, opset=12)
+
+
+def test_weights_over_the_protobuf_limit_are_refused(tmp_path, monkeypatch):
+    net, _ = case_net("inner_product")             # 7 x 60 weights + 7 biases: 1708 bytes
+    monkeypatch.setattr(onnx_export, "PROTOBUF_LIMIT", 1000)
+    with pytest.raises(CaffeError, match=r"0.00 GiB of weights, above the 2 GiB"):
+        net.to_onnx(tmp_path / "big.onnx")
+    assert not (tmp_path / "big.onnx").exists()
+
+
+def test_unwritable_path_is_a_clear_error(tmp_path):
+    net, _ = case_net("sigmoid")
+    with pytest.raises(CaffeError, match=r"missing/m.onnx: cannot write: No such file"):
+        net.to_onnx(tmp_path / "missing" / "m.onnx")
 
 
 def test_missing_onnx_package_is_a_clear_error_and_a_log_line(tmp_path, monkeypatch):
