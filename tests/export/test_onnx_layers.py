@@ -5,8 +5,9 @@ more window than ONNX's floor, where Caffe drops a last window starting in the
 padding, and where Caffe's AVE divisor is cut at the padded edge; convolution
 with groups, dilation and unequal kernel/pad/stride; flattening from axis 2.
 Measured (2026-12-02, onnxruntime 1.32): every case within 2.1e-7 relative
-(max |ONNX - ours| / max |ours|, worst lrn_across), so the tolerance is 1e-6.  The bad-input paths (a layer that cannot be exported,
-a TRAIN net, a bad opset, a missing onnx package) are here too.
+(max |ONNX - ours| / max |ours|, worst lrn_across), so the tolerance is 1e-6.
+The bad-input paths (a layer that cannot be exported, a TRAIN net, a bad opset,
+a missing onnx package, an unwritable path) are here too.
 """
 import sys
 
