@@ -206,6 +206,11 @@ def test_layer_parameters_onnx_cannot_express(layers, expected, tmp_path):
     assert "layer 'l'" in message and expected in message
 
 
+def test_batch_norm_without_a_channel_axis_is_refused(tmp_path):
+    message = export_error(input_layer([(4,)]) + one("BatchNorm"), tmp_path)
+    assert "layer 'l' (type BatchNorm)" in message and "needs a channel axis" in message
+
+
 def test_dynamic_batch_refuses_work_along_the_batch_axis(tmp_path):
     text = input_layer([(2, 3)] * 2) + one("Concat", "concat_param { axis: 0 }",
                                            bottoms=("x0", "x1"))
