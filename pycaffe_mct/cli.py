@@ -17,6 +17,7 @@ COMMANDS = {
     "scale": ("pycaffe_mct.scaling", "scale_main",
               "predict training time on N Sunway core groups"),
     "label_issues": ("pycaffe_mct.mct.label_command", "label_issues_main", "find wrong labels"),
+    "export": ("pycaffe_mct.export.commands", "export_main", "write a net as an ONNX model"),
 }
 
 

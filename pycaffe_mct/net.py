@@ -467,6 +467,12 @@ class Net:
         """Load weights from a Caffe HDF5 file (needs the ``[hdf5]`` extra)."""
         hdf5.load_net(self, filename)
 
+    def to_onnx(self, path, opset=17, dynamic_batch=False):
+        """Write this TEST-phase net and its weights as an ONNX model (the ``[onnx]`` extra);
+        ``dynamic_batch`` makes the batch axis symbolic.  Returns the ModelProto."""
+        from .export import export_onnx
+        return export_onnx(self, path, opset=opset, dynamic_batch=dynamic_batch)
+
     def copy_from(self, weights):
         """Load weights from a .caffemodel path, an HDF5 weights file (told apart by its
         signature, as Caffe does) or a NetParameter, matching layers by name."""
