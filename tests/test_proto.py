@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lmdb
 import pytest
 from google.protobuf import descriptor_pb2, text_format
+from grpc_tools import protoc  # the test extra: protoc, to compile caffe.proto afresh
 
 from pycaffe_mct.proto import caffe_pb2 as pb
 
@@ -189,7 +191,6 @@ def test_mean_binaryproto(fixtures_dir):
 
 
 def test_lmdb_datum(fixtures_dir):
-    lmdb = pytest.importorskip("lmdb")
     env = lmdb.open(str(fixtures_dir / "raw_lmdb"), readonly=True, lock=False)
     try:
         with env.begin() as txn:
@@ -265,7 +266,6 @@ def _normalize(messages):
 
 
 def test_generated_module_matches_proto(tmp_path):
-    protoc = pytest.importorskip("grpc_tools.protoc")
     out = tmp_path / "caffe.desc"
     rc = protoc.main(["protoc", "-I%s" % (ROOT / "protos"),
                       "--descriptor_set_out=%s" % out,

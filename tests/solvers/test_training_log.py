@@ -3,7 +3,6 @@ import csv
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -13,7 +12,6 @@ from pycaffe_mct.solvers.log import GlogWriter, format_number
 from pycaffe_mct.tools import parse_log, plot_training_log
 from solver_helpers import write_solver
 
-CAFFE_MIRROR = Path("/work/.mirror/BVLC+caffe/repo")
 
 
 @pytest.fixture(scope="module")
@@ -69,24 +67,21 @@ def test_parse_log_command_writes_csv_tables(our_log, tmp_path):
     assert (tmp_path / "train.log.train").exists()
 
 
-def _caffe_parse_log(tmp_path):
-    """BVLC's tools/extra/parse_log.py, its one Python-2 print made a call."""
-    if not CAFFE_MIRROR.is_dir():
-        pytest.skip("BVLC Caffe mirror not available")
+def _caffe_parse_log(fixtures_dir, tmp_path):
+    """BVLC's tools/extra/parse_log.py (kept with the golden files), its one Python-2 print
+    made a call."""
     tools = tmp_path / "caffe_tools"
     tools.mkdir()
     for name in ("parse_log.py", "extract_seconds.py"):
-        text = subprocess.run(["git", "-C", str(CAFFE_MIRROR), "show",
-                               f"HEAD:tools/extra/{name}"], capture_output=True, text=True,
-                              check=True).stdout
+        text = (fixtures_dir / "tools_extra" / name).read_text()
         text = text.replace("print 'Wrote %s' % output_filename",
                             "print('Wrote %s' % output_filename)")
         (tools / name).write_text(text)
     return tools / "parse_log.py"
 
 
-def test_caffes_parse_log_reads_our_log(our_log, tmp_path):
-    script = _caffe_parse_log(tmp_path)
+def test_caffes_parse_log_reads_our_log(our_log, fixtures_dir, tmp_path):
+    script = _caffe_parse_log(fixtures_dir, tmp_path)
     out = tmp_path / "csv"
     out.mkdir()
     subprocess.run([sys.executable, str(script), str(our_log), str(out)], check=True,
