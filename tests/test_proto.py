@@ -281,7 +281,7 @@ def test_generated_module_matches_proto(tmp_path):
         _normalize(fdp.message_type)
     assert committed == expected, (
         "pycaffe_mct/proto/caffe_pb2.py is out of date with protos/caffe.proto;"
-        " run: python protos/compile.py")
+        " run: python tools/compile_proto.py")
 
 
 def test_incompatible_runtime_gives_clear_error():

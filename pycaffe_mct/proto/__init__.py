@@ -1,14 +1,14 @@
 """Caffe's protobuf schema as Python classes (``caffe_pb2``).
 
-``caffe_pb2`` is generated from ``protos/caffe.proto`` by ``protos/compile.py``
+``caffe_pb2`` is generated from ``protos/caffe.proto`` by ``tools/compile_proto.py``
 and committed, so users never run protoc.  The generated module works with any
-protobuf runtime from 4.21 to 7.x (see protos/compile.py for why and how this
+protobuf runtime from 4.21 to 7.x (see tools/compile_proto.py for why and how this
 was checked); this package checks the installed version first, so a clash
 with another framework's protobuf is reported with the versions and the fix
 instead of a traceback from inside protobuf.
 """
 
-# Must agree with setup.py (which imports it) and protos/compile.py.
+# Must agree with setup.py (which imports it) and tools/compile_proto.py.
 PROTOBUF_REQUIREMENT = "protobuf>=4.21,<8"
 _OLDEST = (4, 21)
 _NEWEST_MAJOR = 7
