@@ -66,7 +66,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="plot_training_log",
                                      description="Plot loss, accuracy and learning rate "
                                                  "from a Caffe training log.")
-    parser.add_argument("logfile_path")
+    parser.add_argument("logfile_path", help="a Caffe or pycaffe_mct training log")
     parser.add_argument("image_path", help="where to write the PNG")
     parser.add_argument("--x", choices=sorted(_X_COLUMNS), default="iters",
                         help="horizontal axis: iterations or seconds")
