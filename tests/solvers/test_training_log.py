@@ -105,6 +105,22 @@ def test_plot_writes_a_png(our_log, tmp_path, x_axis):
         assert png.format == "PNG" and png.size[0] > 300
 
 
+def test_learning_rate_is_drawn_as_steps(our_log, tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plot_training_log, "save_png",
+                        lambda figure, path, **options: figures.append(figure))
+    plot_training_log.plot_training_log(str(our_log), str(tmp_path / "curves.png"))
+    (line,) = figures[0].axes[2].get_lines()
+    assert line.get_drawstyle() == "steps-post"
+    assert list(line.get_ydata()) == pytest.approx([0.1, 0.1, 0.1, 0.05, 0.05, 0.025])
+
+
+def test_missing_matplotlib_names_the_plot_extra(our_log, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert plot_training_log.main([str(our_log), str(tmp_path / "curves.png")]) == 1
+    assert "pip install -e '.[plot]'" in capsys.readouterr().err
+
+
 def test_tools_refuse_a_missing_log(tmp_path, capsys):
     assert parse_log.main([str(tmp_path / "none.log"), str(tmp_path)]) == 1
     assert plot_training_log.main([str(tmp_path / "none.log"), str(tmp_path / "x.png")]) == 1
