@@ -38,26 +38,37 @@ def gflags_argv(argv, bool_names):
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr, redrawn at most five times a second."""
+    """A one-line progress bar on stderr, redrawn at most five times a second.
+
+    Only a terminal shows a redrawn line; a stream redirected to a file or a pipe gets the
+    final count alone, as one line, instead of hundreds of carriage-return frames.
+    """
 
     def __init__(self, total, what="images", stream=None):
         self.total, self.what = total, what
         self.stream = stream or sys.stderr
+        self.redraws = self.stream.isatty()
         self.start = self._drawn = time.monotonic()
 
-    def update(self, done, force=False):
-        now = time.monotonic()
-        if not force and now - self._drawn < 0.2:
-            return
-        self._drawn = now
+    def _line(self, done, now):
         width = 30
         filled = width * done // max(self.total, 1)
         rate = done / max(now - self.start, 1e-9)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                          f"{self.what} ({rate:.0f}/s)")
+        return (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
+                f"{self.what} ({rate:.0f}/s)")
+
+    def update(self, done, force=False):
+        now = time.monotonic()
+        if not self.redraws or (not force and now - self._drawn < 0.2):
+            return
+        self._drawn = now
+        self.stream.write("\r" + self._line(done, now))
         self.stream.flush()
 
     def finish(self, done):
+        """End the bar's line (or write the only one, off a terminal); returns the seconds."""
+        now = time.monotonic()
         self.update(done, force=True)
-        self.stream.write("\n")
-        return time.monotonic() - self.start
+        self.stream.write("\n" if self.redraws else self._line(done, now) + "\n")
+        self.stream.flush()
+        return now - self.start
