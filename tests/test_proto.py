@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import descriptor_pb2, text_format
 from grpc_tools import protoc  # the test extra: protoc, to compile caffe.proto afresh
 
-from pycaffe_mct.proto import caffe_pb2 as pb
+from pycaffe_mct.proto import caffe_pb2 as pb, field_label
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,8 +98,7 @@ FIELDS = [
 def test_field_number_and_default(message, field, number, kind, default):
     fd = getattr(pb, message).DESCRIPTOR.fields_by_name[field]
     assert fd.number == number
-    assert fd.is_repeated == (kind == "rep")
-    assert fd.is_required == (kind == "req")
+    assert field_label(fd) == {"rep": "repeated", "req": "required"}.get(kind, "optional")
     if default is None:
         assert not fd.has_default_value
     elif fd.type == fd.TYPE_ENUM:
@@ -118,9 +117,10 @@ def test_enums_and_packing():
     assert pb.SolverParameter.ADAM == 5
     assert pb.ReductionParameter.SUM == 1
     assert pb.HingeLossParameter.L1 == 1
-    assert pb.BlobProto.DESCRIPTOR.fields_by_name["data"].is_packed
-    assert pb.BlobShape.DESCRIPTOR.fields_by_name["dim"].is_packed
-    assert not pb.Datum.DESCRIPTOR.fields_by_name["float_data"].is_packed
+    # Packing as written on the wire: one length-delimited record, or one tag per value.
+    assert pb.BlobProto(data=[1, 2]).SerializeToString()[:2] == bytes([5 << 3 | 2, 8])
+    assert pb.BlobShape(dim=[3, 4]).SerializeToString() == bytes([1 << 3 | 2, 2, 3, 4])
+    assert pb.Datum(float_data=[1, 2]).SerializeToString().count(bytes([6 << 3 | 5])) == 2
     assert pb.DESCRIPTOR.package == "caffe"
     assert pb.DESCRIPTOR.name == "caffe.proto"
 
