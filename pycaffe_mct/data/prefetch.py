@@ -17,7 +17,7 @@ warns about exactly that; macOS cannot fork safely at all).  So ``produce``
 and ``on_start`` must pickle (a source drops its LMDB handle when pickled and
 ``on_start`` reopens it), and a script that starts such a worker needs the
 usual ``if __name__ == "__main__":`` guard.  The server preloads pycaffe_mct
-once, so a worker starts in milliseconds, not in an import of numba.
+once, so a worker starts in tens of milliseconds, not in an import of numba.
 
 A process hands its batches (tuples of numpy arrays) over through
 ``depth + 1`` slots of named shared memory of ``slot_bytes`` each; only slot
