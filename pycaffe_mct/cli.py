@@ -7,6 +7,7 @@ data tools.  Each command module owns its flags and returns an exit code.
 import importlib
 import sys
 
+from . import __version__
 from .errors import CaffeError
 
 COMMANDS = {
@@ -35,7 +36,7 @@ def take_python_layers_flag(argv):
 
 
 def _usage():
-    lines = ["usage: pycaffe_mct <command> [flags]", "", "commands:"]
+    lines = ["usage: pycaffe_mct <command> [flags]  |  pycaffe_mct --version", "", "commands:"]
     width = max(map(len, COMMANDS))
     lines += [f"  {name:<{width}} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
     lines += ["", "pycaffe_mct <command> --help shows a command's flags.",
@@ -62,6 +63,9 @@ def main(argv=None):
     argv = take_python_layers_flag(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
+        return 0
+    if argv[0] == "--version":
+        print(f"pycaffe_mct {__version__}")
         return 0
     if argv[0] not in COMMANDS:
         print(f"unknown command '{argv[0]}'\n\n{_usage()}", file=sys.stderr)

@@ -20,7 +20,7 @@ class BatchSource:
     """Base class: subclasses give ``num_records`` and ``read_records(indices)``.
 
     ``decodes`` says whether records are compressed images, whose decoding is
-    best done in a separate process (see ``prefetch``); ``after_fork`` then runs
+    best done in a separate process (see ``prefetch``); ``start_in_worker`` then runs
     first in that process.
     """
     decodes = False
@@ -29,7 +29,7 @@ class BatchSource:
         self.transformer, self.batch_size = transformer, int(batch_size)
         self.partition, self.seed, self.skip = partition, int(seed), int(skip)
 
-    def after_fork(self):
+    def start_in_worker(self):
         """Nothing to reopen by default."""
 
     def record_indices(self, batch_index):
@@ -76,8 +76,8 @@ class LMDBSource(BatchSource):
         with reader.transaction() as txn:
             self.decodes = parse_datum(reader.read(txn, 0), reader.where(0)).encoded
 
-    def after_fork(self):
-        self.reader.reopen_after_fork()
+    def start_in_worker(self):
+        self.reader.reopen_in_worker()
 
     @property
     def num_records(self):

@@ -2,7 +2,7 @@
 
 Data and ImageData produce their batches in a background ``Prefetcher``
 (``data_param.prefetch`` batches ahead, Caffe's default 4; a thread for raw
-Datums, a forked process when images must be decoded), each batch a pure
+Datums, a worker process when images must be decoded), each batch a pure
 function of its number (see ``pycaffe_mct.data.sources``), so
 ``restore_iteration`` can put a resumed solver on exactly the batches an
 uninterrupted run would read.  In TRAIN each rank reads its own share of the
@@ -66,7 +66,7 @@ class _PrefetchingDataLayer(Layer):
         in_process = self.source.decodes
         self.prefetcher = Prefetcher(self.source.produce, depth=self.param.data_param.prefetch,
                                      name=f"prefetch {self.name}", process=in_process,
-                                     on_start=self.source.after_fork if in_process else None,
+                                     on_start=self.source.start_in_worker if in_process else None,
                                      slot_bytes=4 * (top[0].count + batch_size))
         self._finalizer = weakref.finalize(self, _close_source, self.prefetcher, self.source)
 

@@ -35,7 +35,9 @@ def _summary(name, outputs):
 
 
 def mct_train_main(argv=None):
-    parser = argparse.ArgumentParser(prog="mct_train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="mct_train", description="Mutual Calibration Training from a solver file with an "
+                                      "mct_param; without one, plain training as 'train'.")
     parser.add_argument("--solver", required=True, help="solver prototxt with an mct_param")
     parser.add_argument("--snapshot", help="M_p's .solverstate to resume both models from "
                                            "(M_a's is found by its prefix and iteration)")

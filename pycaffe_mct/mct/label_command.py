@@ -29,7 +29,7 @@ PROBS_FILE = "probs.npy"
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="pycaffe_mct label_issues",
-                                     description=__doc__.splitlines()[0])
+                                     description="which labels of a set are probably wrong, and a page to look at them")
     parser.add_argument("--model", required=True, help="deploy prototxt of M_p (or any model)")
     parser.add_argument("--weights", required=True, help="its caffemodel")
     parser.add_argument("--aux-model", help="deploy prototxt of M_a (averaged with M_p)")
@@ -41,8 +41,10 @@ def build_parser():
     data.add_argument("--list", help="convert_imageset list file ('path label' lines)")
     parser.add_argument("--root", default="", help="folder the --list paths start from")
     parser.add_argument("--gray", action="store_true", help="read --list images as gray")
-    parser.add_argument("--resize-height", type=int, default=0)
-    parser.add_argument("--resize-width", type=int, default=0)
+    parser.add_argument("--resize-height", type=int, default=0,
+                        help="with --list: resize images to this height (0: keep)")
+    parser.add_argument("--resize-width", type=int, default=0,
+                        help="with --list: resize images to this width (0: keep)")
     parser.add_argument("--transform", default="",
                         help="TransformationParameter fields as in a data layer's "
                              "transform_param, e.g. 'scale: 0.00390625'")
@@ -52,7 +54,8 @@ def build_parser():
     parser.add_argument("--write-cleaned", choices=("drop", "relabel"),
                         help="also write cleaned.txt: the list with suspects dropped or "
                              "relabelled to the suggested label")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="images per forward pass (default 64)")
     parser.add_argument("--top", type=int, default=400,
                         help="thumbnails on the page: the lowest-scoring ~TOP/K of each class")
     return parser

@@ -1,8 +1,7 @@
 """Text tables and PNG plots of the scaling model's rows."""
-import io as _io
 import os
 
-from ..proto_io import write_atomically
+from ..plots import pyplot, save_png
 from . import paper
 
 TERMS = ("compute", "allreduce", "allgather", "exchange", "io")
@@ -45,23 +44,12 @@ def format_dict_rows(rows, digits=4):
 
 
 def _save(figure, path):
-    """Render to PNG in memory and write the file atomically."""
-    buffer = _io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    write_atomically(path, buffer.getvalue())
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+    save_png(figure, path, dpi=110, bbox_inches="tight")
 
 
 def plot_scaling(path, rows, paper_hours=None, title="training time"):
     """Hours against core groups (log-log), with ideal linear scaling from the first row."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = pyplot().subplots(figsize=(6, 4))
     cgs = [r.cost.cgs for r in rows]
     axes.loglog(cgs, [r.hours for r in rows], "o-", label="model")
     axes.loglog(cgs, [rows[0].hours * cgs[0] / p for p in cgs], ":", label="linear")
@@ -72,13 +60,11 @@ def plot_scaling(path, rows, paper_hours=None, title="training time"):
     axes.set_title(title)
     axes.legend()
     _save(figure, path)
-    plt.close(figure)
 
 
 def plot_breakdown(path, rows, title="where an iteration's time goes"):
     """Stacked bars: each term's share of one iteration, per core-group count."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = pyplot().subplots(figsize=(6, 4))
     labels = [str(r.cost.cgs) for r in rows]
     bottom = [0.0] * len(rows)
     for term in TERMS:
@@ -90,13 +76,11 @@ def plot_breakdown(path, rows, title="where an iteration's time goes"):
     axes.set_title(title)
     axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _save(figure, path)
-    plt.close(figure)
 
 
 def plot_lines(path, rows, keys, ylabel, title):
     """Several columns of dict rows against their first column ("cgs"), log-log."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = pyplot().subplots(figsize=(6, 4))
     cgs = [r["cgs"] for r in rows]
     for key in keys:
         axes.loglog(cgs, [r[key] for r in rows], "o-", label=key)
@@ -105,7 +89,6 @@ def plot_lines(path, rows, keys, ylabel, title):
     axes.set_title(title)
     axes.legend()
     _save(figure, path)
-    plt.close(figure)
 
 
 def plot_paths(directory, *names):

@@ -3,7 +3,6 @@ import csv
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -13,7 +12,6 @@ from pycaffe_mct.solvers.log import GlogWriter, format_number
 from pycaffe_mct.tools import parse_log, plot_training_log
 from solver_helpers import write_solver
 
-CAFFE_MIRROR = Path("/work/.mirror/BVLC+caffe/repo")
 
 
 @pytest.fixture(scope="module")
@@ -69,24 +67,21 @@ def test_parse_log_command_writes_csv_tables(our_log, tmp_path):
     assert (tmp_path / "train.log.train").exists()
 
 
-def _caffe_parse_log(tmp_path):
-    """BVLC's tools/extra/parse_log.py, its one Python-2 print made a call."""
-    if not CAFFE_MIRROR.is_dir():
-        pytest.skip("BVLC Caffe mirror not available")
+def _caffe_parse_log(fixtures_dir, tmp_path):
+    """BVLC's tools/extra/parse_log.py (kept with the golden files), its one Python-2 print
+    made a call."""
     tools = tmp_path / "caffe_tools"
     tools.mkdir()
     for name in ("parse_log.py", "extract_seconds.py"):
-        text = subprocess.run(["git", "-C", str(CAFFE_MIRROR), "show",
-                               f"HEAD:tools/extra/{name}"], capture_output=True, text=True,
-                              check=True).stdout
+        text = (fixtures_dir / "tools_extra" / name).read_text()
         text = text.replace("print 'Wrote %s' % output_filename",
                             "print('Wrote %s' % output_filename)")
         (tools / name).write_text(text)
     return tools / "parse_log.py"
 
 
-def test_caffes_parse_log_reads_our_log(our_log, tmp_path):
-    script = _caffe_parse_log(tmp_path)
+def test_caffes_parse_log_reads_our_log(our_log, fixtures_dir, tmp_path):
+    script = _caffe_parse_log(fixtures_dir, tmp_path)
     out = tmp_path / "csv"
     out.mkdir()
     subprocess.run([sys.executable, str(script), str(our_log), str(out)], check=True,
@@ -108,6 +103,22 @@ def test_plot_writes_a_png(our_log, tmp_path, x_axis):
     assert plot_training_log.main([str(our_log), str(image), "--x", x_axis]) == 0
     with Image.open(image) as png:
         assert png.format == "PNG" and png.size[0] > 300
+
+
+def test_learning_rate_is_drawn_as_steps(our_log, tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plot_training_log, "save_png",
+                        lambda figure, path, **options: figures.append(figure))
+    plot_training_log.plot_training_log(str(our_log), str(tmp_path / "curves.png"))
+    (line,) = figures[0].axes[2].get_lines()
+    assert line.get_drawstyle() == "steps-post"
+    assert list(line.get_ydata()) == pytest.approx([0.1, 0.1, 0.1, 0.05, 0.05, 0.025])
+
+
+def test_missing_matplotlib_names_the_plot_extra(our_log, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert plot_training_log.main([str(our_log), str(tmp_path / "curves.png")]) == 1
+    assert "pip install -e '.[plot]'" in capsys.readouterr().err
 
 
 def test_tools_refuse_a_missing_log(tmp_path, capsys):
