@@ -83,20 +83,26 @@ def thumbnail(pixels, size=THUMBNAIL_SIZE):
     return np.asarray(canvas)
 
 
-def batch_producer(source, batch_size, thumbnail_size=THUMBNAIL_SIZE):
-    """``produce(b)`` -> (data, labels, thumbnails) of records [b * batch_size, ...)."""
-    total = source.num_records
-    generator = np.random.default_rng(0)        # TEST-phase transforms draw nothing
+class BatchProducer:
+    """``producer(b)`` -> (data, labels, thumbnails) of records [b * batch_size, ...).
 
-    def produce(batch_index):
-        start = batch_index * batch_size
-        records = list(source.read_records(range(start, min(start + batch_size, total))))
+    A class rather than a closure: a decoding source runs it in a worker process started
+    from a fork server, which receives it pickled."""
+
+    def __init__(self, source, batch_size, thumbnail_size=THUMBNAIL_SIZE):
+        self.source, self.batch_size, self.thumbnail_size = source, batch_size, thumbnail_size
+        self.generator = np.random.default_rng(0)     # TEST-phase transforms draw nothing
+
+    def __call__(self, batch_index):
+        start, total = batch_index * self.batch_size, self.source.num_records
+        records = list(self.source.read_records(range(start, min(start + self.batch_size,
+                                                                 total))))
         if not records:                        # prefetched past the end
             return (np.zeros(0, np.float32),) * 2 + (np.zeros(0, np.uint8),)
-        data, labels = source.transform_records(records, generator, len(records))
-        thumbnails = np.stack([thumbnail(pixels, thumbnail_size) for pixels, _, _ in records])
+        data, labels = self.source.transform_records(records, self.generator, len(records))
+        thumbnails = np.stack([thumbnail(pixels, self.thumbnail_size)
+                               for pixels, _, _ in records])
         return data, labels, thumbnails
-    return produce
 
 
 # ---- the models ------------------------------------------------------------------
@@ -212,9 +218,9 @@ def scan(source, ensemble, probs_path, batch_size=64, suspects_per_class=40, pre
     labels = np.empty(total, np.int64)
     suspects = Suspects(classes, suspects_per_class)
     slot = batch_size * (4 * (int(np.prod(shape)) + 1) + 3 * THUMBNAIL_SIZE ** 2)
-    prefetcher = Prefetcher(batch_producer(source, batch_size), depth=prefetch,
+    prefetcher = Prefetcher(BatchProducer(source, batch_size), depth=prefetch,
                             name="prefetch label_issues", process=source.decodes,
-                            on_start=source.after_fork if source.decodes else None,
+                            on_start=source.start_in_worker if source.decodes else None,
                             slot_bytes=slot)
     bar = ProgressBar(total, "records", progress)
     try:
