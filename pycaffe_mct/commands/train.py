@@ -17,9 +17,9 @@ import numpy as np
 from ..errors import CaffeError
 from ..layer import TEST
 from ..net import Net
-from .log import default_writer, format_number, log_to_file, loss_note
-from .params import read_solver_param
-from .solver import NONE, SNAPSHOT, STOP, NonFiniteError, get_solver
+from ..solvers.log import default_writer, format_number, log_to_file, loss_note
+from ..solvers.params import read_solver_param
+from ..solvers.solver import NONE, SNAPSHOT, STOP, NonFiniteError, get_solver
 
 SIGNAL_EFFECTS = (SNAPSHOT, STOP, NONE)
 

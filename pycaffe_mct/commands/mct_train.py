@@ -43,13 +43,13 @@ def mct_train_main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args, rest = parser.parse_known_args(argv)
     if not _has_mct_section(args.solver):
-        from ..solvers.commands import train_main
+        from .train import train_main
         return train_main(argv)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.log:
         log_to_file(args.log)
-    from .trainer import MCTTrainer
+    from ..mct.trainer import MCTTrainer
     world = _parallel_world()
     trainer = MCTTrainer(args.solver, world)
     if world is not None:
