@@ -12,7 +12,7 @@ from .errors import CaffeError
 COMMANDS = {
     "train": ("pycaffe_mct.commands.train", "train_main", "train or fine-tune a model"),
     "test": ("pycaffe_mct.commands.train", "test_main", "score a model on test batches"),
-    "time": ("pycaffe_mct.cg.timing", "time_main",
+    "time": ("pycaffe_mct.commands.timing", "time_main",
              "per-layer host and modelled core-group timings"),
     "scale": ("pycaffe_mct.commands.scale", "scale_main",
               "predict training time on N Sunway core groups"),

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from pycaffe_mct import cli
-from pycaffe_mct.cg import profile, timing
+from pycaffe_mct.commands import profile, timing
 from pycaffe_mct.solvers.log import GlogWriter
 
 LENET = Path(__file__).resolve().parents[2] / "models" / "lenet"
