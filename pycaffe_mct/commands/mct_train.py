@@ -13,7 +13,7 @@ import sys
 
 from ..proto import caffe_pb2
 from ..proto_io import read_prototxt
-from ..solvers.log import default_writer, format_number, log_to_file
+from ..solvers.log import default_writer, format_number, log_to_file, logged_command
 
 
 def _has_mct_section(solver_file):
@@ -34,6 +34,7 @@ def _summary(name, outputs):
                      for key, value in outputs.items()) or f"{name}: no test outputs"
 
 
+@logged_command
 def mct_train_main(argv=None):
     parser = argparse.ArgumentParser(prog="mct_train", description=__doc__.splitlines()[0])
     parser.add_argument("--solver", required=True, help="solver prototxt with an mct_param")
