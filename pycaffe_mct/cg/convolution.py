@@ -5,34 +5,38 @@ groups is, per group, the GEMM weight (O/G, R) @ columns (R, images*plane),
 R = C/G*kh*kw, where im2col unfolds each output pixel's input window into a
 column.  The images go in chunks:
 
-* While plans are needed (literal mode, accounting), chunks are as large as
-  the MPE's column buffer allows (``PLAN_CHUNK_FLOATS``), or one image when
-  that image's GEMM is already large, as a core group would run them: few
-  large GEMM plans.
-* On the host (fast mode), chunks are small enough for their columns to stay
-  in one core's cache (``CACHE_CHUNK_FLOATS``) and are spread over the host
-  threads as lanes (``scheduler.lanes``): each thread unfolds a chunk and
+* Executing (on either executor), chunks are small enough for their columns
+  to stay in one core's cache (``CACHE_CHUNK_FLOATS``) and are spread over the
+  host threads as lanes (``scheduler.lanes``): each thread unfolds a chunk and
   multiplies it while the columns are still in its cache, instead of all
-  threads unfolding the whole batch to memory and reading it back.  Weight
-  gradients are summed per run of chunks, then over runs in order, so they
-  do not depend on which thread did what.
+  threads unfolding the whole batch to memory and reading it back.  Padded
+  images are framed by zeros in a copy first, so im2col and col2im copy whole
+  runs.  Weight gradients are summed per run of chunks, then over runs in
+  order, so they do not depend on which thread did what.  The literal
+  executor runs exactly these chunks, tile by tile, so its tests cover them.
+* While accounting records (``pycaffe_mct time``, the scaling model), the
+  figures are the core group's: chunks are as large as the MPE's column
+  buffer allows (``PLAN_CHUNK_FLOATS``), or one image when that image's GEMM is
+  already large, and padding stays inside im2col/col2im, where it costs no
+  extra DMA.
 
 Both run the same code per chunk (``ops``-level planned calls: im2col, GEMM,
-col2im); only the chunk sizes differ.  A GEMM of several images yields rows
-(O/G, images*plane) that are then put in image order (N, O, plane): on the
-core group that is where the GEMM's DMA puts C, so it is not a separate kernel.
+col2im); only the chunk sizes and where padding happens differ.  A GEMM of
+several images yields rows (O/G, images*plane) that are then put in image
+order (N, O, plane): on the core group that is where the GEMM's DMA puts C, so
+it is not a separate kernel.
 
 Deconvolution is the transpose: its forward is ``convolve_transpose`` and its
 backward ``convolve``, with the roles of bottom and top swapped.
 """
 from dataclasses import dataclass
 
-from . import kernels_conv, scheduler
+from . import accounting, kernels_conv, scheduler
 from .workspace import workspace
 
-# Columns per chunk while planning: 16 MB, the MPE's column buffer.
+# Columns per chunk while accounting: 16 MB, the MPE's column buffer.
 PLAN_CHUNK_FLOATS = 4 << 20
-# While planning, images whose GEMM has at least this many multiply-adds go one at a time.
+# While accounting, images whose GEMM has at least this many multiply-adds go one at a time.
 PLAN_PER_IMAGE_MACS = 1 << 24
 # Columns per chunk on the host: 1 MB, within one core's L2 cache with the GEMM's other operands.
 CACHE_CHUNK_FLOATS = 1 << 18
@@ -197,9 +201,9 @@ def _plane(x, window):
 
 
 def _chunks(n_images, rows, plane, macs_per_image):
-    """(lo, hi) image ranges: the core group's chunks while planning, else cache-sized ones."""
+    """(lo, hi) image ranges: the core group's chunks while accounting, else cache-sized ones."""
     floats = max(rows * plane, 1)
-    if scheduler.planning():
+    if accounting.active():
         step = 1 if macs_per_image >= PLAN_PER_IMAGE_MACS else max(1, PLAN_CHUNK_FLOATS // floats)
     else:
         fitting = max(CACHE_CHUNK_FLOATS // floats, -(-MIN_CHUNK_COLUMNS // max(plane, 1)))
@@ -228,10 +232,10 @@ def _pads_on_host(window):
 
     On the host a padded copy of a chunk is small next to its columns, and
     with it im2col and col2im copy whole runs with no bounds to check.  The
-    core group's plans keep padding inside im2col/col2im, where it costs no
-    extra DMA.
+    core group's figures (while accounting) keep padding inside im2col/col2im,
+    where it costs no extra DMA.
     """
-    return window.pad != (0, 0) and not scheduler.planning()
+    return window.pad != (0, 0) and not accounting.active()
 
 
 def _padded_shape(images, pad):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from pycaffe_mct import TRAIN, Net
-from pycaffe_mct.cg import accounting, ops, profile, scheduler
+from pycaffe_mct.cg import accounting, ops, scheduler
+from pycaffe_mct.commands import profile
 from pycaffe_mct.proto import caffe_pb2
 from pycaffe_mct.proto_io import parse_prototxt
 

@@ -1,5 +1,6 @@
 """The convolution engine (cg/convolution.py): host lanes, host padding and the
-core group's chunks all give a direct numpy convolution's results.
+core group's chunks all give a direct numpy convolution's results, and the
+literal executor runs the fast one's chunks.
 
 The reference convolves tap by tap on a zero-padded copy, with no im2col.
 Lanes are forced (3 host threads, chunks of one or two images) so that even a
@@ -10,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from pycaffe_mct.cg import convolution, ops, scheduler
+from pycaffe_mct.cg import accounting, convolution, ops, scheduler
 
 rng = np.random.default_rng(11)
 
@@ -48,17 +49,23 @@ CASES = [  # x shape, out channels, window
 ]
 
 
-@pytest.fixture(params=["lanes", "literal"])
-def mode(request, monkeypatch):
-    """Host lanes (3 threads, chunks of <= 2 images) or the core group's plan, tile by tile."""
-    if request.param == "literal":
-        with scheduler.execution("literal"):
-            yield request.param
-        return
+def small_chunks(monkeypatch):
+    """3 host threads and chunks of one or two images, so even small batches use lanes."""
     monkeypatch.setitem(scheduler._host, "threads", 3)
     monkeypatch.setattr(convolution, "CACHE_CHUNK_FLOATS", 1)
     monkeypatch.setattr(convolution, "MIN_CHUNK_COLUMNS", 1)
-    with scheduler.execution("fast"):        # even when the suite runs in literal mode
+
+
+@pytest.fixture(params=["lanes", "literal", "core-group chunks"])
+def mode(request, monkeypatch):
+    """Host lanes on the fast executor, the same chunks tile by tile on the literal one,
+    or the core group's chunks (as while accounting records)."""
+    if request.param == "core-group chunks":
+        with scheduler.execution("fast"), accounting.recording():
+            yield request.param
+        return
+    small_chunks(monkeypatch)
+    with scheduler.execution("fast" if request.param == "lanes" else "literal"):
         yield request.param
 
 
@@ -108,6 +115,26 @@ def test_convolve_accumulates_a_weight_gradient_from_a_top_gradient(mode, shape,
     ops.convolve_transpose(dy, weight, window, x=x, weight_diff=expected)
     np.testing.assert_allclose(weight_diff, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(y, direct_conv(x, weight, window), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("window", [CASES[1][2], CASES[5][2]])
+def test_the_literal_executor_runs_the_fast_executors_chunks_and_padding(monkeypatch, window):
+    small_chunks(monkeypatch)
+    x, weight, dy = layer_arrays((5, 4, 10, 11), 6, window)
+    calls = []
+    for name in ("fast", "literal"):
+        seen = []
+        monkeypatch.setattr(scheduler, "lanes", lambda chunks, body, real=scheduler.lanes: (
+            seen.append(list(chunks)), real(chunks, body))[1])
+        monkeypatch.setattr(convolution, "_padded", lambda *args, real=convolution._padded: (
+            seen.append("padded"), real(*args))[1])
+        with scheduler.execution(name):
+            ops.convolve(x, weight, window, y=np.empty(dy.shape, np.float32))
+        monkeypatch.undo()
+        small_chunks(monkeypatch)
+        calls.append(seen)
+    assert calls[0] == calls[1]
+    assert len(calls[0][0]) > 1 and "padded" in calls[0]
 
 
 @pytest.fixture
