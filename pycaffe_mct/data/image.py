@@ -12,7 +12,7 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..cg.kernels_image import resize_linear_u8
+from .kernels_image import resize_linear_u8
 
 COEF_BITS = 11                  # OpenCV's INTER_RESIZE_COEF_BITS
 COEF_SCALE = 1 << COEF_BITS
