@@ -2,11 +2,12 @@
 
     mct_train --solver models/mct_digits/solver.prototxt
     mct_train --solver S --snapshot <primary prefix>_iter_N.solverstate   # resume both
-    mpiexec -n 4 mct_train --solver S                                     # 4 ranks
+    mpiexec -n 4 mct_train --solver S                         # M_p and M_a on two groups
+    mpiexec -n 4 mct_train --solver S --layout replicated     # both models on every rank
 
 A solver file without an ``mct_param`` section is trained as plain Caffe
 (``pycaffe_mct train``).  Under mpiexec (world size > 1) the parallel package
-is imported and every rank runs both models on its share of each batch.
+is imported; the layouts are described in ``mct.layouts``.
 """
 import argparse
 import sys
@@ -14,6 +15,7 @@ import sys
 from ..proto import caffe_pb2
 from ..proto_io import read_prototxt
 from ..solvers.log import default_writer, format_number, log_to_file
+from .layouts import LAYOUTS
 
 
 def _has_mct_section(solver_file):
@@ -40,6 +42,10 @@ def mct_train_main(argv=None):
     parser.add_argument("--snapshot", help="M_p's .solverstate to resume both models from "
                                            "(M_a's is found by its prefix and iteration)")
     parser.add_argument("--log", help="also append the trainer's log to this file")
+    parser.add_argument("--layout", choices=LAYOUTS, default="grouped",
+                        help="under mpiexec: grouped (M_p and M_a on two groups of ranks, "
+                             "the paper's; default) or replicated (both models on every "
+                             "rank)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args, rest = parser.parse_known_args(argv)
     if not _has_mct_section(args.solver):
@@ -51,10 +57,7 @@ def mct_train_main(argv=None):
         log_to_file(args.log)
     from .trainer import MCTTrainer
     world = _parallel_world()
-    trainer = MCTTrainer(args.solver, world)
-    if world is not None:
-        from ..parallel import attach_data_parallel
-        trainer.attach = lambda solver: attach_data_parallel(solver, world)
+    trainer = MCTTrainer(args.solver, world, layout=args.layout)
     mct_result = trainer.train(args.snapshot)
     log = default_writer()
     log.info(f"[MCT] M_p (MCT) final test: {_summary('M_p', mct_result)}", "mct_train:0")

@@ -37,13 +37,9 @@ def prepare_prefix(param, source):
                          f"'{param.snapshot_prefix}'; make sure the directory is writable")
 
 
-def snapshot_filename(solver, extension):
-    return f"{solver.param.snapshot_prefix}_iter_{solver.iter}{extension}"
-
-
 def write_snapshot(solver):
     """Write the solver's weights and state; returns the .solverstate path."""
-    model_file = snapshot_filename(solver, ".caffemodel")
+    model_file = solver.snapshot_path(solver.iter, ".caffemodel")
     solver.info(f"Snapshotting to binary proto file {model_file}", 464)
     write_binary_proto(model_file, solver.net.to_proto(write_diff=solver.param.snapshot_diff))
     state = caffe_pb2.SolverState(iter=solver.iter, learned_net=model_file,
@@ -52,7 +48,7 @@ def write_snapshot(solver):
         proto = state.history.add()
         proto.shape.dim.extend(history.shape)
         proto.data.extend(history.ravel().tolist())
-    state_file = snapshot_filename(solver, ".solverstate")
+    state_file = solver.snapshot_path(solver.iter)
     solver.info(f"Snapshotting solver state to binary proto file {state_file}", 284,
                 "sgd_solver.cpp")
     write_binary_proto(state_file, state)
@@ -103,13 +99,7 @@ def restore(solver, state_file):
     check_history_fits(solver, state, state_file)
     if state.HasField("learned_net"):
         solver.net.copy_from(learned_net_path(state, state_file))
-    solver.iter = state.iter
-    solver.current_step = state.current_step
     solver.info("SGDSolver: restoring history", 331, "sgd_solver.cpp")
     for history, proto in zip(solver.history, state.history):
         history[...] = proto_array(proto).reshape(history.shape)
-    for net in [solver.net] + list(solver.test_nets):
-        for layer in net.layers:
-            hook = getattr(layer, "restore_iteration", None)
-            if hook is not None:
-                hook(solver.iter, iter_size=solver.param.iter_size)
+    solver.set_position(state.iter, state.current_step)
