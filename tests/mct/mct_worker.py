@@ -1,5 +1,5 @@
 """One MCT run that records the selection: ``[mpiexec -n N] python mct_worker.py SOLVER
-LAYOUT OUT.npz``.
+LAYOUT OUT.npz [M_p's .solverstate to resume from]``.
 
 Every call of the trainer's ``select`` (one per calibration iteration) is kept;
 under MPI the ranks must agree on every mask, and world rank 0 writes them all
@@ -13,7 +13,7 @@ from pycaffe_mct.mct.trainer import MCTTrainer
 from pycaffe_mct.parallel.launch import mpi_world_size
 
 
-def main(solver, layout, out):
+def main(solver, layout, out, resume=None):
     world = None
     if mpi_world_size() > 1:
         from pycaffe_mct.parallel import init_parallel
@@ -28,7 +28,7 @@ def main(solver, layout, out):
         return masks
 
     trainer.select = recording_select
-    trainer.train()
+    trainer.train(resume)
     masks = np.array(recorded, np.float32)
     if world is not None:
         everyone = world.allgather(masks.tobytes())

@@ -1,5 +1,6 @@
 """MCT on N MPI ranks, grouped (the paper's layout) and replicated, against one process:
 the same masks at every calibration iteration, the same weights to float32 rounding."""
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ WORKER = Path(__file__).with_name("mct_worker.py")
 # so rank 2 takes M_a's state over at the phase change.  The run stays in the first
 # epoch of both data sets, where the ranks' shares are exactly the one process's batches.
 JOB = dict(noisy_batch=12, clean_batch=4, pretrain_iter=3, max_iter=8, test_interval=100,
-           test_initialization="false", snapshot=0)
+           test_initialization="false", snapshot=2)
 ITERATIONS = 8
 # Largest differences measured from one process (gradients summed in another order):
 # 0 (2 ranks grouped), 2.2e-8 (3), 3.0e-8 (4); 1.2e-7 replicated on 2 and 4 ranks:
@@ -25,19 +26,28 @@ ITERATIONS = 8
 WEIGHT_TOLERANCE = 2e-7
 
 
-def _run(tmp_path, data, ranks, layout):
+def _run(tmp_path, data, ranks, layout, resume_from=None, iteration=None):
+    """One run (resumed from the ``iteration`` snapshots in ``resume_from``, a snap dir)."""
     job = tmp_path / f"{layout}{ranks}"
     job.mkdir()
     solver = write_job(job, data, **JOB)
     out = job / "masks.npz"
+    args = [solver, layout, out]
+    if resume_from is not None:
+        (job / "snap").mkdir()
+        for model in ("aux", "primary"):
+            for kind in (".caffemodel", ".solverstate"):
+                name = f"{model}_iter_{iteration}{kind}"
+                shutil.copy(resume_from / name, job / "snap" / name)
+        args.append(job / "snap" / f"primary_iter_{iteration}.solverstate")
     if ranks == 1:
-        done = subprocess.run([sys.executable, str(WORKER), str(solver), layout, str(out)],
+        done = subprocess.run([sys.executable, str(WORKER), *map(str, args)],
                               capture_output=True, text=True, timeout=300,
                               env=clean_environment(), cwd=job)
         assert done.returncode == 0, done.stderr[-3000:]
         log = done.stderr
     else:
-        log = run_mpi_ok(ranks, solver, layout, out, script=WORKER, cwd=job, timeout=300)
+        log = run_mpi_ok(ranks, *args, script=WORKER, cwd=job, timeout=300)
     masks = np.load(out)
     return masks["mask_a"], masks["mask_p"], job / "snap", log
 
@@ -60,11 +70,26 @@ def one_process(tmp_path_factory, digits):  # noqa: F811
                                            (2, "replicated"), (4, "replicated")])
 def test_n_ranks_select_and_learn_as_one_process(tmp_path, digits, one_process,  # noqa: F811
                                                  ranks, layout):
-    mask_a, mask_p, snap, _ = _run(tmp_path, digits, ranks, layout)
-    want_a, want_p, want_snap, _ = one_process
-    assert mask_p.shape == (ITERATIONS - JOB["pretrain_iter"], JOB["noisy_batch"])
-    np.testing.assert_array_equal(mask_a, want_a)
-    np.testing.assert_array_equal(mask_p, want_p)
+    _check_same_run(_run(tmp_path, digits, ranks, layout), one_process)
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+@needs_mpi
+def test_one_process_snapshot_resumes_on_four_ranks_through_the_phase_change(
+        tmp_path, digits, one_process):  # noqa: F811
+    # From iteration 2 (pretraining, 3+1) through the re-division at 3 (2+2).
+    resumed = _run(tmp_path, digits, 4, "grouped", one_process[2], iteration=2)
+    _check_same_run(resumed, one_process)
+
+
+def _check_same_run(run, reference):
+    """The same masks (the last ones, for a resumed run) and final weights."""
+    mask_a, mask_p, snap, _ = run
+    want_a, want_p, want_snap, _ = reference
+    assert want_p.shape == (ITERATIONS - JOB["pretrain_iter"], JOB["noisy_batch"])
+    np.testing.assert_array_equal(mask_a, want_a[len(want_a) - len(mask_a):])
+    np.testing.assert_array_equal(mask_p, want_p[len(want_p) - len(mask_p):])
     for model in ("aux", "primary"):
         mine = _weights(snap / f"{model}_iter_{ITERATIONS}.caffemodel")
         for name, blobs in _weights(want_snap / f"{model}_iter_{ITERATIONS}.caffemodel").items():
