@@ -70,6 +70,9 @@ class Replicated:
         return (f"both models on ranks 0-{self.world.Get_size() - 1} (replicated: each "
                 f"data-parallel over all ranks)")
 
+    def role(self):
+        return "M_p and M_a, replicated"
+
 
 class Grouped:
     """M_p on one group of ranks, M_a on the other (``parallel.groups.ModelGroups``)."""
@@ -92,6 +95,12 @@ class Grouped:
 
     def describe(self, phase):
         return self.groups.describe()
+
+    def role(self):
+        """This rank's part, for fault messages: ``M_a's group, rank 0 of 2``."""
+        (model, seat), = self.seats.items()
+        return (f"{'M_p' if model == PRIMARY else 'M_a'}'s group, rank {seat.rank} of "
+                f"{seat.size}")
 
     def newcomers(self, previous):
         """{model: (world rank of its old root, world ranks new to it)} for the

@@ -398,6 +398,9 @@ class MCTTrainer:
         self.layout = self._layout_for(stage)
         _info(f"Iteration {iteration}: stage {stage}: {self.layout.describe(stage)}"
               f"{self._division_note(stage)}")
+        if self.layout.world is not None:
+            from ..parallel.faults import set_rank_role
+            set_rank_role(self.layout.role())
         self._build_feeders(stage, iteration)
         self.models = {role: self._stage_model(role, stage, before, iteration)
                        for role in self.layout.seats}

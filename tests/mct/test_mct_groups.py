@@ -1,14 +1,20 @@
 """MCT on N MPI ranks, grouped (the paper's layout) and replicated, against one process:
 the same masks at every calibration iteration, the same weights to float32 rounding."""
+import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import lmdb
 import numpy as np
 import pytest
 
-from parallel.mpi_jobs import clean_environment, needs_mpi, run_mpi_ok
+from parallel.mpi_jobs import (clean_environment, finish_mpi, needs_mpi, rank_pid, run_mpi_ok,
+                               start_mpi)
 from pycaffe_mct.proto import caffe_pb2
 from pycaffe_mct.proto_io import read_binary_proto
 from test_mct_trainer import digits, write_job  # noqa: F401  (digits is a fixture)
@@ -96,3 +102,46 @@ def _check_same_run(run, reference):
             for got, want in zip(mine[name], blobs):
                 np.testing.assert_allclose(got, want, rtol=0, atol=WEIGHT_TOLERANCE,
                                            err_msg=f"{model} {name}")
+
+
+TEARDOWN_SECONDS = 30      # generous: ranks share 2 cores with the rest of the suite
+MCT_TRAIN = ("import sys; from pycaffe_mct.cli import mct_train_main; "
+             "sys.exit(mct_train_main(sys.argv[1:]))")
+
+
+def _start_mct(job, ranks, **settings):
+    """``mpiexec -n ranks mct_train`` on a tiny job (8:4 images: M_p on 0-1, M_a on 2)."""
+    solver = write_job(job, settings.pop("data"), **settings)
+    script = job / "mct_train.py"
+    script.write_text(MCT_TRAIN)
+    return start_mpi(ranks, "--solver", solver, script=script, cwd=job)
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+@needs_mpi
+def test_killed_aux_rank_ends_the_grouped_job_within_seconds(tmp_path, digits):  # noqa: F811
+    job = _start_mct(tmp_path, 3, data=digits, max_iter=100000, snapshot=2, display=0,
+                     test_interval=100000)
+    deadline = time.monotonic() + 90
+    while not (tmp_path / "snap" / "aux_iter_4.solverstate").exists():
+        assert job.poll() is None and time.monotonic() < deadline, "training did not start"
+        time.sleep(0.05)
+    os.kill(rank_pid(job, 2), signal.SIGKILL)
+    code, _, err, seconds = finish_mpi(job, time.monotonic(), timeout=120)
+    assert code != 0 and seconds < TEARDOWN_SECONDS, (code, seconds, err[-2000:])
+    assert "M_p on ranks 0-1, M_a on rank 2" in err        # which group rank 2 was in
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+@needs_mpi
+def test_failing_aux_rank_names_its_rank_and_group(tmp_path, digits):  # noqa: F811
+    empty = tmp_path / "empty_lmdb"
+    lmdb.open(str(empty)).close()
+    job = _start_mct(tmp_path, 3, data=digits, clean_source=str(empty))
+    code, out, err, seconds = finish_mpi(job, time.monotonic(), timeout=120)
+    assert code != 0 and seconds < TEARDOWN_SECONDS, (code, seconds, err[-2000:])
+    assert "rank 2 of 3 (M_a's group, rank 0 of 1): command failed" in out + err
+    assert re.search(r"error: .*mct_param.clean_data: .*empty_lmdb' holds no records",
+                     out + err), err[-2000:]
