@@ -12,8 +12,9 @@ solvers' own.  Iteration ``k`` of the job is iteration ``k`` of both solvers.
   The solvers' train nets run in stage ``mct_pretrain``.
 * Calibration, the rest up to max_iter (stage ``mct_calibrate``): both models
   predict the same noisy batch (a forward of each train net up to the logits
-  blob), ``selection.calibration_masks`` ranks the samples by the models'
-  average confidence in the given label over the global batch, then M_a
+  blob), the ConfidenceMask layer (``selection_net``) ranks the samples by
+  the models' average confidence in the given label over the global batch,
+  then M_a
   trains on its M selected samples followed by a clean batch, and M_p on the
   noisy batch with its N-sample mask and M_a's logits as soft targets.
   The prediction pass runs in the TRAIN phase (dropout on, batch statistics
@@ -21,11 +22,17 @@ solvers' own.  Iteration ``k`` of the job is iteration ``k`` of both solvers.
 * At the end: each solver's final snapshot and test, then a deploy of M_p
   alone: ``<primary prefix>_deploy.prototxt`` and ``.caffemodel``.
 
-In an MPI job (world size > 1, see ``commands``) every rank runs both models
-on its share of each global batch: the data layers' ``batch_size`` is the
-global batch, split evenly over the ranks; gradients are averaged by
-``pycaffe_mct.parallel`` and the confidences are gathered from all ranks
-before ranking, so the masks are those of one process with the whole batch.
+In an MPI job (world size > 1, see ``commands``) the models run in one of
+the ``layouts``: grouped (M_p and M_a on two groups of ranks, the paper's) or
+replicated (both on every rank).  The data layers' ``batch_size`` is the
+global batch; each rank of a model's group trains on its share, gradients are
+averaged over the group (``pycaffe_mct.parallel``), and in calibration one
+Allgatherv brings both models' scores and the labels of the whole batch to
+every rank (``parallel.groups.allgather_rows``): every rank selects what one
+process selects, and each M_p rank finds M_a's scores for its samples, its
+soft targets, among them.  The loss layers weighted by the masks divide by
+the global batch's weight sum (``LossLayer.share_weight_sum``), so N ranks
+take the one process's steps up to float32 rounding.
 """
 import os
 

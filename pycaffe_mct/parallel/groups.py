@@ -153,22 +153,3 @@ def allgather_rows(world, pieces, num_rows):
             dense[indices] = received[offset:offset + size].reshape((len(indices),) + shape)
             offset += size
     return gathered
-
-
-def allgather_array(comm, array):
-    """The arrays of all ranks of ``comm``, concatenated along axis 0 in rank order.
-
-    The row counts may differ; the other axes and the dtype must agree.
-    """
-    array = np.ascontiguousarray(array)
-    shapes = comm.allgather((array.shape[1:], array.dtype.str))
-    if any(s != shapes[0] for s in shapes):
-        raise CaffeError(f"allgather_array: ranks disagree on row shape/dtype: {shapes}")
-    counts = comm.allgather(array.shape[0])
-    row = int(np.prod(array.shape[1:], dtype=np.int64))
-    result = np.empty((sum(counts),) + array.shape[1:], array.dtype)
-    if result.size:
-        sizes = [c * row for c in counts]
-        displacements = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
-        comm.Allgatherv(array.reshape(-1), [result.reshape(-1), (sizes, displacements)])
-    return result
