@@ -22,15 +22,6 @@ def _has_mct_section(solver_file):
     return read_prototxt(solver_file, caffe_pb2.SolverParameter()).HasField("mct_param")
 
 
-def _parallel_world():
-    """MPI_COMM_WORLD prepared for data parallelism, or None in a single process."""
-    from ..parallel.launch import mpi_world_size
-    if mpi_world_size() <= 1:
-        return None
-    from ..parallel import init_parallel
-    return init_parallel()
-
-
 def _summary(name, outputs):
     return ", ".join(f"{key} = {format_number(value[0] if value.size == 1 else value.mean())}"
                      for key, value in outputs.items()) or f"{name}: no test outputs"
@@ -56,7 +47,8 @@ def mct_train_main(argv=None):
     if args.log:
         log_to_file(args.log)
     from .trainer import MCTTrainer
-    world = _parallel_world()
+    from ..parallel import world_if_launched
+    world = world_if_launched()
     trainer = MCTTrainer(args.solver, world, layout=args.layout)
     mct_result = trainer.train(args.snapshot)
     log = default_writer()

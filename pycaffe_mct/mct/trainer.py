@@ -547,17 +547,22 @@ class MCTTrainer:
         if resume_file:
             self._restore(resume_file, start)
         for iteration in range(start, self.config.max_iter):
-            if iteration == self.config.pretrain_iter and self.stage == PRETRAIN:
-                self._snapshot_all()
-                self._enter(CALIBRATE, iteration)
-                self._start_selection()
-            if self.stage == PRETRAIN:
-                self._pretrain_step()
-            else:
-                self._calibration_step()
+            self.step(iteration)
         results = self._finish()
         self.deploy()
         return results
+
+    def step(self, iteration):
+        """Iteration ``iteration`` of both models (re-dividing the ranks first when
+        calibration starts)."""
+        if iteration == self.config.pretrain_iter and self.stage == PRETRAIN:
+            self._snapshot_all()
+            self._enter(CALIBRATE, iteration)
+            self._start_selection()
+        if self.stage == PRETRAIN:
+            self._pretrain_step()
+        else:
+            self._calibration_step()
 
     def _pretrain_step(self):
         mct = self.config.mct

@@ -46,6 +46,13 @@ def init_parallel(comm=None):
     return comm
 
 
+def world_if_launched():
+    """MPI_COMM_WORLD prepared by ``init_parallel`` when this process is one of several
+    ranks started by mpiexec, else None (and MPI is never initialised)."""
+    from .launch import mpi_world_size
+    return init_parallel() if mpi_world_size() > 1 else None
+
+
 def attach_data_parallel(solver, comm=None, algorithm=None, bucket_bytes=None):
     """Make ``solver`` one replica of a data-parallel job over ``comm``; returns the callback.
 

@@ -10,14 +10,11 @@ import sys
 import numpy as np
 
 from pycaffe_mct.mct.trainer import MCTTrainer
-from pycaffe_mct.parallel.launch import mpi_world_size
+from pycaffe_mct.parallel import world_if_launched
 
 
 def main(solver, layout, out, resume=None):
-    world = None
-    if mpi_world_size() > 1:
-        from pycaffe_mct.parallel import init_parallel
-        world = init_parallel()
+    world = world_if_launched()
     trainer = MCTTrainer(solver, world, layout=layout)
     recorded = []
     select = trainer.select
