@@ -163,12 +163,13 @@ def run_worker(solver, layout, iterations):
     trainer.train()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peaks = world.allgather(peak_mb) if world is not None else [peak_mb]
+    moved = _collective_bytes(trainer)             # collective: every rank
     if world is None or world.Get_rank() == 0:
         pretrain = seconds[WARMUP:iterations]
         calibrate = seconds[iterations + WARMUP:]
         print(json.dumps({"pretrain_s": float(np.mean(pretrain)),
                           "calibrate_s": float(np.mean(calibrate)),
-                          "peak_mb": peaks, "bytes": _collective_bytes(trainer)}), flush=True)
+                          "peak_mb": peaks, "bytes": moved}), flush=True)
 
 
 def _collective_bytes(trainer):
