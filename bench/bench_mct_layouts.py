@@ -173,16 +173,16 @@ def run_worker(solver, layout, iterations):
 
 
 def _collective_bytes(trainer):
-    """Bytes per iteration of each collective, from the models' and batches' sizes."""
-    sizes = {role: 4 * sum(blob.count for blob in model.net.learnable_params)
-             for role, model in trainer.models.items()}
+    """Bytes per iteration of each collective, from the models' and batches' sizes
+    (collective: every rank tells the sizes of the models it holds and of their groups)."""
+    mine = {role: (4 * sum(blob.count for blob in model.net.learnable_params), model.seat.size)
+            for role, model in trainer.models.items()}
     if trainer.world is not None:
-        for theirs in trainer.world.allgather(sizes):
-            sizes.update(theirs)
-    result = {"param_bytes": sizes}
-    for role, model in trainer.models.items():
-        n = model.seat.size
-        result[f"{role}_allreduce_sent_per_rank"] = sizes[role] * 2 * (n - 1) // n
+        for theirs in trainer.world.allgather(mine):
+            mine.update(theirs)
+    result = {"param_bytes": {role: size for role, (size, _) in mine.items()}}
+    for role, (size, n) in mine.items():
+        result[f"{role}_allreduce_sent_per_rank"] = size * 2 * (n - 1) // n
         result[f"{role}_group"] = n
     batch = trainer.batches["noisy_data"]
     result["allgather_rows_bytes"] = 4 * batch * (2 * trainer.classes + 1)
@@ -231,7 +231,7 @@ def _print_bytes(rows):
             groups = ", ".join(f"{role} allreduce {b[f'{role}_allreduce_sent_per_rank']:,} "
                                f"B sent per rank (group of {b[f'{role}_group']})"
                                for role in ("primary", "aux") if f"{role}_group" in b)
-            print(f"    N={ranks} {layout} (rank 0's models): {groups}")
+            print(f"    N={ranks} {layout}: {groups}")
         b = rows[(ranks, "grouped")]["bytes"]
         params = b["param_bytes"]
         print(f"    scores+labels Allgatherv: {b['allgather_rows_bytes']:,} B gathered on "
