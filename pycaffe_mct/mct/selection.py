@@ -44,6 +44,14 @@ def proto_float(value):
     return float(np.format_float_positional(np.float32(value), unique=True))
 
 
+def softmax_rows(scores):
+    """Row-wise softmax in float64, shifted by the row maximum for stability (the label-issue
+    report and the benches score deployed nets' logits with it)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    exp = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
 def log_binomial_cdfs(trials, success):
     """log P(X <= m) for m = 0..trials, X ~ Binomial(trials, success).
 
