@@ -44,8 +44,8 @@ def storages(net):
     for layer in net.layers:
         blobs += layer.blobs
         blobs += [value for value in vars(layer).values() if isinstance(value, Blob)]
-    for tops in net.top_vecs:
-        blobs += tops
+    for facts in net.layer_facts:
+        blobs += facts.tops
     found = {}
     for blob in blobs:
         for storage in (blob._data, blob._diff):

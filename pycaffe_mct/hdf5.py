@@ -95,9 +95,9 @@ def save_net(net, path, write_diff=False):
 
 def _layer_params(net):
     """(layer index, blob index, owns its storage, blob) for every parameter blob."""
-    for net_index, (layer_index, param_index, _) in enumerate(net.param_specs):
-        blob = net.layers[layer_index].blobs[param_index]
-        yield layer_index, param_index, net.param_owners[net_index] == -1, blob
+    for facts in net.layer_facts:
+        for param_index, param in enumerate(facts.params):
+            yield facts.index, param_index, param.owns_storage, param.blob
 
 
 def load_net(net, path):

@@ -4,9 +4,12 @@ Construction is a pipeline: read the prototxt, ``net_passes.upgrade``,
 ``filter_by_state``, ``insert_splits``, then ``_wire`` creates each layer,
 connects its blobs (a top named like its bottom shares the bottom's Blob: an
 in-place layer), registers its parameters (sharing by ``ParamSpec.name``) and
-works out which layers need a backward pass.  The pycaffe API (``blobs``,
-``params``, ``forward(**inputs)``, ...) lives on this same class.
+works out which layers need a backward pass.  What it learns is kept once, per
+layer, in ``layer_facts`` (and per learnable parameter in ``learnables``, see
+``net_facts``).  The pycaffe API (``blobs``, ``params``, ``forward(**inputs)``,
+...) lives on this same class.
 """
+import functools
 import itertools
 import os
 from collections import OrderedDict
@@ -17,6 +20,7 @@ from . import hdf5, net_passes
 from .blob import Blob, has_legacy_shape, legacy_shape_equals, proto_array, proto_shape
 from .errors import CaffeError, ModelFileError, NetError, layer_error
 from .layer import TRAIN, create_layer
+from .net_facts import LayerFacts, LayerParam, LearnableParam
 from .proto import caffe_pb2
 from .proto_io import read_binary_proto, read_prototxt, write_binary_proto
 
@@ -83,29 +87,22 @@ class Net:
     # ---- wiring -----------------------------------------------------------
     def _wire(self, param):
         self.layers = []
+        self.layer_facts = []            # one LayerFacts per layer
+        self.learnables = []             # one LearnableParam per owner blob: solver order
         self.blobs = OrderedDict()
-        self.bottom_vecs, self.top_vecs = [], []
-        self.bottom_names, self.top_names = OrderedDict(), OrderedDict()
-        self.bottom_need_backward = []
-        self.layer_need_backward = []
         self._inputs = []
+        self._index_of_layer = {}
         self._blob_need_backward = {}
         self._available = set()          # produced and not yet read: Caffe's net outputs
-        self.param_specs = []            # (layer index, param index, ParamSpec or None)
-        self.learnable_params = []       # owner blobs only
-        self.params_lr, self.params_weight_decay = [], []
-        self.has_params_lr, self.has_params_decay = [], []
-        self.param_owners = []
-        self.param_display_names = []
-        self._param_index_by_name = {}
+        self._learnable_by_param_name = {}
         for layer_param in param.layer:
             if not layer_param.HasField("phase"):
                 layer_param.phase = self.state.phase
             self._add_layer(layer_param)
         self._analyse_backward(param.force_backward)
         self.blob_loss_weights = OrderedDict((n, 0.0) for n in self.blobs)
-        for layer in self.layers:
-            for name, weight in zip(self.top_names[layer.name], layer.loss_weights):
+        for facts in self.layer_facts:
+            for name, weight in zip(facts.top_names, facts.layer.loss_weights):
                 self.blob_loss_weights[name] = weight
         # Caffe keeps the unread blobs in a std::set, so outputs come sorted by name.
         self._outputs = sorted(self._available)
@@ -113,7 +110,7 @@ class Net:
     def _add_layer(self, layer_param):
         layer = create_layer(layer_param)
         name = layer_param.name
-        if name in self.layer_dict_names():
+        if name in self._index_of_layer:
             raise NetError(f"two layers are named '{name}'")
         propagate = list(layer_param.propagate_down)
         if propagate and len(propagate) != len(layer_param.bottom):
@@ -137,16 +134,14 @@ class Net:
             while len(tops) < layer.needed_top_count():
                 tops.append(Blob())          # anonymous: not reachable by name
         self._setup_layer(layer, bottoms, tops)
+        facts = LayerFacts(len(self.layers), layer, list(layer_param.bottom),
+                           list(layer_param.top), bottoms, tops, need)
+        self._index_of_layer[name] = facts.index
         self.layers.append(layer)
-        self.bottom_vecs.append(bottoms)
-        self.top_vecs.append(tops)
-        self.bottom_names[name] = list(layer_param.bottom)
-        self.top_names[name] = list(layer_param.top)
-        self.bottom_need_backward.append(need)
-        self._add_params(len(self.layers) - 1, layer)
-        needs_backward |= any(layer.param_propagate_down)
-        self.layer_need_backward.append(needs_backward)
-        if needs_backward:
+        self.layer_facts.append(facts)
+        self._add_params(facts)
+        facts.need_backward = needs_backward or any(layer.param_propagate_down)
+        if facts.need_backward:
             for blob_name in layer_param.top:
                 self._blob_need_backward[blob_name] = True
 
@@ -179,124 +174,90 @@ class Net:
             raise layer.error(f"setup failed for bottom shapes {shapes}: "
                               f"{type(exc).__name__}: {exc}") from exc
 
-    def layer_dict_names(self):
-        return {layer.name for layer in self.layers}
-
-    def _add_params(self, layer_index, layer):
-        layer_param = layer.param
-        if len(layer_param.param) > len(layer.blobs):
-            raise layer.error(f"has {len(layer_param.param)} param specs but only "
+    def _add_params(self, facts):
+        layer = facts.layer
+        specs = layer.param.param
+        if len(specs) > len(layer.blobs):
+            raise layer.error(f"has {len(specs)} param specs but only "
                               f"{len(layer.blobs)} parameter blobs")
         for param_index, blob in enumerate(layer.blobs):
-            spec = layer_param.param[param_index] if param_index < len(layer_param.param) else None
+            spec = specs[param_index] if param_index < len(specs) else None
             name = spec.name if spec is not None else ""
-            self.param_specs.append((layer_index, param_index, spec))
-            self.param_display_names.append(name or str(param_index))
-            owner = self._param_index_by_name.get(name) if name else None
-            if owner is None:
+            learnable = self._learnable_by_param_name.get(name) if name else None
+            if learnable is None:
+                learnable = LearnableParam(blob, facts.index, param_index)
+                self.learnables.append(learnable)
                 if name:
-                    self._param_index_by_name[name] = len(self.param_owners)
-                self.param_owners.append(-1)
-                self.learnable_params.append(blob)
-                self.params_lr.append(spec.lr_mult if spec is not None else 1.0)
-                self.params_weight_decay.append(spec.decay_mult if spec is not None else 1.0)
-                self.has_params_lr.append(spec is not None and spec.HasField("lr_mult"))
-                self.has_params_decay.append(spec is not None and spec.HasField("decay_mult"))
+                    self._learnable_by_param_name[name] = learnable
             else:
-                self._share_param(layer, param_index, spec, owner)
+                self._share_param(layer, param_index, spec, learnable)
+            learnable.adopt_multipliers(spec, layer)
+            facts.params.append(LayerParam(blob, name or str(param_index), learnable))
             lr = spec.lr_mult if spec is not None else 1.0
             layer.param_propagate_down[param_index] = lr != 0
 
     def _share_param(self, layer, param_index, spec, owner):
-        owner_layer, owner_index, _ = self.param_specs[owner]
-        owner_blob = self.layers[owner_layer].blobs[owner_index]
+        """Make ``layer``'s blob ``param_index`` share the storage of learnable ``owner``."""
+        owner_blob = owner.blob
         blob = layer.blobs[param_index]
         permissive = spec.share_mode == caffe_pb2.ParamSpec.PERMISSIVE
         same = (blob.count == owner_blob.count) if permissive else (blob.shape == owner_blob.shape)
         if not same:
             raise layer.error(f"cannot share param '{spec.name}' (index {param_index}, shape "
-                              f"{blob.shape}) with layer '{self.layers[owner_layer].name}' "
+                              f"{blob.shape}) with layer '{self.layers[owner.layer_index].name}' "
                               f"whose blob has shape {owner_blob.shape}")
         blob.share_data(owner_blob)
         blob.share_diff(owner_blob)
-        self.param_owners.append(owner)
-        learnable = self.param_owners[:owner].count(-1)
-        if spec.HasField("lr_mult"):
-            if self.has_params_lr[learnable] and self.params_lr[learnable] != spec.lr_mult:
-                raise layer.error(f"shared param '{spec.name}' has conflicting lr_mult")
-            self.has_params_lr[learnable] = True
-            self.params_lr[learnable] = spec.lr_mult
-        if spec.HasField("decay_mult"):
-            if (self.has_params_decay[learnable]
-                    and self.params_weight_decay[learnable] != spec.decay_mult):
-                raise layer.error(f"shared param '{spec.name}' has conflicting decay_mult")
-            self.has_params_decay[learnable] = True
-            self.params_weight_decay[learnable] = spec.decay_mult
 
     def _analyse_backward(self, force_backward):
         """Caffe's need-backward analysis: only what feeds a loss, never into data."""
-        names_of = [self.bottom_names[layer.name] for layer in self.layers]
         under_loss, skip = set(), set()
-        for i in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[i]
-            tops = self.top_names[layer.name]
-            contributes = any(layer.loss_weights[j] for j in range(len(tops))) or \
+        for facts in reversed(self.layer_facts):
+            tops = facts.top_names
+            contributes = any(facts.layer.loss_weights[j] for j in range(len(tops))) or \
                 any(t in under_loss for t in tops)
             skip_down = all(t in skip for t in tops) if tops else True
-            if self.layer_need_backward[i] and skip_down:
-                self.layer_need_backward[i] = False
-                self.bottom_need_backward[i] = [False] * len(self.bottom_need_backward[i])
+            if facts.need_backward and skip_down:
+                facts.need_backward = False
+                facts.bottom_need_backward = [False] * len(facts.bottom_need_backward)
             if not contributes:
-                self.layer_need_backward[i] = False
-            for j, name in enumerate(names_of[i]):
+                facts.need_backward = False
+            for j, name in enumerate(facts.bottom_names):
                 if contributes:
                     under_loss.add(name)
                 else:
-                    self.bottom_need_backward[i][j] = False
-                if not self.bottom_need_backward[i][j]:
+                    facts.bottom_need_backward[j] = False
+                if not facts.bottom_need_backward[j]:
                     skip.add(name)
         if force_backward:
-            for i, layer in enumerate(self.layers):
-                self.layer_need_backward[i] = True
-                self.bottom_need_backward[i] = [
-                    need or layer.allow_force_backward(j)
-                    for j, need in enumerate(self.bottom_need_backward[i])]
-                layer.param_propagate_down = [True] * len(layer.blobs)
+            for facts in self.layer_facts:
+                facts.need_backward = True
+                facts.bottom_need_backward = [
+                    need or facts.layer.allow_force_backward(j)
+                    for j, need in enumerate(facts.bottom_need_backward)]
+                facts.layer.param_propagate_down = [True] * len(facts.layer.blobs)
 
     # ---- running ----------------------------------------------------------
     def _layer_index(self, name, default):
         if name is None:
             return default
-        for i, layer in enumerate(self.layers):
-            if layer.name == name:
-                return i
-        raise CaffeError(f"net has no layer named '{name}'")
+        if name not in self._index_of_layer:
+            raise CaffeError(f"net has no layer named '{name}'")
+        return self._index_of_layer[name]
 
     def forward_from_to(self, start=0, end=None):
         """Run layers ``start..end`` (inclusive) and return the summed loss."""
         end = len(self.layers) - 1 if end is None else end
         loss = 0.0
-        for i in range(start, end + 1):
-            layer = self.layers[i]
-            try:
-                loss += layer.forward(self.bottom_vecs[i], self.top_vecs[i])
-            except CaffeError:
-                raise
-            except Exception as exc:
-                if layer.passes_errors_through:
-                    raise
-                shapes = ", ".join(str(b.shape) for b in self.bottom_vecs[i]) or "none"
-                raise layer.error(f"forward failed for bottom shapes {shapes}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+        for facts in self.layer_facts[start:end + 1]:
+            loss += facts.forward()
         return loss
 
     def backward_from_to(self, start=None, end=0):
         """Back-propagate through layers ``start`` down to ``end`` (inclusive)."""
         start = len(self.layers) - 1 if start is None else start
         for i in range(start, end - 1, -1):
-            if self.layer_need_backward[i]:
-                self.layers[i].backward(self.top_vecs[i], self.bottom_need_backward[i],
-                                        self.bottom_vecs[i])
+            self.layer_facts[i].backward()
             for hook in self._backward_hooks:
                 hook(i)
 
@@ -325,12 +286,12 @@ class Net:
             layer.restore_iteration(iteration, iter_size)
 
     def clear_param_diffs(self):
-        for blob in self.learnable_params:
-            blob.diff[...] = 0
+        for learnable in self.learnables:
+            learnable.blob.diff[...] = 0
 
     def reshape(self):
-        for layer, bottoms, tops in zip(self.layers, self.bottom_vecs, self.top_vecs):
-            layer.reshape(bottoms, tops)
+        for facts in self.layer_facts:
+            facts.layer.reshape(facts.bottoms, facts.tops)
 
     # ---- pycaffe API ------------------------------------------------------
     @property
@@ -352,6 +313,21 @@ class Net:
     @property
     def _blob_names(self):
         return list(self.blobs)
+
+    @property
+    def learnable_params(self):
+        """The blobs a solver updates, in its order (Caffe's Net::learnable_params)."""
+        return [learnable.blob for learnable in self.learnables]
+
+    @functools.cached_property
+    def bottom_names(self):
+        """{layer name: its bottom blob names}, as pycaffe's (built once, on first use)."""
+        return OrderedDict((f.layer.name, list(f.bottom_names)) for f in self.layer_facts)
+
+    @functools.cached_property
+    def top_names(self):
+        """{layer name: its top blob names}, as pycaffe's (built once, on first use)."""
+        return OrderedDict((f.layer.name, list(f.top_names)) for f in self.layer_facts)
 
     @property
     def params(self):
@@ -389,7 +365,7 @@ class Net:
         start_index = self._layer_index(start, 0)
         end_index = self._layer_index(end, len(self.layers) - 1)
         self.forward_from_to(start_index, end_index)
-        names = self.top_names[self.layers[end_index].name] if end is not None else self._outputs
+        names = self.layer_facts[end_index].top_names if end is not None else self._outputs
         return {name: self.blobs[name].data for name in list(names) + list(blobs or [])}
 
     def backward(self, diffs=None, start=None, end=None, **kwargs):
@@ -402,7 +378,7 @@ class Net:
         start_index = self._layer_index(start, len(self.layers) - 1)
         end_index = self._layer_index(end, 0)
         self.backward_from_to(start_index, end_index)
-        names = self.bottom_names[self.layers[end_index].name] if end is not None else self._inputs
+        names = self.layer_facts[end_index].bottom_names if end is not None else self._inputs
         return {name: self.blobs[name].diff for name in list(names) + list(diffs or [])}
 
     def _batches(self, arrays):

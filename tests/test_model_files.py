@@ -105,7 +105,7 @@ def test_v1_prototxt_is_upgraded(tmp_path):
     net = caffe.Net(str(path), caffe.TEST)
     assert [(layer.name, layer.type) for layer in net.layers] == [
         ("input", "Input"), ("ip", "InnerProduct"), ("relu", "ReLU"), ("prob", "Softmax")]
-    assert net.params_lr == [1.0, 2.0] and net.params_weight_decay == [1.0, 0.0]
+    assert [(p.lr_mult, p.decay_mult) for p in net.learnables] == [(1.0, 1.0), (2.0, 0.0)]
     assert net.forward(data=np.ones((2, 3, 1, 1)))["prob"].shape == (2, 4)
     train = caffe.Net(str(path), caffe.TRAIN)
     assert [layer.name for layer in train.layers] == ["input", "ip", "relu"]

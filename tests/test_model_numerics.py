@@ -74,8 +74,8 @@ def test_net_matches_numpy_reference(case):
     weights = {layer.name: [blob.data.astype(np.float64) for blob in layer.blobs]
                for layer in net.layers if layer.blobs}
     net.forward(data=data)
-    relu_masks = {layer.name: top[0].data > 0 for layer, top in zip(net.layers, net.top_vecs)
-                  if layer.type == "ReLU"}
+    relu_masks = {facts.layer.name: facts.tops[0].data > 0 for facts in net.layer_facts
+                  if facts.layer.type == "ReLU"}
     reference = ReferenceNet(param, weights, train=phase == TRAIN, relu_masks=relu_masks)
     expected = reference.forward({"data": data})
     for blob_name, value in expected.items():

@@ -34,11 +34,11 @@ def marks(name):
 
 def counts(net):
     learned = statistics = 0
-    for blob, rate in zip(net.learnable_params, net.params_lr):
-        if rate > 0:
-            learned += blob.count
+    for learnable in net.learnables:
+        if learnable.lr_mult > 0:
+            learned += learnable.blob.count
         else:
-            statistics += blob.count
+            statistics += learnable.blob.count
     return learned, statistics
 
 
@@ -93,7 +93,7 @@ def test_in_place_layers_share_the_blob():
     net = Net(generator.deploy("resnet50", width=16, batch=1), TRAIN)
     for layer in ("bn_conv1", "scale_conv1", "conv1_relu"):
         index = list(net.layer_dict).index(layer)
-        assert net.top_vecs[index][0] is net.blobs["conv1"]
+        assert net.layer_facts[index].tops[0] is net.blobs["conv1"]
 
 
 def test_iterations_reuse_blob_storage():

@@ -183,7 +183,7 @@ def test_in_place_layers_share_the_blob_and_stay_outputs():
         'layer { name: "relu" type: "ReLU" bottom: "ip" top: "ip" }'
     net = make_net(text)
     assert net.outputs == ["ip"]                  # re-produced in place, so still an output
-    assert net.top_vecs[2][0] is net.bottom_vecs[2][0] is net.blobs["ip"]
+    assert net.layer_facts[2].tops[0] is net.layer_facts[2].bottoms[0] is net.blobs["ip"]
     net.blobs["data"].data[...] = np.random.default_rng(2).uniform(-1, 1, (2, 4))
     out = net.forward()
     assert (out["ip"] >= 0).all() and list(net.blobs) == ["data", "ip"]
@@ -206,7 +206,11 @@ layer { name: "acc" type: "Accuracy" bottom: "ip2" bottom: "label" top: "acc" }
 
 
 def need(net):
-    return dict(zip(layer_names(net), net.layer_need_backward))
+    return {facts.layer.name: facts.need_backward for facts in net.layer_facts}
+
+
+def bottom_needs(net):
+    return {facts.layer.name: facts.bottom_need_backward for facts in net.layer_facts}
 
 
 def test_loss_weight_defaults_and_backward_needs():
@@ -217,7 +221,7 @@ def test_loss_weight_defaults_and_backward_needs():
     assert need(net) == {"data": False, "label": False, "label_label_0_split": False,
                          "ip1": True, "ip2": True, "ip2_ip2_0_split": True, "loss": True,
                          "acc": False}
-    by_name = dict(zip(layer_names(net), net.bottom_need_backward))
+    by_name = bottom_needs(net)
     assert by_name["ip1"] == [False]                      # never into the data
     assert by_name["loss"] == [True, False]               # nor into the labels
 
@@ -235,7 +239,7 @@ def test_forward_backward_of_a_small_net_matches_finite_differences():
 
 def test_force_backward_reaches_data_but_not_labels_or_accuracy():
     net = make_net("force_backward: true " + LENET_LIKE)
-    by_name = dict(zip(layer_names(net), net.bottom_need_backward))
+    by_name = bottom_needs(net)
     assert by_name["ip1"] == [True]
     assert by_name["loss"] == [True, False] and by_name["acc"] == [False, False]
     net.blobs["label"].data[...] = [1, 0]
@@ -254,7 +258,7 @@ def test_propagate_down_false_stops_at_that_bottom():
     text = LENET_LIKE.replace('bottom: "ip1" top: "ip2"',
                               'bottom: "ip1" top: "ip2" propagate_down: false')
     net = make_net(text)
-    by_name = dict(zip(layer_names(net), net.bottom_need_backward))
+    by_name = bottom_needs(net)
     assert by_name["ip2"] == [False]
     assert need(net)["ip2"] is True                  # its own weights still learn
     assert need(net)["ip1"] is False                 # nothing reaches it any more
@@ -270,7 +274,7 @@ def test_propagate_down_true_overrides_the_data_rule_as_in_caffe():
     text = LENET_LIKE.replace('bottom: "data" top: "ip1"',
                               'bottom: "data" top: "ip1" propagate_down: true')
     net = make_net(text)
-    assert dict(zip(layer_names(net), net.bottom_need_backward))["ip1"] == [True]
+    assert bottom_needs(net)["ip1"] == [True]
 
 
 def test_propagate_down_must_cover_every_bottom():
@@ -285,10 +289,10 @@ def test_lr_mult_zero_freezes_a_layer_and_mults_are_recorded():
     text = LENET_LIKE.replace('top: "ip1" ', 'top: "ip1" ' + frozen) \
         .replace('top: "ip2" ', 'top: "ip2" ' + mults)
     net = make_net(text)
-    assert net.params_lr == [0.0, 0.0, 1.0, 2.0]
-    assert net.params_weight_decay == [1.0, 1.0, 2.0, 0.0]
-    assert net.has_params_lr == [True, True, True, True]
-    assert net.has_params_decay == [False, False, True, True]
+    assert [p.lr_mult for p in net.learnables] == [0.0, 0.0, 1.0, 2.0]
+    assert [p.decay_mult for p in net.learnables] == [1.0, 1.0, 2.0, 0.0]
+    assert [p.explicit for p in net.learnables] == \
+        [{"lr_mult"}, {"lr_mult"}, {"lr_mult", "decay_mult"}, {"lr_mult", "decay_mult"}]
     assert need(net)["ip1"] is False
     assert net.layer_dict["ip1"].param_propagate_down == [False, False]
 
@@ -316,9 +320,12 @@ def test_shared_params_share_values_and_accumulate_gradients():
     wa, wb = net.params["ip_a"][0], net.params["ip_b"][0]
     wa.data[...] = 0.5
     np.testing.assert_array_equal(wb.data, 0.5)
-    assert len(net.learnable_params) == 2 and net.param_owners == [-1, -1, 0, 1]
-    assert net.param_display_names == ["w", "bias", "w", "bias"]
-    assert net.params_lr == [1.0, 2.0]
+    params = [p for facts in net.layer_facts for p in facts.params]
+    assert len(net.learnable_params) == 2
+    assert [p.learnable for p in params] == net.learnables * 2
+    assert [p.owns_storage for p in params] == [True, True, False, False]
+    assert [p.display_name for p in params] == ["w", "bias", "w", "bias"]
+    assert [p.lr_mult for p in net.learnables] == [1.0, 2.0]
     rng = np.random.default_rng(4)
     net.blobs["a"].data[...] = rng.uniform(-1, 1, (2, 3))
     net.blobs["b"].data[...] = rng.uniform(-1, 1, (2, 3))

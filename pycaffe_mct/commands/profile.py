@@ -56,25 +56,15 @@ class LayerProfile:
                 + self.backward.imbalance * self.backward.seconds) / total
 
 
-def _forward_layer(net, i):
-    net.layers[i].forward(net.bottom_vecs[i], net.top_vecs[i])
-
-
-def _backward_layer(net, i):
-    if net.layer_need_backward[i]:
-        net.layers[i].backward(net.top_vecs[i], net.bottom_need_backward[i],
-                               net.bottom_vecs[i])
-
-
 def _recorded_pass(net, records):
     """One forward/backward pass whose kernel plans become each record's summaries."""
     for i, record in enumerate(records):
         with accounting.recording() as plans:
-            _forward_layer(net, i)
+            net.layer_facts[i].forward()
         record.forward = accounting.summarize(plans)
     for i in reversed(range(len(records))):
         with accounting.recording() as plans:
-            _backward_layer(net, i)
+            net.layer_facts[i].backward()
         records[i].backward = accounting.summarize(plans)
 
 
@@ -90,11 +80,11 @@ def timed_passes(net, iterations, on_iteration=None):
         start = clock()
         for i in range(count):
             t0 = clock()
-            _forward_layer(net, i)
+            net.layer_facts[i].forward()
             forward[i] += clock() - t0
         for i in reversed(range(count)):
             t0 = clock()
-            _backward_layer(net, i)
+            net.layer_facts[i].backward()
             backward[i] += clock() - t0
         if on_iteration is not None:
             on_iteration(j, clock() - start)

@@ -98,8 +98,9 @@ def build_timing_net(model, phase=TRAIN, batch=None, data_shape=None):
     filtered = net_passes.filter_by_state(net_passes.upgrade(net_param, source), state)
     net = Net(replace_data_layers(filtered, batch, data_shape), state=state)
     rng = np.random.default_rng(0)
-    for layer, tops in zip(net.layers, net.top_vecs):
-        if layer.type == "Input" and tops:
+    for facts in net.layer_facts:
+        tops = facts.tops
+        if facts.layer.type == "Input" and tops:
             tops[0].data[...] = rng.random(tops[0].shape, dtype=np.float32)
             for label in tops[1:]:
                 label.data[...] = 0

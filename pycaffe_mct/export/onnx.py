@@ -101,10 +101,10 @@ class GraphBuilder:
     def _plain_name_writers(net):
         """Blob name -> index of the layer whose top gets the blob's plain name."""
         writers = {}
-        for index, layer in enumerate(net.layers):
-            for name in net.top_names[layer.name]:
+        for facts in net.layer_facts:
+            for name in facts.top_names:
                 if name not in net.inputs or name not in writers:
-                    writers[name] = index
+                    writers[name] = facts.index
         return writers
 
     def unique(self, name):
@@ -158,13 +158,13 @@ class LayerNodes:
     """
 
     def __init__(self, graph, index, layer):
-        net = graph.net
+        facts = graph.net.layer_facts[index]
         self.graph, self.index, self.layer = graph, index, layer
-        self.bottom_names = net.bottom_names[layer.name]
-        self.top_names = net.top_names[layer.name]
+        self.bottom_names = facts.bottom_names
+        self.top_names = facts.top_names
         self.bottoms = [graph.current[name] for name in self.bottom_names]
-        self.bottom_shapes = [blob.shape for blob in net.bottom_vecs[index]]
-        self.top_shapes = [blob.shape for blob in net.top_vecs[index]]
+        self.bottom_shapes = [blob.shape for blob in facts.bottoms]
+        self.top_shapes = [blob.shape for blob in facts.tops]
         self.first_node = len(graph.nodes)
 
     def error(self, reason):

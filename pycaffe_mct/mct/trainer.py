@@ -250,16 +250,16 @@ def feed(net, arrays):
 def share_weight_sum(net, weight_blob, normalizer):
     """Make every loss layer weighted by ``weight_blob`` divide by ``normalizer``
     (the global batch's weight sum over the ranks), see LossLayer.share_weight_sum."""
-    for layer in net.layers:
-        if isinstance(layer, LossLayer) and weight_blob in net.bottom_names[layer.name]:
-            layer.share_weight_sum(normalizer)
+    for facts in net.layer_facts:
+        if isinstance(facts.layer, LossLayer) and weight_blob in facts.bottom_names:
+            facts.layer.share_weight_sum(normalizer)
 
 
 def producing_layer(net, blob_name):
     """Index of the last layer writing ``blob_name``."""
-    for index in range(len(net.layers) - 1, -1, -1):
-        if blob_name in net.top_names[net.layers[index].name]:
-            return index
+    for facts in reversed(net.layer_facts):
+        if blob_name in facts.top_names:
+            return facts.index
     raise CaffeError(f"net '{net.name}' has no blob '{blob_name}' (mct_param.logits_blob)")
 
 

@@ -17,21 +17,6 @@ import numpy as np
 DEFAULT_BUCKET_BYTES = 1 << 20      # small enough that LeNet-sized nets get several buckets
 
 
-def last_layer_using_each_param(net):
-    """For every learnable parameter, the lowest layer index whose backward writes its diff."""
-    learnable_of_spec, lowest = [], []
-    for spec_index, owner in enumerate(net.param_owners):
-        layer_index = net.param_specs[spec_index][0]
-        if owner == -1:
-            learnable_of_spec.append(len(lowest))
-            lowest.append(layer_index)
-        else:
-            learnable = learnable_of_spec[owner]
-            learnable_of_spec.append(learnable)
-            lowest[learnable] = min(lowest[learnable], layer_index)
-    return lowest
-
-
 class Bucket:
     """Some parameters' gradients, copied into one flat float32 buffer."""
 
@@ -58,12 +43,16 @@ class Bucket:
 
 
 def make_buckets(net, bucket_bytes=DEFAULT_BUCKET_BYTES):
-    """Buckets in the order backward completes them (top layers first)."""
-    lowest = last_layer_using_each_param(net)
-    order = sorted(range(len(lowest)), key=lambda i: (-lowest[i], i))
+    """Buckets in the order backward completes them (top layers first).
+
+    A parameter's gradient is final after the backward of its owner layer: the
+    lowest layer using it, as layers sharing it come later in the net.
+    """
+    learnables = net.learnables
+    order = sorted(range(len(learnables)), key=lambda i: (-learnables[i].layer_index, i))
     buckets, current, current_bytes = [], [], 0
     for index in order:
-        nbytes = net.learnable_params[index].count * 4
+        nbytes = learnables[index].blob.count * 4
         if current and current_bytes + nbytes > bucket_bytes:
             buckets.append(current)
             current, current_bytes = [], 0
@@ -71,7 +60,8 @@ def make_buckets(net, bucket_bytes=DEFAULT_BUCKET_BYTES):
         current_bytes += nbytes
     if current:
         buckets.append(current)
-    return [Bucket([net.learnable_params[i] for i in indices], min(lowest[i] for i in indices))
+    return [Bucket([learnables[i].blob for i in indices],
+                   min(learnables[i].layer_index for i in indices))
             for indices in buckets]
 
 

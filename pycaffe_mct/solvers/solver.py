@@ -312,8 +312,9 @@ class Solver:
 
     def _log_debug_info(self):
         """Caffe's debug_info: mean absolute values of tops, parameter data and diffs."""
-        for layer, tops in zip(self.net.layers, self.net.top_vecs):
-            for name, blob in zip(self.net.top_names[layer.name], tops):
+        for facts in self.net.layer_facts:
+            layer = facts.layer
+            for name, blob in zip(facts.top_names, facts.tops):
                 self.info(f"    [Forward] Layer {layer.name}, top blob {name} data: "
                           f"{format_number(np.abs(blob.data).mean())}", 0, "net.cpp")
             for i, blob in enumerate(layer.blobs):
@@ -413,7 +414,7 @@ class Solver:
 
     def regularize(self, index, blob):
         """Add weight decay (L2: decay * w, L1: decay * sign(w)) to the gradient."""
-        decay = np.float32(self.param.weight_decay * self.net.params_weight_decay[index])
+        decay = np.float32(self.param.weight_decay * self.net.learnables[index].decay_mult)
         if not decay:
             return
         if self.param.regularization_type == "L2":
@@ -422,7 +423,7 @@ class Solver:
             blob.diff[...] += decay * np.sign(blob.data)
 
     def local_rate(self, index, rate):
-        return np.float32(rate) * np.float32(self.net.params_lr[index])
+        return np.float32(rate) * np.float32(self.net.learnables[index].lr_mult)
 
     def history_pair(self, index):
         """Both histories of parameter ``index`` (for types with ``history_sets = 2``)."""
@@ -447,21 +448,18 @@ class Solver:
                     f"non-finite in the update; {self._first_non_finite_output()}")
 
     def _first_non_finite_output(self):
-        for layer, tops in zip(self.net.layers, self.net.top_vecs):
-            for blob in tops:
+        for facts in self.net.layer_facts:
+            for blob in facts.tops:
                 if not np.isfinite(blob.data).all():
-                    return f"the first layer whose output is non-finite is '{layer.name}' " \
-                           f"(type {layer.type})"
+                    return f"the first layer whose output is non-finite is " \
+                           f"'{facts.layer.name}' (type {facts.layer.type})"
         return "every layer output is finite (the gradients are not)"
 
     def param_names(self):
         """``layer[i]`` for every learnable parameter, in history order."""
-        names = []
-        for spec_index, owner in enumerate(self.net.param_owners):
-            if owner == -1:
-                layer_index, param_index, _ = self.net.param_specs[spec_index]
-                names.append(f"{self.net.layers[layer_index].name}[{param_index}]")
-        return names
+        layers = self.net.layers
+        return [f"{layers[learnable.layer_index].name}[{learnable.param_index}]"
+                for learnable in self.net.learnables]
 
     # ---- the training state ----------------------------------------------
     def state_arrays(self):

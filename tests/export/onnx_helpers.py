@@ -84,7 +84,7 @@ def calibrate_batch_norms(net, inputs, seed=0):
             continue
         net.forward_from_to(start, index - 1)
         start = index
-        x = net.bottom_vecs[index][0].data
+        x = net.layer_facts[index].bottoms[0].data
         per_channel = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
         mean, var, factor = layer.blobs
         mean.data[...] = per_channel.mean(axis=1) * factor.data[0]

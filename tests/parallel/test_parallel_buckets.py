@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pycaffe_mct import Net
-from pycaffe_mct.parallel.buckets import GradientSync, last_layer_using_each_param, make_buckets
+from pycaffe_mct.parallel.buckets import GradientSync, make_buckets
 from pycaffe_mct.proto import caffe_pb2
 from google.protobuf import text_format
 
@@ -57,7 +57,9 @@ class RecordingHandle:
 def test_shared_param_is_final_at_its_lowest_layer():
     net = make_net()
     # learnable params: shared weight (layers 1 and 2), ip3 weight, ip3 bias
-    assert last_layer_using_each_param(net) == [1, 3, 3]
+    assert [learnable.layer_index for learnable in net.learnables] == [1, 3, 3]
+    assert [[p.learnable for p in facts.params] for facts in net.layer_facts[1:3]] == \
+        [[net.learnables[0]], [net.learnables[0]]]
 
 
 def test_buckets_follow_backward_order_and_size_threshold():

@@ -68,8 +68,8 @@ def test_update_matches_hand_computation(tmp_path, solver_type, regularization, 
                         weight_decay=decay, regularization_type=f'"{regularization}"',
                         iter_size=iter_size, **fields)
     solver, _ = quiet_solver(path)
-    assert list(solver.net.params_lr) == LR_MULTS
-    assert list(solver.net.params_weight_decay) == DECAY_MULTS
+    assert [p.lr_mult for p in solver.net.learnables] == LR_MULTS
+    assert [p.decay_mult for p in solver.net.learnables] == DECAY_MULTS
     draw = np.random.default_rng(0)
     expected = [w.astype(np.float64) for w in weights_of(solver.net)]
     states = [{} for _ in expected]
