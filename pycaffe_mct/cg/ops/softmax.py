@@ -23,14 +23,17 @@ def _softmax_outer(x, out, lo, hi):
     """Softmax of outer lo..hi: max-subtract and normalise in numba, the exponential in numpy."""
     softmax_shift_kernel(x, out, lo, hi)
     np.exp(out[lo:hi], out=out[lo:hi])
-    softmax_normalize_kernel(out, lo, hi)
+    flat = out.reshape(-1)
+    softmax_rescale_kernel(flat, None, flat, out.shape[1], out.shape[2], lo, hi)
 
 
 def softmax_backward(y, dy, dx):
     per_outer = y.shape[1] * y.shape[2]
+    prob, grad, target = y.reshape(-1), dy.reshape(-1), dx.reshape(-1)
     scheduler.units("softmax_backward", y.shape[0], 2 * per_outer * y.itemsize,
                     per_outer * dx.itemsize, 4 * per_outer,
-                    lambda lo, hi: softmax_backward_kernel(y, dy, dx, lo, hi))
+                    lambda lo, hi: softmax_rescale_kernel(prob, grad, target, y.shape[1],
+                                                          y.shape[2], lo, hi))
 
 
 # Softmax works on blocks of at most this many inner positions, so that a single
@@ -113,43 +116,31 @@ def softmax_shift_kernel(x, out, lo, hi):
                 dst[row + i] = src[row + i] - top[i]
 
 
-@numba.njit(parallel=True, **JIT)
-def softmax_normalize_kernel(out, lo, hi):
-    """Divide out (outer, channels, inner) by its sums over channels (float64), outer lo..hi."""
-    _, channels, inner = out.shape
-    dst = out.reshape(-1)
-    if inner == 1:
-        for o in numba.prange(lo, hi):
-            base = U(o * channels)
-            total = _row_total(dst, None, base, channels)
-            for c in range(U(channels)):
-                dst[base + c] /= total
-        return
-    for task in numba.prange(_softmax_tasks(lo, hi, inner)):
-        base, span = _softmax_block(task, lo, channels, inner)
-        totals = _channel_totals(dst, None, base, span, channels, inner)
-        for c in range(channels):
-            row = base + U(c * inner)
-            for i in range(span):
-                dst[row + i] /= totals[i]
+@numba.njit
+def _rescaled(prob, grad, index, total):
+    """One output of softmax_rescale_kernel: prob / total, or (grad - total) * prob."""
+    if grad is None:
+        return prob[index] / total
+    return (grad[index] - total) * prob[index]
 
 
 @numba.njit(parallel=True, **JIT)
-def softmax_backward_kernel(y, dy, dx, lo, hi):
-    """dx = (dy - sum_c dy*y) * y over axis 1 of (outer, channels, inner), outer lo..hi."""
-    _, channels, inner = y.shape
-    prob, grad, target = y.reshape(-1), dy.reshape(-1), dx.reshape(-1)
+def softmax_rescale_kernel(prob, grad, target, channels, inner, lo, hi):
+    """Softmax's last forward step and its backward, one walk over axis 1 of flat
+    (outer, channels, inner) arrays, outer lo..hi, with float64 sums s over channels:
+    grad None: target = prob / s, s = sum prob (normalising; target may be prob);
+    else: target = (grad - s) * prob, s = sum grad * prob (the backward)."""
     if inner == 1:
         for o in numba.prange(lo, hi):
             base = U(o * channels)
-            dot = _row_total(grad, prob, base, channels)
+            total = _row_total(prob, grad, base, channels)
             for c in range(U(channels)):
-                target[base + c] = (grad[base + c] - dot) * prob[base + c]
+                target[base + c] = _rescaled(prob, grad, base + c, total)
         return
     for task in numba.prange(_softmax_tasks(lo, hi, inner)):
         base, span = _softmax_block(task, lo, channels, inner)
-        dots = _channel_totals(grad, prob, base, span, channels, inner)
+        totals = _channel_totals(prob, grad, base, span, channels, inner)
         for c in range(channels):
             row = base + U(c * inner)
             for i in range(span):
-                target[row + i] = (grad[row + i] - dots[i]) * prob[row + i]
+                target[row + i] = _rescaled(prob, grad, row + i, totals[i])
