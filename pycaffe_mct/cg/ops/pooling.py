@@ -40,16 +40,16 @@ def ave_pool_forward(x, kernel, stride, pad, out):
     n_img, channels, height, width = x.shape
     _planes("ave_pool_forward", height * width, out.shape[2] * out.shape[3],
             n_img * channels, x.itemsize, out.itemsize, kernel[0] * kernel[1],
-            lambda lo, hi: ave_pool_forward_kernel(x, kernel[0], kernel[1], stride[0],
-                                                   stride[1], pad[0], pad[1], out, lo, hi))
+            lambda lo, hi: ave_pool_kernel(x, out, kernel[0], kernel[1], stride[0], stride[1],
+                                           pad[0], pad[1], False, lo, hi))
 
 
 def ave_pool_backward(dy, kernel, stride, pad, dx):
     n_img, channels, height, width = dx.shape
     _planes("ave_pool_backward", dy.shape[2] * dy.shape[3], height * width,
             n_img * channels, dy.itemsize, dx.itemsize, 0,
-            lambda lo, hi: ave_pool_backward_kernel(dy, kernel[0], kernel[1], stride[0],
-                                                    stride[1], pad[0], pad[1], dx, lo, hi))
+            lambda lo, hi: ave_pool_kernel(dx, dy, kernel[0], kernel[1], stride[0], stride[1],
+                                           pad[0], pad[1], True, lo, hi))
 
 
 # Caffe starts every MAX window at -FLT_MAX, so an input must be larger to win.
@@ -157,52 +157,47 @@ def _ave_divisors(kh, kw, sh, sw, ph, pw, height, width, out_h, out_w):
     return divisors
 
 
+@numba.njit(inline="always")
+def _ave_window(bottom, top, backward, image, width, y0, y1, x0, columns, at, divisor):
+    """One AVE window: forward, top[at] = the window's sum over the divisor; backward,
+    top[at] over the divisor added to every input of the window."""
+    if backward:
+        _window_add(bottom, image, width, y0, y1, x0, columns, top[at] / divisor)
+    else:
+        top[at] = _window_sum(bottom, image, width, y0, y1, x0, columns) / divisor
+
+
 @numba.njit(parallel=True, **JIT)
-def ave_pool_forward_kernel(x, kh, kw, sh, sw, ph, pw, out, lo, hi):
-    """Caffe's AVE pooling of planes lo..hi: a float32 window sum over the divisor
-    (windows 2 or 3 wide unrolled, as in MAX pooling)."""
-    _, _, height, width = x.shape
-    out_h, out_w = out.shape[2], out.shape[3]
+def ave_pool_kernel(bottom, top, kh, kw, sh, sw, ph, pw, backward, lo, hi):
+    """Caffe's AVE pooling of planes lo..hi, both directions one walk over the windows.
+
+    Forward: top = each window's float32 sum of bottom (row by row, as Caffe adds)
+    over its divisor.  Backward: bottom (gradients) = each top gradient spread evenly
+    over its window, in Caffe's order.  Windows 2 or 3 wide get a literal width, which
+    LLVM unrolls, as in MAX pooling.
+    """
+    _, _, height, width = bottom.shape
+    out_h, out_w = top.shape[2], top.shape[3]
     divisors = _ave_divisors(kh, kw, sh, sw, ph, pw, height, width, out_h, out_w)
-    src, dst = x.reshape(-1), out.reshape(-1)
+    inputs, pooled = bottom.reshape(-1), top.reshape(-1)
     for plane in numba.prange(lo, hi):
         image = U(plane * height * width)
-        pooled = U(plane * out_h * out_w)
+        if backward:
+            for i in range(U(height * width)):
+                inputs[image + i] = 0.0
+        first = U(plane * out_h * out_w)
         for oy in range(out_h):
             y0, y1, _ = _window(oy, sh, ph, kh, height)
             row = U(oy * out_w)
             for ox in range(out_w):
                 x0, x1, _ = _window(ox, sw, pw, kw, width)
+                at, divisor = first + row + U(ox), divisors[row + U(ox)]
                 if x1 - x0 == 3:
-                    total = _window_sum(src, image, width, y0, y1, x0, U(3))
+                    _ave_window(inputs, pooled, backward, image, width, y0, y1, x0, U(3),
+                                at, divisor)
                 elif x1 - x0 == 2:
-                    total = _window_sum(src, image, width, y0, y1, x0, U(2))
+                    _ave_window(inputs, pooled, backward, image, width, y0, y1, x0, U(2),
+                                at, divisor)
                 else:
-                    total = _window_sum(src, image, width, y0, y1, x0, U(x1 - x0))
-                dst[pooled + row + U(ox)] = total / divisors[row + U(ox)]
-
-
-@numba.njit(parallel=True, **JIT)
-def ave_pool_backward_kernel(dy, kh, kw, sh, sw, ph, pw, dx, lo, hi):
-    """Spread each output gradient of planes lo..hi evenly over its window (Caffe's order)."""
-    _, _, height, width = dx.shape
-    out_h, out_w = dy.shape[2], dy.shape[3]
-    divisors = _ave_divisors(kh, kw, sh, sw, ph, pw, height, width, out_h, out_w)
-    grad, target = dy.reshape(-1), dx.reshape(-1)
-    for plane in numba.prange(lo, hi):
-        image = U(plane * height * width)
-        for i in range(U(height * width)):
-            target[image + i] = 0.0
-        pooled = U(plane * out_h * out_w)
-        for oy in range(out_h):
-            y0, y1, _ = _window(oy, sh, ph, kh, height)
-            row = U(oy * out_w)
-            for ox in range(out_w):
-                x0, x1, _ = _window(ox, sw, pw, kw, width)
-                share = grad[pooled + row + U(ox)] / divisors[row + U(ox)]
-                if x1 - x0 == 3:
-                    _window_add(target, image, width, y0, y1, x0, U(3), share)
-                elif x1 - x0 == 2:
-                    _window_add(target, image, width, y0, y1, x0, U(2), share)
-                else:
-                    _window_add(target, image, width, y0, y1, x0, U(x1 - x0), share)
+                    _ave_window(inputs, pooled, backward, image, width, y0, y1, x0,
+                                U(x1 - x0), at, divisor)
