@@ -86,8 +86,8 @@ def label_log_loss(prob, labels, weights, threshold):
     p, y, w = _flat(prob, labels, weights)
     return _summed("label_log_loss", outer, inner * (prob.itemsize + _point_bytes(y, w)), 0,
                    4 * inner, 1,
-                   lambda lo, hi: label_log_loss_kernel(
-                       p, y, w, channels, inner, np.float32(threshold), lo, hi))
+                   lambda lo, hi: weighted_log_loss_kernel(
+                       p, y, w, None, channels, inner, np.float32(threshold), lo, hi))
 
 
 def label_reciprocal_gradient(prob, labels, weights, threshold, scale, out):
@@ -140,7 +140,7 @@ def infogain_loss(prob, labels, weights, matrix, threshold):
     gains = np.ascontiguousarray(matrix, np.float32).reshape(-1)
     return _summed("infogain_forward", outer, _infogain_bytes(prob, y, w), 0,
                    6 * channels * inner, 1,
-                   lambda lo, hi: infogain_forward_kernel(
+                   lambda lo, hi: weighted_log_loss_kernel(
                        p, y, w, gains, channels, inner, np.float32(threshold), lo, hi))
 
 
@@ -267,9 +267,25 @@ def prediction_labels_kernel(raw, classes, ignore_label, has_ignore, extra, has_
     return bad, total
 
 
+@numba.njit
+def _log_loss_at(prob, label, matrix, o, j, c_count, i_count, threshold):
+    """Prediction (o, j)'s loss: -log(max(prob at its label, threshold)), or with a gain
+    matrix H (flat, classes x classes), -sum_c H[label, c] log(max(prob_c, threshold))."""
+    if matrix is None:
+        picked = prob[(U(o) * c_count + label) * i_count + j]
+        return -math.log(np.float64(max(picked, threshold)))
+    gains = label * c_count
+    point = 0.0
+    for c in range(c_count):
+        p = max(prob[(U(o) * c_count + c) * i_count + j], threshold)
+        point -= matrix[gains + c] * math.log(np.float64(p))
+    return point
+
+
 @numba.njit(parallel=True, **JIT)
-def label_log_loss_kernel(prob, labels, weights, channels, inner, threshold, lo, hi):
-    """sum of weight * -log(max(prob[label], threshold)) over the predictions of [lo, hi)."""
+def weighted_log_loss_kernel(prob, labels, weights, matrix, channels, inner, threshold, lo, hi):
+    """sum of weight * the prediction's log loss (_log_loss_at; matrix None for the
+    multinomial logistic loss, the gain matrix for InfogainLoss) over outer [lo, hi)."""
     c_count, i_count = U(channels), U(inner)
     total = 0.0
     for o in numba.prange(lo, hi):
@@ -277,8 +293,8 @@ def label_log_loss_kernel(prob, labels, weights, channels, inner, threshold, lo,
         for j in range(i_count):
             weight = weights[row + j]
             if weight != 0:
-                picked = prob[(U(o) * c_count + U(labels[row + j])) * i_count + j]
-                total -= weight * math.log(np.float64(max(picked, threshold)))
+                total += weight * _log_loss_at(prob, U(labels[row + j]), matrix, o, j,
+                                               c_count, i_count, threshold)
     return total
 
 
@@ -333,26 +349,6 @@ def hinge_backward_kernel(margins, labels, channels, squared, scale, out, lo, hi
                 out[start + c] = 2 * scale * value
             else:
                 out[start + c] = scale * np.sign(value)
-
-
-@numba.njit(parallel=True, **JIT)
-def infogain_forward_kernel(prob, labels, weights, matrix, channels, inner, threshold, lo, hi):
-    """sum of weight * -sum_c H[label, c] log(max(prob_c, threshold)) over the predictions."""
-    c_count, i_count = U(channels), U(inner)
-    total = 0.0
-    for o in numba.prange(lo, hi):
-        row = U(o) * i_count
-        for j in range(i_count):
-            weight = weights[row + j]
-            if weight == 0:
-                continue
-            gains = U(labels[row + j]) * c_count
-            point = 0.0
-            for c in range(c_count):
-                p = max(prob[(U(o) * c_count + c) * i_count + j], threshold)
-                point -= matrix[gains + c] * math.log(np.float64(p))
-            total += weight * point
-    return total
 
 
 @numba.njit(parallel=True, **JIT)
