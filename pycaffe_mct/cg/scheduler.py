@@ -23,8 +23,8 @@ on the executor.  Plans are built only for the literal executor or while
 accounting records, so a training step with the fast one pays one test per
 kernel call.
 
-Host threads: numba's thread count (``OMP_NUM_THREADS`` caps it, see the
-package doc).  BLAS is set to one thread per call unless the user set
+Host threads: the fast executor's ``HostThreads``, counted once, on first use:
+numba's thread count (``OMP_NUM_THREADS`` caps it, see the package doc).  BLAS is set to one thread per call unless the user set
 ``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS``: OpenBLAS's own pool of spinning
 threads, taking turns with numba's pool call after call, made training several
 times slower on a shared 2-core machine, while GEMM shares on sleeping Python
@@ -42,21 +42,66 @@ from . import accounting, blas
 from .plan import (gemm_cpe_tiles, plan_gemm, plan_units, reduction_steps, split_grid,
                    unit_tiles)
 
+_BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+class HostThreads:
+    """The host threads GEMM shares and a layer's lanes run on, counted once, on first
+    use: numba's thread count with BLAS held to one thread per call, or 1 when the user
+    set BLAS's own thread count (or threadpoolctl is missing).  ``count`` fixes it (tests).
+    """
+
+    def __init__(self, count=None):
+        self._count = count
+        self._pool = None
+
+    @property
+    def count(self):
+        if self._count is None:
+            self._count = _counted_threads()
+        return self._count
+
+    def pool(self):
+        """The sleeping helper threads (one fewer than the host threads)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max(self.count - 1, 1),
+                                            thread_name_prefix="cg-host")
+        return self._pool
+
+
+def _counted_threads():
+    if any(v in os.environ for v in _BLAS_THREAD_VARIABLES):
+        return 1
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return 1
+    threadpool_limits(1, user_api="blas")
+    return numba.get_num_threads()
+
+
 class FastExecutor:
-    """Each call in as few large host calls as possible (see the module doc)."""
+    """Each call in as few large host calls as possible (see the module doc), on the
+    threads of its ``host`` (a ``HostThreads``)."""
 
     name = "fast"
     needs_plans = False
 
+    def __init__(self, host):
+        self.host = host
+
     def gemm(self, plan, left, right, alpha, beta, out):
-        return _gemm_blas(left, right, alpha, beta, out)
+        return _gemm_blas(self.host, left, right, alpha, beta, out)
 
     def units(self, plan, count, run):
         run(0, count)
 
     def lane_count(self, runs):
         """Host threads to spread a layer's runs of chunks over."""
-        return 1 if _in_lane() else min(gemm_threads(), runs)
+        return 1 if _in_lane() else min(self.host.count, runs)
+
+    def lane_pool(self):
+        return self.host.pool()
 
 
 class LiteralExecutor:
@@ -76,7 +121,8 @@ class LiteralExecutor:
         return 1
 
 
-EXECUTORS = {executor.name: executor for executor in (FastExecutor(), LiteralExecutor())}
+EXECUTORS = {executor.name: executor
+             for executor in (FastExecutor(HostThreads()), LiteralExecutor())}
 
 
 def _chosen(name, source):
@@ -129,72 +175,55 @@ def gemm(left, right, alpha, beta, out):
                     beta, out)
 
 
-def _gemm_blas(left, right, alpha, beta, out):
+def _gemm_blas(host, left, right, alpha, beta, out):
     if out is None:
         out, beta = np.empty((left.shape[0], right.shape[1]), np.result_type(left, right)), 0.0
     if beta == 0.0:
-        _matmul(left, right, out)
+        _matmul(host, left, right, out)
         if alpha != 1.0:
             out *= np.float32(alpha)
         return out
     # One BLAS call per share, in place: numpy's matmul has no beta (see ``blas.py``).
-    _split_rows(left, right, out, lambda a, b, c: blas.sgemm(a, b, alpha, beta, c))
+    _split_rows(host, left, right, out, lambda a, b, c: blas.sgemm(a, b, alpha, beta, c))
     return out
 
 
 # Below this many multiply-adds a GEMM is not worth handing to other threads.
 SPLIT_MACS = 1 << 21
-_BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-_host = {}
 
 
 def gemm_threads():
-    """Host threads to split GEMMs over (1 when the user left BLAS its own threads)."""
-    if "threads" not in _host:
-        _host["threads"] = 1
-        if not any(v in os.environ for v in _BLAS_THREAD_VARIABLES):
-            try:
-                from threadpoolctl import threadpool_limits
-            except ImportError:
-                return 1
-            threadpool_limits(1, user_api="blas")
-            _host["threads"] = numba.get_num_threads()
-    return _host["threads"]
+    """Host threads the fast executor splits GEMMs and lanes over.  Ops size their
+    chunks by it whichever executor runs, so the literal one runs the same chunks."""
+    return EXECUTORS["fast"].host.count
 
 
-def _matmul(left, right, out):
+def _matmul(host, left, right, out):
     """out = left @ right: one BLAS call per host thread on its share of C's rows or columns."""
     if left.shape[0] >= right.shape[1]:
-        _split_rows(left, right, out, _numpy_matmul)
+        _split_rows(host, left, right, out, _numpy_matmul)
     else:
-        _split_rows(right.T, left.T, out.T, lambda a, b, c: _numpy_matmul(b.T, a.T, c.T))
+        _split_rows(host, right.T, left.T, out.T,
+                    lambda a, b, c: _numpy_matmul(b.T, a.T, c.T))
 
 
 def _numpy_matmul(left, right, out):
     np.matmul(left, right, out=out)
 
 
-def _split_rows(left, right, out, multiply):
+def _split_rows(host, left, right, out, multiply):
     """multiply(left share, right, out share) per host thread, on shares of C's rows."""
     m, k = left.shape
-    threads = gemm_threads()
+    threads = host.count
     if threads == 1 or m * right.shape[1] * k < SPLIT_MACS or _in_lane():
         multiply(left, right, out)
         return
     bounds = [(m * t) // threads for t in range(threads + 1)]
     shares = [(left[a:b], right, out[a:b]) for a, b in zip(bounds, bounds[1:])]
-    others = [_host_pool().submit(multiply, *share) for share in shares[1:]]
+    others = [host.pool().submit(multiply, *share) for share in shares[1:]]
     multiply(*shares[0])
     for share in others:
         share.result()
-
-
-def _host_pool():
-    """The sleeping helper threads (one fewer than the host threads) GEMM shares and lanes use."""
-    size = max(gemm_threads() - 1, 1)
-    if ("pool", size) not in _host:
-        _host[("pool", size)] = ThreadPoolExecutor(size, thread_name_prefix="cg-host")
-    return _host[("pool", size)]
 
 
 # ---- lanes: a layer's chunks spread over the host threads -----------------------
@@ -225,7 +254,8 @@ def lanes(chunks, body):
     """
     runs = [chunks[len(chunks) * r // RUNS:len(chunks) * (r + 1) // RUNS] for r in range(RUNS)]
     runs = [run for run in runs if run]
-    count = 1 if accounting.active() else executor().lane_count(len(runs))
+    chosen = executor()
+    count = 1 if accounting.active() else chosen.lane_count(len(runs))
     taken = iter(range(len(runs)))          # next() on it is atomic: each run is taken once
     failed = []
 
@@ -243,7 +273,7 @@ def lanes(chunks, body):
             raise
         finally:
             _lane.inside = outer
-    others = [_host_pool().submit(work, lane) for lane in range(1, count)]
+    others = [chosen.lane_pool().submit(work, lane) for lane in range(1, count)]
     try:
         work(0)
     finally:

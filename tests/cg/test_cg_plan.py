@@ -94,7 +94,7 @@ def test_recording_collects_each_call_and_nests():
 
 @pytest.mark.parametrize("m,n,k", [(300, 100, 100), (50, 700, 100)])   # rows, then columns
 def test_fast_gemm_split_over_host_threads_matches_numpy(monkeypatch, m, n, k):
-    monkeypatch.setitem(scheduler._host, "threads", 3)
+    monkeypatch.setattr(scheduler.EXECUTORS["fast"], "host", scheduler.HostThreads(3))
     rng = np.random.default_rng(0)
     a, b = rng.random((k, m), dtype=np.float32), rng.random((k, n), dtype=np.float32)
     c = rng.random((m, n), dtype=np.float32)

@@ -24,9 +24,12 @@ def operand(rows, cols, form):
     return rand(rows, cols)
 
 
+HOSTS = {count: scheduler.HostThreads(count) for count in (1, 3)}
+
+
 @pytest.fixture(params=[1, 3])
 def threads(request, monkeypatch):
-    monkeypatch.setitem(scheduler._host, "threads", request.param)
+    monkeypatch.setattr(scheduler.EXECUTORS["fast"], "host", HOSTS[request.param])
     return request.param
 
 

@@ -10,6 +10,9 @@ from pycaffe_mct.cg import accounting, ops, scheduler
 from pycaffe_mct.cg.ops import convolution
 from .op_helpers import in_both_modes, rand
 
+# Host threads of the fast executor, one object per count (each keeps its helper pool).
+HOSTS = {count: scheduler.HostThreads(count) for count in (1, 2, 3)}
+
 
 def direct_conv(x, weight, window):
     """y[n, o] = sum over taps and the group's channels of weight * shifted padded x."""
@@ -42,7 +45,7 @@ CASES = [  # x shape, out channels, window
 
 def small_chunks(monkeypatch):
     """3 host threads and chunks of one or two images, so even small batches use lanes."""
-    monkeypatch.setitem(scheduler._host, "threads", 3)
+    monkeypatch.setattr(scheduler.EXECUTORS["fast"], "host", HOSTS[3])
     monkeypatch.setattr(convolution, "CACHE_CHUNK_FLOATS", 1)
     monkeypatch.setattr(convolution, "MIN_CHUNK_COLUMNS", 1)
 
@@ -135,7 +138,7 @@ def fast_mode():
 
 
 def test_lanes_take_every_run_once_each_lane_on_one_thread(monkeypatch, fast_mode):
-    monkeypatch.setitem(scheduler._host, "threads", 3)
+    monkeypatch.setattr(scheduler.EXECUTORS["fast"], "host", HOSTS[3])
     seen = []
     chunks = [(lo, lo + 1) for lo in range(19)]
     scheduler.lanes(chunks, lambda lane, run, lo, hi: seen.append(
@@ -157,7 +160,7 @@ def test_lanes_take_every_run_once_each_lane_on_one_thread(monkeypatch, fast_mod
 
 
 def test_a_failing_chunk_stops_the_lanes_and_raises(monkeypatch, fast_mode):
-    monkeypatch.setitem(scheduler._host, "threads", 2)
+    monkeypatch.setattr(scheduler.EXECUTORS["fast"], "host", HOSTS[2])
     done = []
 
     def body(lane, run, lo, hi):
@@ -177,7 +180,7 @@ def test_weight_gradients_do_not_depend_on_the_thread_count(monkeypatch, fast_mo
     x, weight, dy = layer_arrays((13, 3, 6, 6), 4, window)
     grads = []
     for threads in (1, 3):
-        monkeypatch.setitem(scheduler._host, "threads", threads)
+        monkeypatch.setattr(scheduler.EXECUTORS["fast"], "host", HOSTS[threads])
         weight_diff = np.zeros(weight.shape, np.float32)
         ops.convolve_transpose(dy, weight, window, x=x, weight_diff=weight_diff)
         grads.append(weight_diff)
