@@ -4,10 +4,11 @@
 ``-n 4`` on this machine and prints one row per (ranks, buffer size): the bus
 bandwidth (NCCL-tests' definition: bytes x 2(N-1)/N / seconds, comparable
 across N) of three algorithms, and the faster MPI time / ours (above 1: ours
-is faster).  The three are our ring, ``MPI_Iallreduce`` + wait (what ``--allreduce mpi`` runs, so that
-the reduction can overlap the backward pass) and the blocking
-``MPI_Allreduce`` (often faster when nothing overlaps it).  All are timed in
-the same run, taking turns, each one's best of several repetitions.
+is faster).  The three are our ring, ``MPI_Iallreduce`` + wait (what
+``--allreduce mpi`` runs, so that the reduction can overlap the backward pass)
+and the blocking ``MPI_Allreduce`` (often faster when nothing overlaps it).
+All are timed in the same run, taking turns, each one's best of several
+repetitions.
 """
 import argparse
 import os
