@@ -189,8 +189,13 @@ def torch_parameters(torch, net):
     return weights, [p for group in learnable for p in group]
 
 
-def torch_step(torch, net):
-    """A function running one forward+backward of ``net``'s architecture in torch."""
+def torch_step(torch, net, inputs=None):
+    """A function running one forward+backward of ``net``'s architecture in torch.
+
+    The Input layers' tops come from ``inputs`` (name: array) where given, else
+    from the net's own blobs.
+    """
+    inputs = inputs or {}
     weights, learnable = torch_parameters(torch, net)
     folded_scales = set(scales_after_batch_norm(net).values())
     unsupported = {layer.type for layer in net.layers} - set(TORCH_LAYERS) - PASS_THROUGH \
@@ -204,7 +209,8 @@ def torch_step(torch, net):
             bottoms = [blobs[name] for name in net.bottom_names[layer.name]]
             tops = net.top_names[layer.name]
             if layer.type == "Input":
-                outputs = [torch.from_numpy(net.blobs[name].data) for name in tops]
+                outputs = [torch.from_numpy(inputs.get(name, net.blobs[name].data))
+                           for name in tops]
             elif layer.type in PASS_THROUGH or i in folded_scales:
                 outputs = bottoms[:1] * len(tops)
             else:
