@@ -11,6 +11,7 @@ is imported and every rank runs both models on its share of each batch.
 import argparse
 import sys
 
+from ..kernel_cache import announce_compilation
 from ..proto import caffe_pb2
 from ..proto_io import read_prototxt
 from ..solvers.log import default_writer, format_number, log_to_file
@@ -49,6 +50,7 @@ def mct_train_main(argv=None):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.log:
         log_to_file(args.log)
+    announce_compilation(default_writer())
     from .trainer import MCTTrainer
     world = _parallel_world()
     trainer = MCTTrainer(args.solver, world)

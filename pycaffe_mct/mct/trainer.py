@@ -36,7 +36,7 @@ from ..errors import CaffeError
 from ..layer import TRAIN
 from ..net import Net, load_net_param
 from ..proto import caffe_pb2
-from ..proto_io import write_atomically
+from ..proto_io import parse_prototxt, write_atomically
 from ..solvers.log import GlogWriter, default_writer
 from ..solvers.params import read_solver_param
 from ..solvers.solver import get_solver
@@ -151,6 +151,29 @@ def _set_distillation(solver_param, distillation):
         p.ClearField(field)
     # A `net` serves the test nets too: keep it in that role, inline.
     (p.train_net_param if separate else p.net_param).CopyFrom(net_param)
+
+
+# SoftTargetLoss on one sample of two classes, with the bottoms the calibration stage gives it.
+_SOFT_TARGET_WARM_UP = """
+force_backward: true
+layer { name: "scores" type: "Input" top: "primary" top: "aux" top: "label" top: "mask"
+        input_param { shape { dim: 1 dim: 2 } shape { dim: 1 dim: 2 } shape { dim: 1 }
+                      shape { dim: 1 } } }
+layer { name: "distill" type: "SoftTargetLoss" top: "loss"
+        bottom: "primary" bottom: "aux" bottom: "label" bottom: "mask" }
+"""
+
+
+def compile_calibration_kernels():
+    """Compile (or load from numba's cache) the kernels only the calibration stage runs.
+
+    The calibration nets, the only ones with a SoftTargetLoss, are built at the
+    phase change; running that loss once on a one-sample net before the first
+    iteration moves its compilation to the start of training, where it is
+    announced, instead of a silent pause in the middle of it.
+    """
+    net_param = parse_prototxt(_SOFT_TARGET_WARM_UP, caffe_pb2.NetParameter())
+    Net(net_param, TRAIN).forward_backward()
 
 
 def train_net_param(solver_param):
@@ -366,6 +389,8 @@ class MCTTrainer:
         _info(f"P_noise = {self.config.noise_rate:g}; global noisy batch "
               f"{self._local_batch('noisy_data') * self.size}: M_a takes "
               f"{self._counts()[0]} samples (eq. 1), M_p {self._counts()[1]} (eq. 2)")
+        if stage == PRETRAIN:
+            compile_calibration_kernels()
         if resume_file:
             self._restore(resume_file, start)
         for iteration in range(start, self.config.max_iter):
