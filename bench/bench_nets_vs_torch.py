@@ -192,7 +192,7 @@ def torch_parameters(torch, net):
 def torch_step(torch, net, inputs=None):
     """A function running one forward+backward of ``net``'s architecture in torch.
 
-    The Input layers' tops come from ``inputs`` (name: array) where given, else
+    It returns the loss (to compare with our net's).  The Input layers' tops come from ``inputs`` (name: array) where given, else
     from the net's own blobs.
     """
     inputs = inputs or {}
@@ -216,10 +216,12 @@ def torch_step(torch, net, inputs=None):
             else:
                 outputs = [TORCH_LAYERS[layer.type](torch, layer, bottoms, weights[i])]
             blobs.update(zip(tops, outputs))
-        losses = [blobs[name] for name in net.outputs if blobs[name].dim() == 0]
-        functools.reduce(operator.add, losses).backward()
+        loss = functools.reduce(operator.add,
+                                [blobs[name] for name in net.outputs if blobs[name].dim() == 0])
+        loss.backward()
         for p in learnable:
             p.grad = None         # what optimizer.zero_grad() does by default
+        return loss.item()
     return step
 
 
