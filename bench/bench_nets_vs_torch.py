@@ -192,8 +192,8 @@ def torch_parameters(torch, net):
 def torch_step(torch, net, inputs=None):
     """A function running one forward+backward of ``net``'s architecture in torch.
 
-    It returns the loss (to compare with our net's).  The Input layers' tops come from ``inputs`` (name: array) where given, else
-    from the net's own blobs.
+    It returns the loss (to compare with our net's).  The Input layers' tops come
+    from ``inputs`` (name: array) where given, else from the net's own blobs.
     """
     inputs = inputs or {}
     weights, learnable = torch_parameters(torch, net)

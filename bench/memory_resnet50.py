@@ -117,7 +117,8 @@ def torch_line(args):
     done = subprocess.run(command, env=ENVIRONMENT_BEFORE_PYCAFFE_MCT, capture_output=True,
                           text=True)
     if done.returncode != 0:
-        return "  PyTorch                  failed: " + (done.stderr.strip().splitlines() or [""])[-1]
+        reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        return f"  PyTorch                  failed: {reason}"
     return f"  PyTorch peak RSS growth  {float(done.stdout) / 1024 ** 3:7.3f} GiB " \
            f"(torch {importlib.metadata.version('torch')}, its own process)"
 
