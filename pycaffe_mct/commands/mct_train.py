@@ -12,6 +12,7 @@ is imported; the layouts are described in ``mct.layouts``.
 import argparse
 import sys
 
+from ..kernel_cache import announce_compilation
 from ..proto import caffe_pb2
 from ..proto_io import read_prototxt
 from ..mct.layouts import LAYOUTS
@@ -52,6 +53,7 @@ def mct_train_main(argv=None):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.log:
         log_to_file(args.log)
+    announce_compilation(default_writer())
     if args.label_issues:
         from ..mct.label_report import check_out_dir
         check_out_dir(args.label_issues)        # before training, not after
