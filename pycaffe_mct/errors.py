@@ -24,6 +24,10 @@ class ModelFileError(CaffeError):
     """A binary model, solver state or blob file is unreadable or does not fit."""
 
 
+class OutputError(CaffeError):
+    """A file could not be written (full disk, no permission); the message names it."""
+
+
 def layer_error(layer_param, message):
     """A NetError prefixed with the layer's name and type, Caffe-style."""
     return NetError(f"layer '{layer_param.name}' (type {layer_param.type}): {message}")
