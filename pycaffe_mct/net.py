@@ -15,7 +15,7 @@ import numpy as np
 
 from . import net_passes
 from .blob import Blob, has_legacy_shape, legacy_shape_equals, proto_array, proto_shape
-from .errors import CaffeError, ModelFileError, NetError, layer_error
+from .errors import CaffeError, ModelFileError, NetError, in_file, layer_error
 from .layer import TRAIN, create_layer
 from .proto import caffe_pb2
 from .proto_io import read_binary_proto, read_prototxt, write_binary_proto
@@ -98,10 +98,14 @@ class Net:
         self.param_owners = []
         self.param_display_names = []
         self._param_index_by_name = {}
+        self._names_taken = set()
         for layer_param in param.layer:
             if not layer_param.HasField("phase"):
                 layer_param.phase = self.state.phase
-            self._add_layer(layer_param)
+            try:
+                self._add_layer(layer_param)
+            except CaffeError as exc:
+                raise in_file(exc, self.source) from None
         self._analyse_backward(param.force_backward)
         self.blob_loss_weights = OrderedDict((n, 0.0) for n in self.blobs)
         for layer in self.layers:
@@ -113,7 +117,7 @@ class Net:
     def _add_layer(self, layer_param):
         layer = create_layer(layer_param)
         name = layer_param.name
-        if name in self.layer_dict_names():
+        if name in self._names_taken:
             raise NetError(f"two layers are named '{name}'")
         propagate = list(layer_param.propagate_down)
         if propagate and len(propagate) != len(layer_param.bottom):
@@ -138,6 +142,7 @@ class Net:
                 tops.append(Blob())          # anonymous: not reachable by name
         self._setup_layer(layer, bottoms, tops)
         self.layers.append(layer)
+        self._names_taken.add(name)
         self.bottom_vecs.append(bottoms)
         self.top_vecs.append(tops)
         self.bottom_names[name] = list(layer_param.bottom)
@@ -170,15 +175,12 @@ class Net:
     def _setup_layer(layer, bottoms, tops):
         try:
             layer.setup(bottoms, tops)
-        except CaffeError:
-            raise
+        except CaffeError as exc:
+            raise exc if str(exc).startswith("layer '") else layer.error(str(exc)) from None
         except Exception as exc:  # a bug or an unforeseen shape: still name the layer
             shapes = ", ".join(str(b.shape) for b in bottoms) or "none"
             raise layer.error(f"setup failed for bottom shapes {shapes}: "
                               f"{type(exc).__name__}: {exc}") from exc
-
-    def layer_dict_names(self):
-        return {layer.name for layer in self.layers}
 
     def _add_params(self, layer_index, layer):
         layer_param = layer.param

@@ -16,11 +16,10 @@ import tempfile
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
-from .errors import CaffeError, ModelFileError, OutputError, PrototxtError
+from .errors import CaffeError, ModelFileError, OutputError, PrototxtError, quote
 
 TEMP_MARK = ".pycaffe_mct-tmp-"
 _TEMP_NAME = re.compile(r"^(?P<target>.+)" + re.escape(TEMP_MARK) + r"(?P<pid>\d+)-\w+$")
-QUOTE_LIMIT = 200                # characters of a user's value quoted in a message
 
 
 def parse_prototxt(text, message, source="<string>"):
@@ -59,13 +58,6 @@ def read_text(path, error=CaffeError):
         raise error(f"{path}:{line}:{column}: not UTF-8 text (byte "
                     f"0x{data[exc.start]:02x}); save the file as UTF-8") from None
 
-
-def quote(value, limit=QUOTE_LIMIT):
-    """``value`` as text cut to ``limit`` characters, saying how much was left out."""
-    text = str(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 def read_binary_proto(path, message):
@@ -127,6 +119,14 @@ def _write_through_temporary(path, data):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def make_directory(path):
+    """``os.makedirs(path, exist_ok=True)``; a failure names the directory and the reason."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create the directory: {exc.strerror}") from None
 
 
 def remove_stale_temporaries(prefix):

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..cg.kernels_image import resize_linear_u8
-from ..proto_io import quote
+from ..errors import quote
 
 COEF_BITS = 11                  # OpenCV's INTER_RESIZE_COEF_BITS
 COEF_SCALE = 1 << COEF_BITS

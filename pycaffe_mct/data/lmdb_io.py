@@ -18,8 +18,8 @@ import struct
 import lmdb
 import numpy as np
 
-from ..errors import CaffeError
-from ..proto_io import write_atomically
+from ..errors import CaffeError, OutputError
+from ..proto_io import make_directory, write_atomically
 
 INCOMPLETE_MARKER = "CONVERSION_INCOMPLETE"
 INITIAL_MAP_SIZE = 1 << 26
@@ -208,7 +208,7 @@ class LMDBWriter:
             note = interrupted_conversion_note(self.path)
             raise CaffeError((note + "; delete it to convert again") if note else
                              f"{self.path} already exists; choose a new name or delete it")
-        os.makedirs(self.path)
+        make_directory(self.path)
         self.batch = batch
         self.committed = 0
         self._pending = []
@@ -235,14 +235,21 @@ class LMDBWriter:
                 break
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.Error as exc:
+                self._pending = []         # not retried when the writer closes
+                raise OutputError(f"{self.path}: cannot write records: {exc}; the "
+                                  f"{self.committed} records committed before are "
+                                  f"kept") from None
         self.committed += len(self._pending)
         self._pending = []
         self._write_marker()
 
     def close(self, complete=True):
-        self.commit()
-        self.env.sync()
-        self.env.close()
+        try:
+            self.commit()
+            self.env.sync()
+        finally:
+            self.env.close()
         if complete:
             os.unlink(os.path.join(self.path, INCOMPLETE_MARKER))
 

@@ -11,8 +11,8 @@ import os
 
 import numpy as np
 
-from ..errors import CaffeError
-from ..proto_io import quote, read_text
+from ..errors import CaffeError, quote
+from ..proto_io import read_text
 from .datum import datum_pixels, parse_datum
 from .image import ImageDecodeError, read_image, resize_linear
 

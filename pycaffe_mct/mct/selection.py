@@ -29,8 +29,8 @@ import math
 
 import numpy as np
 
-from ..errors import CaffeError
-from ..proto_io import quote, read_text
+from ..errors import CaffeError, quote
+from ..proto_io import read_text
 
 
 def check_noise_rate(noise_rate, where="noise_rate"):

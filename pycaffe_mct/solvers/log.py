@@ -19,6 +19,9 @@ import threading
 
 import numpy as np
 
+from ..errors import OutputError
+from ..proto_io import make_directory
+
 
 def format_number(value):
     """A number as C++'s ``ostream << float`` prints it (6 significant digits, %g)."""
@@ -57,8 +60,16 @@ class GlogWriter:
         stream.write(line)
         stream.flush()
         if self.path:
+            self._append(line)
+
+    def _append(self, line):
+        try:
             with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(line)
+        except OSError as exc:
+            path, self.path = self.path, None      # the error itself must not be logged there
+            raise OutputError(f"{path}: cannot append to the log: {exc.strerror}; the lines "
+                              f"written before are kept") from None
 
     def info(self, message, where="solver.cpp:0"):
         self._write("I", message, where)
@@ -86,6 +97,5 @@ def set_default_writer(writer):
 
 def log_to_file(path):
     """Make the default writer also append to ``path`` (like glog's --log_dir)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    make_directory(os.path.dirname(os.path.abspath(path)))
     _default["writer"].path = path
