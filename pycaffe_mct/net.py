@@ -67,12 +67,14 @@ class Net:
         self.source = source
         self.name = net_param.name
         self.state = state
-        param = net_passes.upgrade(net_param, source)
-        param = net_passes.filter_by_state(param, state)
-        param = net_passes.insert_splits(param)
-        self.param = param
         self._backward_hooks = []
-        self._wire(param)
+        try:
+            param = net_passes.upgrade(net_param, source)
+            param = net_passes.filter_by_state(param, state)
+            self.param = net_passes.insert_splits(param)
+            self._wire(self.param)
+        except CaffeError as exc:
+            raise in_file(exc, source) from None
         if weights is not None:
             self.copy_from(weights)
 
@@ -102,10 +104,7 @@ class Net:
         for layer_param in param.layer:
             if not layer_param.HasField("phase"):
                 layer_param.phase = self.state.phase
-            try:
-                self._add_layer(layer_param)
-            except CaffeError as exc:
-                raise in_file(exc, self.source) from None
+            self._add_layer(layer_param)
         self._analyse_backward(param.force_backward)
         self.blob_loss_weights = OrderedDict((n, 0.0) for n in self.blobs)
         for layer in self.layers:

@@ -47,11 +47,13 @@ def mct_train_main(argv=None):
         return train_main(argv)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.log:
-        log_to_file(args.log)
+    from .outputs import check_outputs_distinct
     from .trainer import MCTTrainer
     world = _parallel_world()
     trainer = MCTTrainer(args.solver, world)
+    check_outputs_distinct(trainer.config, args.log)
+    if args.log:
+        log_to_file(args.log)
     if world is not None:
         from ..parallel import attach_data_parallel
         trainer.attach = lambda solver: attach_data_parallel(solver, world)

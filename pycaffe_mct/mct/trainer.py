@@ -41,6 +41,7 @@ from ..solvers.log import GlogWriter, default_writer
 from ..solvers.params import read_solver_param
 from ..solvers.solver import get_solver
 from . import selection
+from .outputs import check_outputs_distinct
 
 PRETRAIN, CALIBRATE = "mct_pretrain", "mct_calibrate"
 AUX, PRIMARY = "aux", "primary"
@@ -120,6 +121,7 @@ class MCTConfig:
                 raise CaffeError(f"{where} needs {name} (a Data layer)")
         if self.mct.clean_weight < 0:
             raise CaffeError(f"{where}.clean_weight must not be negative")
+        check_outputs_distinct(self)
 
     def stage_param(self, role, stage, pretraining=True):
         """The role's SolverParameter for one stage (pretraining: fixed large rate)."""
