@@ -1,0 +1,165 @@
+"""Kill at any moment: SIGKILL training again and again, resume from the newest snapshot,
+and end with the very bytes of an uninterrupted run.
+
+Kills come two ways: the parent SIGKILLs the child a random few milliseconds
+after it wrote a new snapshot (so they land anywhere in an iteration or a write),
+and every third run the child SIGKILLs itself at a random one of its atomic
+writes, before the temporary file is synced or before it is renamed
+(kill_hook.py): the moments a snapshot is most exposed.  Every restart must
+remove the temporary file such a kill leaves.  The nets and data are tiny, so
+a run is mostly process start-up.
+"""
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pycaffe_mct.data.datum import image_to_datum, key_for
+from pycaffe_mct.data.lmdb_io import LMDBWriter
+from pycaffe_mct.proto_io import TEMP_MARK
+
+HOOK = Path(__file__).with_name("kill_hook.py")
+REPO = Path(__file__).resolve().parents[2]
+RUN_SECONDS = 120
+
+TINY_LENET = """name: "LeNetTiny"
+layer { name: "mnist" type: "Data" top: "data" top: "label"
+  transform_param { scale: 0.00390625 }
+  data_param { source: "db" batch_size: 4 backend: LMDB } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: "xavier" } } }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "ip1" type: "InnerProduct" bottom: "pool1" top: "ip1"
+  inner_product_param { num_output: 12 weight_filler { type: "xavier" } } }
+layer { name: "relu1" type: "ReLU" bottom: "ip1" top: "ip1" }
+layer { name: "drop1" type: "Dropout" bottom: "ip1" top: "ip1" dropout_param { dropout_ratio: 0.2 } }
+layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
+  inner_product_param { num_output: 10 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }
+"""
+SOLVER = ('net: "net.prototxt"\nbase_lr: 0.05\nmomentum: 0.9\nlr_policy: "step"\n'
+          'stepsize: 10\ngamma: 0.5\nmax_iter: {max_iter}\nsnapshot: 2\n'
+          'snapshot_prefix: "snap"\ndisplay: 0\nrandom_seed: 7\n')
+
+
+def write_images_lmdb(path, count=48, seed=0):
+    rng = np.random.default_rng(seed)
+    with LMDBWriter(str(path)) as writer:
+        for i in range(count):
+            image = rng.integers(0, 256, (8, 8, 1), dtype=np.uint8)
+            writer.put(key_for(i, f"{i}.png"), image_to_datum(image, i % 10).SerializeToString())
+
+
+def write_lenet_job(directory, max_iter):
+    directory.mkdir()
+    write_images_lmdb(directory / "db")
+    (directory / "net.prototxt").write_text(TINY_LENET)
+    (directory / "solver.prototxt").write_text(SOLVER.format(max_iter=max_iter))
+    return directory
+
+
+def environment(extra=None):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "PMIX_", "OMPI_", "HYDRA_", "KILL_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return {**env, **(extra or {})}
+
+
+def start(argv, directory, env=None, ranks=1):
+    launcher = ["mpiexec", "-n", str(ranks)] if ranks > 1 else []
+    return subprocess.Popen([*launcher, sys.executable, str(HOOK), *map(str, argv)],
+                            cwd=directory, env=environment(env), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process, timeout=RUN_SECONDS):
+    try:
+        _, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"{' '.join(process.args)} still running after {timeout} s")
+    return process.returncode, err
+
+
+def snapshot_iterations(directory, prefix="snap", partner=None):
+    """Iterations N with a complete ``prefix_iter_N.solverstate`` (and ``partner``'s)."""
+    found = set()
+    for path in directory.glob(f"{prefix}_iter_*.solverstate"):
+        match = re.fullmatch(rf"{prefix}_iter_(\d+)\.solverstate", path.name)
+        if match and (partner is None or
+                      (directory / f"{partner}_iter_{match[1]}.solverstate").is_file()):
+            found.add(int(match[1]))
+    return found
+
+
+def kill_after_next_snapshot(process, directory, rng, kill, prefix="snap"):
+    """SIGKILL (``kill(process)``) a few ms after a snapshot newer than any so far appears."""
+    seen = max(snapshot_iterations(directory, prefix), default=-1)
+    deadline = time.monotonic() + RUN_SECONDS
+    while process.poll() is None and time.monotonic() < deadline:
+        if max(snapshot_iterations(directory, prefix), default=-1) > seen:
+            time.sleep(rng.uniform(0, 0.03))
+            kill(process)
+            return
+        time.sleep(0.005)
+
+
+def kill_group(process):
+    os.killpg(process.pid, signal.SIGKILL)
+
+
+def train_with_kills(directory, command, resume_args, kills, seed, prefix="snap", partner=None):
+    """Run ``command`` (resuming by ``resume_args(N)``) until it ends after ``kills`` kills.
+
+    Returns how many temporary files the kills left for a restart to remove.
+    """
+    rng = random.Random(seed)
+    done = left_behind = 0
+    for attempt in range(3 * kills + 2):
+        iterations = snapshot_iterations(directory, prefix, partner)
+        argv = command + (resume_args(max(iterations)) if iterations else [])
+        if done < kills and done % 3 == 0:
+            spec = f"{rng.randint(2, 5)}:{rng.choice(['fsync', 'replace'])}"
+            process = start(argv, directory, {"KILL_AT_WRITE": spec})
+        else:
+            process = start(argv, directory)
+            if done < kills:
+                kill_after_next_snapshot(process, directory, rng, kill_group, prefix)
+        code, err = finish(process)
+        if code == -signal.SIGKILL:
+            done += 1
+            left_behind += sum(TEMP_MARK in p.name for p in directory.iterdir())
+            continue
+        assert code == 0, err[-3000:]
+        assert done >= kills, f"the run ended after only {done} kills; make it longer"
+        assert not [p for p in directory.iterdir() if TEMP_MARK in p.name]
+        return left_behind
+    pytest.fail(f"no complete run after {3 * kills + 2} attempts")
+
+
+def same_bytes(first, second, names):
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_train_killed_ten_times_ends_with_the_bytes_of_an_uninterrupted_run(tmp_path):
+    max_iter = 80
+    straight = write_lenet_job(tmp_path / "straight", max_iter)
+    killed = write_lenet_job(tmp_path / "killed", max_iter)
+    command = ["pycaffe_mct", "train", "--solver", "solver.prototxt"]
+    assert finish(start(command, straight))[0] == 0
+    left_behind = train_with_kills(
+        killed, command, lambda n: ["--snapshot", f"snap_iter_{n}.solverstate"], 10, seed=1)
+    assert left_behind >= 1           # some kill did hit a write, and the restart cleaned up
+    same_bytes(straight, killed, [f"snap_iter_{max_iter}.caffemodel",
+                                  f"snap_iter_{max_iter}.solverstate"])
