@@ -163,3 +163,71 @@ def test_train_killed_ten_times_ends_with_the_bytes_of_an_uninterrupted_run(tmp_
     assert left_behind >= 1           # some kill did hit a write, and the restart cleaned up
     same_bytes(straight, killed, [f"snap_iter_{max_iter}.caffemodel",
                                   f"snap_iter_{max_iter}.solverstate"])
+
+
+def _inputs(*blobs):
+    return "".join(f'layer {{ name: "{name}" type: "Input" top: "{name}" include {{ {rule} }} '
+                   f'input_param {{ shape {{ {" ".join(f"dim: {d}" for d in shape)} }} }} }}\n'
+                   for name, shape, rule in blobs)
+
+
+MCT_BODY = """layer { name: "ip1" type: "InnerProduct" bottom: "data" top: "ip1"
+  inner_product_param { num_output: 12 weight_filler { type: "xavier" } } }
+layer { name: "relu1" type: "ReLU" bottom: "ip1" top: "ip1" }
+layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "logits"
+  inner_product_param { num_output: 10 weight_filler { type: "xavier" } } }
+"""
+TRAIN, CALIBRATE = "phase: TRAIN", 'phase: TRAIN stage: "mct_calibrate"'
+AUX_NET = (_inputs(("data", [8, 1, 8, 8], TRAIN), ("label", [8], TRAIN),
+                   ("sample_weight", [8], TRAIN)) + MCT_BODY
+           + 'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "logits" bottom: "label" '
+             'bottom: "sample_weight" top: "loss" }\n')
+PRIMARY_NET = (_inputs(("data", [8, 1, 8, 8], TRAIN), ("label", [8], TRAIN),
+                       ("mask", [8], CALIBRATE), ("aux_logits", [8, 10], CALIBRATE)) + MCT_BODY
+               + 'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "logits" bottom: "label" '
+                 'top: "loss" include { phase: TRAIN stage: "mct_pretrain" } }\n'
+                 'layer { name: "distill" type: "SoftTargetLoss" top: "loss" bottom: "logits" '
+                 'bottom: "aux_logits" bottom: "label" bottom: "mask" '
+                 'include { phase: TRAIN stage: "mct_calibrate" } }\n')
+MCT_SOLVER = """random_seed: 5
+mct_param {{
+  aux_solver_param {{ net: "aux.prototxt" {model} }}
+  primary_solver_param {{ net: "primary.prototxt" {model} }}
+  clean_data {{ name: "clean" type: "Data" top: "data" top: "label"
+    transform_param {{ scale: 0.00390625 }} data_param {{ source: "clean" batch_size: 4 }} }}
+  noisy_data {{ name: "noisy" type: "Data" top: "data" top: "label"
+    transform_param {{ scale: 0.00390625 }} data_param {{ source: "db" batch_size: 8 }} }}
+  pretrain_iter: {pretrain}
+  pretrain_lr: 0.1
+  selection {{ noise_rate: 0.4 }}
+  distillation {{ temperature: 2 soft_weight: 0.5 }}
+  aux_snapshot_prefix: "aux"
+  primary_snapshot_prefix: "primary"
+}}
+"""
+
+
+def write_mct_job(directory, max_iter, pretrain):
+    directory.mkdir()
+    write_images_lmdb(directory / "db")
+    write_images_lmdb(directory / "clean", count=16, seed=1)
+    (directory / "aux.prototxt").write_text(AUX_NET)
+    (directory / "primary.prototxt").write_text(PRIMARY_NET)
+    model = (f"base_lr: 0.05 momentum: 0.9 lr_policy: \"fixed\" max_iter: {max_iter} "
+             f"snapshot: 2 display: 0 random_seed: 3")
+    (directory / "mct.prototxt").write_text(MCT_SOLVER.format(model=model, pretrain=pretrain))
+    return directory
+
+
+@pytest.mark.slow
+def test_mct_train_killed_ten_times_ends_with_both_models_bytes(tmp_path):
+    max_iter = 80
+    straight = write_mct_job(tmp_path / "straight", max_iter, pretrain=30)
+    killed = write_mct_job(tmp_path / "killed", max_iter, pretrain=30)
+    command = ["mct_train", "--solver", "mct.prototxt"]
+    code, err = finish(start(command, straight))
+    assert code == 0, err[-3000:]
+    train_with_kills(killed, command, lambda n: ["--snapshot", f"primary_iter_{n}.solverstate"],
+                     10, seed=2, prefix="primary", partner="aux")
+    same_bytes(straight, killed, [f"{model}_iter_{max_iter}.{ext}" for model in ("aux", "primary")
+                                  for ext in ("caffemodel", "solverstate")])
