@@ -12,6 +12,7 @@ a run is mostly process start-up.
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -146,6 +147,19 @@ def train_with_kills(directory, command, resume_args, kills, seed, prefix="snap"
     pytest.fail(f"no complete run after {3 * kills + 2} attempts")
 
 
+def run_in(directory, command):
+    """The uninterrupted run, in this process (one process start fewer)."""
+    from kill_hook import COMMANDS
+    from pycaffe_mct.solvers.log import GlogWriter, set_default_writer
+    previous_directory, previous_log = os.getcwd(), set_default_writer(GlogWriter(enabled=False))
+    os.chdir(directory)
+    try:
+        assert COMMANDS[command[0]](command[1:]) == 0
+    finally:
+        os.chdir(previous_directory)
+        set_default_writer(previous_log)
+
+
 def same_bytes(first, second, names):
     for name in names:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
@@ -157,7 +171,7 @@ def test_train_killed_ten_times_ends_with_the_bytes_of_an_uninterrupted_run(tmp_
     straight = write_lenet_job(tmp_path / "straight", max_iter)
     killed = write_lenet_job(tmp_path / "killed", max_iter)
     command = ["pycaffe_mct", "train", "--solver", "solver.prototxt"]
-    assert finish(start(command, straight))[0] == 0
+    run_in(straight, command)
     left_behind = train_with_kills(
         killed, command, lambda n: ["--snapshot", f"snap_iter_{n}.solverstate"], 10, seed=1)
     assert left_behind >= 1           # some kill did hit a write, and the restart cleaned up
@@ -225,9 +239,56 @@ def test_mct_train_killed_ten_times_ends_with_both_models_bytes(tmp_path):
     straight = write_mct_job(tmp_path / "straight", max_iter, pretrain=30)
     killed = write_mct_job(tmp_path / "killed", max_iter, pretrain=30)
     command = ["mct_train", "--solver", "mct.prototxt"]
-    code, err = finish(start(command, straight))
-    assert code == 0, err[-3000:]
+    run_in(straight, command)
     train_with_kills(killed, command, lambda n: ["--snapshot", f"primary_iter_{n}.solverstate"],
                      10, seed=2, prefix="primary", partner="aux")
     same_bytes(straight, killed, [f"{model}_iter_{max_iter}.{ext}" for model in ("aux", "primary")
                                   for ext in ("caffemodel", "solverstate")])
+
+
+def rank_pids(directory, ranks):
+    """The process ids the ranks of a job left (see kill_hook), once all are there."""
+    deadline = time.monotonic() + RUN_SECONDS
+    while time.monotonic() < deadline:
+        files = [directory / f"{rank}.pid" for rank in range(ranks)]
+        if all(f.is_file() and f.read_text() for f in files):
+            return [int(f.read_text()) for f in files]
+        time.sleep(0.01)
+    pytest.fail("the ranks did not start")
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+@pytest.mark.skipif(not shutil.which("mpiexec"), reason="mpiexec not installed")
+def test_killing_one_rank_ends_the_job_and_it_resumes_to_the_same_bytes(tmp_path):
+    max_iter = 40
+    straight = write_lenet_job(tmp_path / "straight", max_iter)
+    killed = write_lenet_job(tmp_path / "killed", max_iter)
+    command = ["pycaffe_mct", "train", "--solver", "solver.prototxt"]
+    code, err = finish(start(command, straight, ranks=2))
+    assert code == 0, err[-3000:]
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    job = start(command, killed, {"KILL_HOOK_PIDS": str(pids)}, ranks=2)
+    rank_pids(pids, 2)
+    kill_after_next_snapshot(job, killed, random.Random(3),
+                             lambda _: os.kill(rank_pids(pids, 2)[1], signal.SIGKILL))
+    code, err = finish(job, timeout=60)           # the launcher ends the whole job
+    assert code != 0, err[-3000:]
+    assert not [pid for pid in rank_pids(pids, 2) if alive(pid)]
+    newest = max(snapshot_iterations(killed))
+    assert newest < max_iter
+    code, err = finish(start(command + ["--snapshot", f"snap_iter_{newest}.solverstate"],
+                             killed, ranks=2))
+    assert code == 0, err[-3000:]
+    same_bytes(straight, killed, [f"snap_iter_{max_iter}.caffemodel",
+                                  f"snap_iter_{max_iter}.solverstate"])
