@@ -21,31 +21,34 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from google.protobuf import text_format
 
 from pycaffe_mct.data.datum import image_to_datum, key_for
 from pycaffe_mct.data.lmdb_io import LMDBWriter
-from pycaffe_mct.proto_io import TEMP_MARK
+from pycaffe_mct.proto import caffe_pb2
+from pycaffe_mct.proto_io import TEMP_MARK, read_prototxt
 
 HOOK = Path(__file__).with_name("kill_hook.py")
 REPO = Path(__file__).resolve().parents[2]
 RUN_SECONDS = 120
 
-TINY_LENET = """name: "LeNetTiny"
-layer { name: "mnist" type: "Data" top: "data" top: "label"
-  transform_param { scale: 0.00390625 }
-  data_param { source: "db" batch_size: 4 backend: LMDB } }
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-  convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: "xavier" } } }
-layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
-  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
-layer { name: "ip1" type: "InnerProduct" bottom: "pool1" top: "ip1"
-  inner_product_param { num_output: 12 weight_filler { type: "xavier" } } }
-layer { name: "relu1" type: "ReLU" bottom: "ip1" top: "ip1" }
-layer { name: "drop1" type: "Dropout" bottom: "ip1" top: "ip1" dropout_param { dropout_ratio: 0.2 } }
-layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
-  inner_product_param { num_output: 10 weight_filler { type: "xavier" } } }
-layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }
-"""
+LENET = REPO / "models" / "lenet" / "lenet_train_test.prototxt"
+NARROWER = {"conv1": 2, "conv2": 3, "ip1": 8}      # LeNet's widths: 20, 50, 500
+
+
+def tiny_lenet():
+    """models/lenet with narrow layers, reading 16x16 images from "db" in batches of 4."""
+    net = read_prototxt(LENET, caffe_pb2.NetParameter())
+    for layer in net.layer:
+        if layer.type == "Data":
+            layer.data_param.source, layer.data_param.batch_size = "db", 4
+        if layer.type == "Convolution":
+            layer.convolution_param.num_output = NARROWER[layer.name]
+        elif layer.name in NARROWER:
+            layer.inner_product_param.num_output = NARROWER[layer.name]
+    return text_format.MessageToString(net)
+
+
 SOLVER = ('net: "net.prototxt"\nbase_lr: 0.05\nmomentum: 0.9\nlr_policy: "step"\n'
           'stepsize: 10\ngamma: 0.5\nmax_iter: {max_iter}\nsnapshot: 2\n'
           'snapshot_prefix: "snap"\ndisplay: 0\nrandom_seed: 7\n')
@@ -55,14 +58,14 @@ def write_images_lmdb(path, count=48, seed=0):
     rng = np.random.default_rng(seed)
     with LMDBWriter(str(path)) as writer:
         for i in range(count):
-            image = rng.integers(0, 256, (8, 8, 1), dtype=np.uint8)
+            image = rng.integers(0, 256, (16, 16, 1), dtype=np.uint8)
             writer.put(key_for(i, f"{i}.png"), image_to_datum(image, i % 10).SerializeToString())
 
 
 def write_lenet_job(directory, max_iter):
     directory.mkdir()
     write_images_lmdb(directory / "db")
-    (directory / "net.prototxt").write_text(TINY_LENET)
+    (directory / "net.prototxt").write_text(tiny_lenet())
     (directory / "solver.prototxt").write_text(SOLVER.format(max_iter=max_iter))
     return directory
 
@@ -192,11 +195,11 @@ layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "logits"
   inner_product_param { num_output: 10 weight_filler { type: "xavier" } } }
 """
 TRAIN, CALIBRATE = "phase: TRAIN", 'phase: TRAIN stage: "mct_calibrate"'
-AUX_NET = (_inputs(("data", [8, 1, 8, 8], TRAIN), ("label", [8], TRAIN),
+AUX_NET = (_inputs(("data", [8, 1, 16, 16], TRAIN), ("label", [8], TRAIN),
                    ("sample_weight", [8], TRAIN)) + MCT_BODY
            + 'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "logits" bottom: "label" '
              'bottom: "sample_weight" top: "loss" }\n')
-PRIMARY_NET = (_inputs(("data", [8, 1, 8, 8], TRAIN), ("label", [8], TRAIN),
+PRIMARY_NET = (_inputs(("data", [8, 1, 16, 16], TRAIN), ("label", [8], TRAIN),
                        ("mask", [8], CALIBRATE), ("aux_logits", [8, 10], CALIBRATE)) + MCT_BODY
                + 'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "logits" bottom: "label" '
                  'top: "loss" include { phase: TRAIN stage: "mct_pretrain" } }\n'
