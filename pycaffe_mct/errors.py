@@ -7,9 +7,10 @@ out what went wrong.  Subclasses only exist where callers may want to catch one
 kind of problem separately.
 
 A message quotes what the user wrote, which may be a name or a value of
-hundreds of kilobytes: every word longer than ``QUOTE_LIMIT`` characters is cut
-to that length (saying how much was left out), and ``quote`` does the same for
-values that contain spaces, so a message stays one readable line.
+hundreds of kilobytes: every word longer than ``QUOTE_LIMIT`` characters keeps
+its beginning and its end (a long path keeps its file name) and says how much
+was left out between them; ``quote`` does the same for values that contain
+spaces.  So a message stays one readable line.
 """
 import re
 
@@ -18,11 +19,13 @@ _LONG_WORD = re.compile(r"\S{%d,}" % (QUOTE_LIMIT + 1))
 
 
 def quote(value, limit=QUOTE_LIMIT):
-    """``value`` as text cut to ``limit`` characters, saying how much was left out."""
+    """``value`` as text of about ``limit`` characters: its beginning and end, and how
+    many characters were left out between them."""
     text = str(value)
     if len(text) <= limit:
         return text
-    return f"{text[:limit - 3]}... ({len(text) - limit + 3} more characters)"
+    head, tail = limit * 3 // 5, limit * 2 // 5
+    return f"{text[:head]} ...[{len(text) - head - tail} characters left out]... {text[-tail:]}"
 
 
 class CaffeError(ValueError):

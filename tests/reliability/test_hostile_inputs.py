@@ -115,7 +115,7 @@ def case_forty_axes(tmp, trained):
 @case
 def case_huge_layer_name(tmp, trained):
     path = net_file(tmp, f'layer {{ name: "{HUGE}" type: "Nope" top: "x" }}\n')
-    return build_net(path), [str(path), "more characters"]
+    return build_net(path), [str(path), "characters left out"]
 
 
 @case
@@ -427,7 +427,7 @@ def case_list_label_not_integer(tmp, trained):
 def case_list_huge_line(tmp, trained):
     action, names = _image_case(tmp, {"ok.png": png_bytes()}, f"ok.png 0\nok.png {HUGE}\n",
                                 line=2)
-    return action, names + ["more characters"]
+    return action, names + ["characters left out"]
 
 
 @case
