@@ -38,8 +38,13 @@ def prepare_prefix(param, source):
 
 
 def remove_stale_temporaries_of(solver):
-    """Remove the temporary snapshot files a killed run left (see proto_io)."""
-    if solver.param.snapshot_prefix:
+    """Remove the temporary snapshot files a killed run left (see proto_io).
+
+    Only MPI rank 0, the one rank that writes snapshots, looks: another rank on
+    another host could not tell a live writer's file from a dead one's.
+    """
+    from ..parallel.launch import mpi_rank       # reads the environment only
+    if solver.param.snapshot_prefix and mpi_rank() == 0:
         for path in remove_stale_temporaries(solver.param.snapshot_prefix):
             solver.info(f"Removed {path}: a temporary file an interrupted snapshot left", 0,
                         "snapshots.py")
