@@ -55,9 +55,12 @@ def max_image_pixels():
 def open_within_limit(data):
     """Pillow's lazily decoding image of ``data``, refused if its header declares more
     pixels than the limit.  Pillow's own bomb check (at twice its MAX_IMAGE_PIXELS) is
-    raised along with a larger limit of ours; what it refuses is over ours too."""
+    raised along with a larger limit of ours, never lowered; what it refuses is over
+    ours too."""
     limit = max_image_pixels()
-    Image.MAX_IMAGE_PIXELS = None if not limit else max(limit, DEFAULT_MAX_IMAGE_PIXELS)
+    pillows = Image.MAX_IMAGE_PIXELS
+    if pillows is not None and (not limit or limit > pillows):
+        Image.MAX_IMAGE_PIXELS = limit or None
     try:
         with warnings.catch_warnings():     # ours below is the one that speaks
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
