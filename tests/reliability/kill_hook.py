@@ -4,12 +4,16 @@
 With ``KILL_AT_WRITE=<n>:<fsync|replace>`` in the environment the process kills
 itself with SIGKILL at its n-th atomic write: before the temporary file is
 synced, or after it is complete but before it is renamed over the target: the
-moments a snapshot is most exposed.  ``KILL_HOOK_PIDS=<dir>`` makes every
+moments a snapshot is most exposed.  ``SLOW_DISK=<seconds>`` makes every
+fsync take that long at least (a slow disk): a snapshot then spans a known
+time, so a kill a few milliseconds after one lands within the next ones or
+their writes whatever the machine's speed.  ``KILL_HOOK_PIDS=<dir>`` makes every
 process (every MPI rank) leave its process id in ``<dir>/<rank>.pid``.
 """
 import os
 import signal
 import sys
+import time
 
 from pycaffe_mct import cli
 from pycaffe_mct.proto_io import TEMP_MARK
@@ -32,7 +36,18 @@ def _die_at_write(spec):
     setattr(os, phase, dying)
 
 
+def _slow_disk(seconds):
+    real = os.fsync
+
+    def slow(fd):
+        time.sleep(seconds)
+        return real(fd)
+    os.fsync = slow
+
+
 def main():
+    if os.environ.get("SLOW_DISK"):
+        _slow_disk(float(os.environ["SLOW_DISK"]))
     if os.environ.get("KILL_AT_WRITE"):
         _die_at_write(os.environ["KILL_AT_WRITE"])
     if os.environ.get("KILL_HOOK_PIDS"):

@@ -6,8 +6,10 @@ after it wrote a new snapshot (so they land anywhere in an iteration or a write)
 and every third run the child SIGKILLs itself at a random one of its atomic
 writes, before the temporary file is synced or before it is renamed
 (kill_hook.py): the moments a snapshot is most exposed.  Every restart must
-remove the temporary file such a kill leaves.  The nets and data are tiny, so
-a run is mostly process start-up.
+remove the temporary file such a kill leaves.  The children write to a "slow
+disk" (20 ms per fsync), so snapshots take the same time on any machine and
+each kill costs only a snapshot or two of progress.  The nets and data are
+tiny, so a run is mostly process start-up.
 """
 import os
 import random
@@ -31,6 +33,7 @@ from pycaffe_mct.proto_io import TEMP_MARK, read_prototxt
 HOOK = Path(__file__).with_name("kill_hook.py")
 REPO = Path(__file__).resolve().parents[2]
 RUN_SECONDS = 120
+SLOW_DISK = {"SLOW_DISK": "0.02"}     # seconds per fsync: see kill_hook.py
 
 LENET = REPO / "models" / "lenet" / "lenet_train_test.prototxt"
 NARROWER = {"conv1": 2, "conv2": 3, "ip1": 8}      # LeNet's widths: 20, 50, 500
@@ -80,7 +83,8 @@ def environment(extra=None):
 def start(argv, directory, env=None, ranks=1):
     launcher = ["mpiexec", "-n", str(ranks)] if ranks > 1 else []
     return subprocess.Popen([*launcher, sys.executable, str(HOOK), *map(str, argv)],
-                            cwd=directory, env=environment(env), start_new_session=True,
+                            cwd=directory, env=environment({**SLOW_DISK, **(env or {})}),
+                            start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
