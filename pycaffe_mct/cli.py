@@ -7,6 +7,7 @@ data tools.  Each command module owns its flags and returns an exit code.
 import importlib
 import sys
 
+from . import __version__
 from .errors import CaffeError
 
 COMMANDS = {
@@ -16,13 +17,31 @@ COMMANDS = {
              "per-layer host and modelled core-group timings"),
     "scale": ("pycaffe_mct.scaling", "scale_main",
               "predict training time on N Sunway core groups"),
+    "label_issues": ("pycaffe_mct.mct.label_command", "label_issues_main", "find wrong labels"),
+    "export": ("pycaffe_mct.export.commands", "export_main", "write a net as an ONNX model"),
 }
 
 
+PYTHON_LAYERS_FLAG = "--python-layers"
+
+
+def take_python_layers_flag(argv):
+    """``argv`` without ``--python-layers``; the flag, if present, turns Python layers on
+    (through the environment, so MPI ranks and workers started from here agree)."""
+    if PYTHON_LAYERS_FLAG not in argv:
+        return list(argv)
+    from .layers.python import set_python_layers
+    set_python_layers(True)
+    return [arg for arg in argv if arg != PYTHON_LAYERS_FLAG]
+
+
 def _usage():
-    lines = ["usage: pycaffe_mct <command> [flags]", "", "commands:"]
-    lines += [f"  {name:<8} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
-    lines += ["", "pycaffe_mct <command> --help shows a command's flags."]
+    lines = ["usage: pycaffe_mct <command> [flags]  |  pycaffe_mct --version", "", "commands:"]
+    width = max(map(len, COMMANDS))
+    lines += [f"  {name:<{width}} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
+    lines += ["", "pycaffe_mct <command> --help shows a command's flags.",
+              f"{PYTHON_LAYERS_FLAG} (any command, and mct_train) allows type: \"Python\" "
+              f"layers, which run the code of the module a prototxt names."]
     return "\n".join(lines)
 
 
@@ -41,9 +60,12 @@ def run_command(function, argv):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    argv = take_python_layers_flag(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
+        return 0
+    if argv[0] == "--version":
+        print(f"pycaffe_mct {__version__}")
         return 0
     if argv[0] not in COMMANDS:
         print(f"unknown command '{argv[0]}'\n\n{_usage()}", file=sys.stderr)
@@ -55,7 +77,7 @@ def main(argv=None):
 
 def mct_train_main(argv=None):
     """``mct_train --solver S``: the trainer; with an MCT section it trains both models."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = take_python_layers_flag(sys.argv[1:] if argv is None else argv)
     module = importlib.import_module("pycaffe_mct.mct.commands")
     return run_command(module.mct_train_main, argv)
 

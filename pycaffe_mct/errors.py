@@ -57,6 +57,21 @@ def in_file(exc, source):
     return exc if source in message else type(exc)(f"{source}: {message}")
 
 
+class MissingDependencyError(CaffeError):
+    """An optional dependency is not installed; the message names the extra that installs it."""
+
+
+def install_command(extra):
+    """How to install one of setup.py's extras: the package is installed from its clone."""
+    return f"pip install -e '.[{extra}]' (in a venv, from the repository root)"
+
+
+def missing_dependency(purpose, extra, exc, error_type=MissingDependencyError):
+    """The error for an optional import that failed: what needed it and how to install it."""
+    return error_type(f"{purpose} needs {exc.name or 'a package'}, which is not installed "
+                      f"({exc}); install it with: {install_command(extra)}")
+
+
 def layer_error(layer_param, message):
     """A NetError prefixed with the layer's name and type, Caffe-style."""
     return NetError(f"layer '{layer_param.name}' (type {layer_param.type}): {message}")

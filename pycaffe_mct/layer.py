@@ -23,9 +23,10 @@ register_layer = LAYERS.register
 
 
 def layer_types():
-    """The registered type names, sorted."""
+    """The type names that can be created now, sorted (an opt-in type that is off,
+    or one whose optional dependency is missing, is left out)."""
     _load_builtin_layers()
-    return LAYERS.names()
+    return [name for name in LAYERS.names() if LAYERS.get(name).unavailable_reason() is None]
 
 
 def create_layer(param):
@@ -34,7 +35,10 @@ def create_layer(param):
     cls = LAYERS.get(param.type)
     if cls is None:
         raise NetError(f"layer '{param.name}': unknown layer type '{param.type}'; "
-                       f"known types: {', '.join(LAYERS.names())}")
+                       f"known types: {', '.join(layer_types())}")
+    reason = cls.unavailable_reason()
+    if reason is not None:
+        raise layer_error(param, reason)
     return cls(param)
 
 
@@ -53,6 +57,14 @@ class Layer:
     auto_top_blobs = False
     # Loss layers get loss_weight 1 on their first top unless the prototxt says otherwise.
     default_loss_weight = 0.0
+    # A layer running the user's own code lets the user's exceptions through unchanged
+    # (as pycaffe does); the net wraps any other unexpected error in a NetError.
+    passes_errors_through = False
+
+    @classmethod
+    def unavailable_reason(cls):
+        """None if this type can be created now, else what to do to make it available."""
+        return None
 
     def __init__(self, param):
         self.param = param

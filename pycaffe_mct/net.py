@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import net_passes
+from . import hdf5, net_passes
 from .blob import Blob, has_legacy_shape, legacy_shape_equals, proto_array, proto_shape
 from .errors import CaffeError, ModelFileError, NetError, in_file, layer_error
 from .layer import TRAIN, create_layer
@@ -177,6 +177,8 @@ class Net:
         except CaffeError as exc:
             raise exc if str(exc).startswith("layer '") else layer.error(str(exc)) from None
         except Exception as exc:  # a bug or an unforeseen shape: still name the layer
+            if layer.passes_errors_through:
+                raise
             shapes = ", ".join(str(b.shape) for b in bottoms) or "none"
             raise layer.error(f"setup failed for bottom shapes {shapes}: "
                               f"{type(exc).__name__}: {exc}") from exc
@@ -282,6 +284,8 @@ class Net:
             except CaffeError:
                 raise
             except Exception as exc:
+                if layer.passes_errors_through:
+                    raise
                 shapes = ", ".join(str(b.shape) for b in self.bottom_vecs[i]) or "none"
                 raise layer.error(f"forward failed for bottom shapes {shapes}: "
                                   f"{type(exc).__name__}: {exc}") from exc
@@ -456,10 +460,28 @@ class Net:
         """Write the weights as a binary .caffemodel, atomically."""
         write_binary_proto(filename, self.to_proto())
 
+    def save_hdf5(self, filename, write_diff=False):
+        """Write the weights in Caffe's HDF5 layout (needs the ``[hdf5]`` extra)."""
+        hdf5.save_net(self, filename, write_diff)
+
+    def load_hdf5(self, filename):
+        """Load weights from a Caffe HDF5 file (needs the ``[hdf5]`` extra)."""
+        hdf5.load_net(self, filename)
+
+    def to_onnx(self, path, opset=17, dynamic_batch=False):
+        """Write this TEST-phase net and its weights as an ONNX model (the ``[onnx]`` extra);
+        ``dynamic_batch`` makes the batch axis symbolic.  Returns the ModelProto."""
+        from .export import export_onnx
+        return export_onnx(self, path, opset=opset, dynamic_batch=dynamic_batch)
+
     def copy_from(self, weights):
-        """Load weights from a .caffemodel path or NetParameter, matching layers by name."""
+        """Load weights from a .caffemodel path, an HDF5 weights file (told apart by its
+        signature, as Caffe does) or a NetParameter, matching layers by name."""
         if isinstance(weights, caffe_pb2.NetParameter):
             source, where = weights, "weights"
+        elif hdf5.is_hdf5_file(weights):
+            self.load_hdf5(weights)
+            return
         else:
             where = os.fspath(weights)
             source = read_binary_proto(where, caffe_pb2.NetParameter())

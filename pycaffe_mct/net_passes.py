@@ -7,7 +7,7 @@ a prototxt string: ``upgrade`` (legacy V1 ``layers`` and net-level inputs),
 each reader back-propagates into its own diff and the Split sums them).
 """
 from .errors import NetError
-from .proto import caffe_pb2
+from .proto import caffe_pb2, field_label
 
 # V1LayerParameter.LayerType enum name -> today's type string.
 _V1_TYPES = {
@@ -41,7 +41,7 @@ def _upgrade_v1_layer(v1):
         name = field.name
         if name in _V1_SHARED_SCALARS or name.endswith("_param"):
             target = getattr(layer, name)
-            if field.is_repeated:
+            if field_label(field) == "repeated":
                 target.extend(value)
             elif field.message_type is not None:
                 target.CopyFrom(value)

@@ -72,7 +72,7 @@ class Function:
         for index, bottom in enumerate(inputs):
             if not isinstance(bottom, Top):
                 raise TypeError(f"{type_name} input {index} is not a Top "
-                                f"(type is {type(bottom).__name__})")
+                                f"(type is {type(bottom)})")
         self.type_name = type_name
         self.inputs = inputs
         self.params = dict(params)

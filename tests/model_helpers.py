@@ -1,20 +1,23 @@
-"""Access to models/make_prototxt.py (the NetSpec generator of models/) from tests."""
+"""Access to tools/make_prototxt.py (the NetSpec generator of models/) from tests."""
 import importlib.util
 from pathlib import Path
 
 from pycaffe_mct.proto import caffe_pb2
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "models"
+TOOLS = REPO / "tools"
 
 
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("make_prototxt", MODELS / "make_prototxt.py")
+def load_tool(name):
+    """The script tools/<name>.py as a module (tools/ is not an installed package)."""
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-generator = _load_generator()
+generator = load_tool("make_prototxt")
 
 
 def with_inputs_for_data(net_param, batch):

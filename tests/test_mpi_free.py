@@ -1,5 +1,4 @@
 """Single-process code never imports mpi4py: only pycaffe_mct.parallel may."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -8,8 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# The library first, then the parts a single-process user imports; the later ones are skipped
-# while they do not exist yet.
+# The library first, then the parts a single-process user imports.
 MODULES = ["pycaffe_mct", "pycaffe_mct.layers", "pycaffe_mct.solvers", "pycaffe_mct.mct",
            "pycaffe_mct.cli"]
 
@@ -23,13 +21,6 @@ print(json.dumps(found))
 """
 
 
-def available(name):
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ImportError:
-        return False
-
-
 def imports_pulling_mpi4py(modules):
     """Import ``modules`` in order in a fresh interpreter; map each to 'mpi4py loaded yet?'."""
     result = subprocess.run([sys.executable, "-c", PROBE, *modules], cwd=REPO,
@@ -41,8 +32,7 @@ def imports_pulling_mpi4py(modules):
 def test_importing_the_library_and_its_single_process_parts_leaves_mpi4py_unimported():
     # One interpreter for all (each start pays for numba's import); the library comes first,
     # so the answer says which import first pulled mpi4py in.
-    modules = ["pycaffe_mct"] + [name for name in MODULES[1:] if available(name)]
-    assert imports_pulling_mpi4py(modules) == {name: False for name in modules}
+    assert imports_pulling_mpi4py(MODULES) == {name: False for name in MODULES}
 
 
 def test_the_probe_notices_mpi4py():

@@ -96,5 +96,9 @@ def test_update_keys_and_delete():
 def test_params_give_enum_values_and_bad_inputs_are_refused():
     assert P.Pooling.MAX == caffe_pb2.PoolingParameter.MAX
     assert P.Data.LMDB == caffe_pb2.DataParameter.LMDB
-    with pytest.raises(TypeError, match="ReLU input 0 is not a Top"):
+    with pytest.raises(TypeError, match=r"^ReLU input 0 is not a Top \(type is <class 'str'>\)$"):
         L.ReLU("data")
+
+
+def test_has_nccl_is_false_our_multi_process_path_is_mpi():
+    assert caffe.has_nccl() is False

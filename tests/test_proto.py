@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lmdb
 import pytest
 from google.protobuf import descriptor_pb2, text_format
+from grpc_tools import protoc  # the test extra: protoc, to compile caffe.proto afresh
 
-from pycaffe_mct.proto import caffe_pb2 as pb
+from pycaffe_mct.proto import caffe_pb2 as pb, field_label
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,8 +98,7 @@ FIELDS = [
 def test_field_number_and_default(message, field, number, kind, default):
     fd = getattr(pb, message).DESCRIPTOR.fields_by_name[field]
     assert fd.number == number
-    assert fd.is_repeated == (kind == "rep")
-    assert fd.is_required == (kind == "req")
+    assert field_label(fd) == {"rep": "repeated", "req": "required"}.get(kind, "optional")
     if default is None:
         assert not fd.has_default_value
     elif fd.type == fd.TYPE_ENUM:
@@ -116,9 +117,10 @@ def test_enums_and_packing():
     assert pb.SolverParameter.ADAM == 5
     assert pb.ReductionParameter.SUM == 1
     assert pb.HingeLossParameter.L1 == 1
-    assert pb.BlobProto.DESCRIPTOR.fields_by_name["data"].is_packed
-    assert pb.BlobShape.DESCRIPTOR.fields_by_name["dim"].is_packed
-    assert not pb.Datum.DESCRIPTOR.fields_by_name["float_data"].is_packed
+    # Packing as written on the wire: one length-delimited record, or one tag per value.
+    assert pb.BlobProto(data=[1, 2]).SerializeToString()[:2] == bytes([5 << 3 | 2, 8])
+    assert pb.BlobShape(dim=[3, 4]).SerializeToString() == bytes([1 << 3 | 2, 2, 3, 4])
+    assert pb.Datum(float_data=[1, 2]).SerializeToString().count(bytes([6 << 3 | 5])) == 2
     assert pb.DESCRIPTOR.package == "caffe"
     assert pb.DESCRIPTOR.name == "caffe.proto"
 
@@ -189,7 +191,6 @@ def test_mean_binaryproto(fixtures_dir):
 
 
 def test_lmdb_datum(fixtures_dir):
-    lmdb = pytest.importorskip("lmdb")
     env = lmdb.open(str(fixtures_dir / "raw_lmdb"), readonly=True, lock=False)
     try:
         with env.begin() as txn:
@@ -265,7 +266,6 @@ def _normalize(messages):
 
 
 def test_generated_module_matches_proto(tmp_path):
-    protoc = pytest.importorskip("grpc_tools.protoc")
     out = tmp_path / "caffe.desc"
     rc = protoc.main(["protoc", "-I%s" % (ROOT / "protos"),
                       "--descriptor_set_out=%s" % out,
@@ -281,7 +281,7 @@ def test_generated_module_matches_proto(tmp_path):
         _normalize(fdp.message_type)
     assert committed == expected, (
         "pycaffe_mct/proto/caffe_pb2.py is out of date with protos/caffe.proto;"
-        " run: python protos/compile.py")
+        " run: python tools/compile_proto.py")
 
 
 def test_incompatible_runtime_gives_clear_error():

@@ -65,7 +65,8 @@ def test_bad_parameter_fails_at_construction(layer_text, expected):
         build(layer_text)
 
 
-def test_python_layers_are_refused_as_unknown():
-    with pytest.raises(NetError, match=r"layer 'py': unknown layer type 'Python'"):
+def test_python_layers_are_refused_unless_turned_on(monkeypatch):
+    monkeypatch.delenv("PYCAFFE_MCT_PYTHON_LAYERS", raising=False)
+    with pytest.raises(NetError, match=r"layer 'py' \(type Python\): Python layers are off"):
         build('layer { name: "py" type: "Python" bottom: "a" top: "p" '
               'python_param { module: "evil" layer: "Run" } }')

@@ -180,10 +180,14 @@ def _shape_flag(text):
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="pycaffe_mct time", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="pycaffe_mct time",
+        description="Caffe's 'caffe time' (average forward and backward milliseconds), plus "
+                    "each layer's modelled core-group cost.")
     parser.add_argument("--model", required=True, help="net prototxt")
-    parser.add_argument("--iterations", type=int, default=50)
-    parser.add_argument("--phase", choices=("TRAIN", "TEST"), default="TRAIN")
+    parser.add_argument("--iterations", type=int, default=50, help="passes to average (50)")
+    parser.add_argument("--phase", choices=("TRAIN", "TEST"), default="TRAIN",
+                        help="the net state to build (TRAIN)")
     parser.add_argument("--batch", type=int, default=None,
                         help="batch size of data layers (default: their batch_size)")
     parser.add_argument("--data-shape", type=_shape_flag, default=None,

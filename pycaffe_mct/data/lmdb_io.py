@@ -147,12 +147,13 @@ class LMDBReader:
             raise CaffeError(f"data source '{self.source}' holds no records")
         self.note = interrupted_conversion_note(self.source)
 
-    def reopen_after_fork(self):
-        """Open a private environment: a forked process must not use its parent's.
+    def __getstate__(self):
+        """A copy for a worker process: without the environment, which must not cross
+        processes (``reopen_in_worker`` opens the worker's own)."""
+        return {**self.__dict__, "env": None}
 
-        Closing the inherited copy only unmaps it in this process; the parent's stays open.
-        """
-        self.env.close()
+    def reopen_in_worker(self):
+        """In a worker process, open its own environment (the pickled copy has none)."""
         self.env = lmdb.open(self.source, readonly=True, lock=False, readahead=False,
                              subdir=os.path.isdir(self.source))
 

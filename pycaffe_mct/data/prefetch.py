@@ -7,15 +7,23 @@ the current one (``depth`` 2 is double buffering; Caffe's default ``prefetch``
 is 4).  ``depth`` 0 produces each batch inside ``next()``, with no worker (for
 debugging, and as the baseline of bench/bench_prefetch.py).
 
-The worker is a daemon thread, or, with ``process=True``, a forked daemon
-process: decoding JPEGs holds Python's GIL often enough to slow the training
-thread's own work, so sources that decode use a process.  A process hands its
-batches (tuples of numpy arrays) over through ``depth + 1`` slots of shared
-memory of ``slot_bytes`` each, mapped before the fork; only slot numbers and
-shapes go through pipes (pickling megabytes through a pipe costs more than the
-decoding on a busy machine).  A batch too big for a slot is pickled instead.
-``on_start`` runs first in the worker (a forked process reopens its LMDB
-there, since an LMDB environment must not cross a fork).
+The worker is a daemon thread, or, with ``process=True``, a daemon process:
+decoding JPEGs holds Python's GIL often enough to slow the training thread's
+own work, so sources that decode use a process.  The process is started by
+multiprocessing's ``forkserver`` (``spawn`` where there is none), never by a
+plain ``fork`` of the training process, which by then runs BLAS, numba and
+prefetch threads whose locks a forked child would inherit held (Python 3.12
+warns about exactly that; macOS cannot fork safely at all).  So ``produce``
+and ``on_start`` must pickle (a source drops its LMDB handle when pickled and
+``on_start`` reopens it), and a script that starts such a worker needs the
+usual ``if __name__ == "__main__":`` guard.  The server preloads pycaffe_mct
+once, so a worker starts in tens of milliseconds, not in an import of numba.
+
+A process hands its batches (tuples of numpy arrays) over through
+``depth + 1`` slots of named shared memory of ``slot_bytes`` each; only slot
+numbers and shapes go through pipes (pickling megabytes through a pipe costs
+more than the decoding on a busy machine).  A batch too big for a slot is
+pickled instead.
 
 Because each batch is a pure function of its index, restarting at another
 index (a resumed solver) gives exactly the batches an uninterrupted run reads.
@@ -25,8 +33,8 @@ it with ``weakref.finalize`` and every live prefetcher is closed at exit, so no
 worker outlives its data layer or keeps the interpreter from exiting.
 """
 import atexit
-import mmap
 import multiprocessing
+from multiprocessing import shared_memory
 import queue
 import threading
 import traceback
@@ -38,6 +46,17 @@ from ..errors import CaffeError
 
 _live = weakref.WeakSet()
 _POLL_SECONDS = 0.05
+# Safe with threads in the parent, on every platform that has it (all but Windows).
+_START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
+    else "spawn"
+
+
+def _process_context():
+    """The worker processes' context; the fork server imports pycaffe_mct once, up front."""
+    context = multiprocessing.get_context(_START_METHOD)
+    if _START_METHOD == "forkserver":
+        context.set_forkserver_preload(["pycaffe_mct.data.sources"])
+    return context
 
 
 class _Failure:
@@ -53,14 +72,33 @@ def _portable(exc):
 
 
 class _SharedSlots:
-    """Fixed-size slots in an anonymous shared mapping, and a queue of the free ones."""
+    """Fixed-size slots in a named shared memory block, and a queue of the free ones.
+
+    The owner creates and finally unlinks the block; the worker, given a pickled copy,
+    attaches to it by name.
+    """
 
     def __init__(self, context, count, slot_bytes):
         self.slot_bytes = int(slot_bytes)
-        self.memory = mmap.mmap(-1, max(1, count * self.slot_bytes))
+        self.memory = shared_memory.SharedMemory(create=True,
+                                                 size=max(1, count * self.slot_bytes))
         self.free = context.Queue()
         for slot in range(count):
             self.free.put(slot)
+
+    def __getstate__(self):
+        return {"slot_bytes": self.slot_bytes, "name": self.memory.name, "free": self.free}
+
+    def __setstate__(self, state):
+        self.slot_bytes, self.free = state["slot_bytes"], state["free"]
+        self.memory = shared_memory.SharedMemory(name=state["name"])
+
+    def release(self):
+        """In the owner, once the worker is gone: free the block and the queue."""
+        self.free.close()
+        self.free.join_thread()
+        self.memory.close()
+        self.memory.unlink()
 
     def pack(self, item, stop):
         """In the worker: the message for ``item`` (slot and layout, or the item itself)."""
@@ -77,7 +115,7 @@ class _SharedSlots:
             return None
         offset, layout = slot * self.slot_bytes, []
         for array in item:
-            target = np.frombuffer(self.memory, array.dtype, array.size, offset)
+            target = np.frombuffer(self.memory.buf, array.dtype, array.size, offset)
             target[...] = array.ravel()
             layout.append((array.dtype.str, array.shape, offset))
             offset += array.nbytes
@@ -88,7 +126,7 @@ class _SharedSlots:
         if message[0] == "pickled":
             return message[1]
         _, slot, layout = message
-        arrays = tuple(np.frombuffer(self.memory, dtype, int(np.prod(shape)), offset)
+        arrays = tuple(np.frombuffer(self.memory.buf, dtype, int(np.prod(shape)), offset)
                        .reshape(shape).copy() for dtype, shape, offset in layout)
         self.free.put(slot)
         return arrays
@@ -126,6 +164,7 @@ def _produce_loop(produce, on_start, index, out, stop, slots):
         index += 1
     if in_process:
         out.cancel_join_thread()
+        slots.memory.close()
 
 
 class Prefetcher:
@@ -147,7 +186,7 @@ class Prefetcher:
         if not self.depth:
             return
         if self.process:
-            context = multiprocessing.get_context("fork")
+            context = _process_context()
             self._queue, self._stop = context.Queue(maxsize=self.depth), context.Event()
             self._slots = _SharedSlots(context, self.depth + 1, self.slot_bytes)
             make_worker = context.Process
@@ -170,10 +209,18 @@ class Prefetcher:
                 break
             except queue.Empty:
                 if not self._worker.is_alive() and self._queue.empty():
-                    raise RuntimeError(f"{self.name}: prefetch worker stopped") from None
+                    raise RuntimeError(self._stopped_message()) from None
         if isinstance(item, _Failure):
             raise item.exc
         return self._slots.unpack(item) if self.process else item
+
+    def _stopped_message(self):
+        message = f"{self.name}: prefetch worker stopped"
+        if self.process:
+            message += (f" (exit code {self._worker.exitcode}); a worker process imports the "
+                        f"main script again, so a script that reads encoded images must run "
+                        f"its code under if __name__ == \"__main__\":")
+        return message
 
     @property
     def running(self):
@@ -190,9 +237,7 @@ class Prefetcher:
                 self._worker.terminate()
                 self._worker.join()
             self._queue.close()
-            self._slots.free.close()
-            self._slots.free.join_thread()
-            self._slots.memory.close()
+            self._slots.release()
         self._worker = None
 
 

@@ -21,7 +21,7 @@ class BatchSource:
     """Base class: subclasses give ``num_records`` and ``read_records(indices)``.
 
     ``decodes`` says whether records are compressed images, whose decoding is
-    best done in a separate process (see ``prefetch``); ``after_fork`` then runs
+    best done in a separate process (see ``prefetch``); ``start_in_worker`` then runs
     first in that process.
     """
     decodes = False
@@ -30,7 +30,7 @@ class BatchSource:
         self.transformer, self.batch_size = transformer, int(batch_size)
         self.partition, self.seed, self.skip = partition, int(seed), int(skip)
 
-    def after_fork(self):
+    def start_in_worker(self):
         """Nothing to reopen by default."""
 
     def record_indices(self, batch_index):
@@ -41,13 +41,17 @@ class BatchSource:
         """(data float32 (N, C, H, W), labels float32 (N,)) of batch ``batch_index``."""
         generator = np.random.default_rng([self.seed, self.partition.rank, batch_index])
         records = self.read_records(self.record_indices(batch_index))
-        labels = np.empty(self.batch_size, dtype=np.float32)
+        return self.transform_records(records, generator, self.batch_size)
+
+    def transform_records(self, records, generator, count):
+        """(data, labels) of ``count`` (pixels, label, where) records, transformed."""
+        labels = np.empty(count, dtype=np.float32)
         data = first_shape = None
         for item, (pixels, label, where) in enumerate(records):
             out_shape = self.transformer.output_shape(pixels.shape)
             if data is None:
                 first_shape = pixels.shape
-                data = np.empty((self.batch_size,) + out_shape, dtype=np.float32)
+                data = np.empty((count,) + out_shape, dtype=np.float32)
             elif out_shape != data.shape[1:]:
                 raise CaffeError(
                     f"{where}: image shape {pixels.shape} differs from {first_shape} of the "
@@ -73,8 +77,8 @@ class LMDBSource(BatchSource):
         with reader.transaction() as txn:
             self.decodes = parse_datum(reader.read(txn, 0), reader.where(0)).encoded
 
-    def after_fork(self):
-        self.reader.reopen_after_fork()
+    def start_in_worker(self):
+        self.reader.reopen_in_worker()
 
     @property
     def num_records(self):

@@ -37,6 +37,15 @@ class DataTransformer:
             self.mean = self._read_mean_file(param.mean_file)
         self.mean_values = np.asarray(param.mean_value, dtype=np.float32)
 
+    def __getstate__(self):
+        """Pickled for a prefetch worker process: the parameter travels as its bytes (the
+        generated message classes do not pickle by reference)."""
+        return {**self.__dict__, "param": self.param.SerializeToString()}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.param = caffe_pb2.TransformationParameter.FromString(state["param"])
+
     def _read_mean_file(self, path):
         if not os.path.exists(path):
             raise CaffeError(f"{self.owner}: mean_file '{path}' does not exist")

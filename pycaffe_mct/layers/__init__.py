@@ -5,7 +5,7 @@ This package is also pycaffe's ``caffe.layers``: any capitalised attribute,
 """
 from . import accuracy, conv, inner_product, input, neuron, pooling, softmax, utility  # noqa: F401
 from . import data  # noqa: F401
-from . import mct  # noqa: F401
+from . import hdf5, mct, python  # noqa: F401
 from . import (activation, deconv, eltwise, loss, normalization, parameter,  # noqa: F401
                scale, shape)
 

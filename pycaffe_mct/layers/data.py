@@ -2,7 +2,7 @@
 
 Data and ImageData produce their batches in a background ``Prefetcher``
 (``data_param.prefetch`` batches ahead, Caffe's default 4; a thread for raw
-Datums, a forked process when images must be decoded), each batch a pure
+Datums, a worker process when images must be decoded), each batch a pure
 function of its number (see ``pycaffe_mct.data.sources``), so
 ``restore_iteration`` can put a resumed solver on exactly the batches an
 uninterrupted run would read.  In TRAIN each rank reads its own share of the
@@ -66,7 +66,7 @@ class _PrefetchingDataLayer(Layer):
         in_process = self.source.decodes
         self.prefetcher = Prefetcher(self.source.produce, depth=self.param.data_param.prefetch,
                                      name=f"prefetch {self.name}", process=in_process,
-                                     on_start=self.source.after_fork if in_process else None,
+                                     on_start=self.source.start_in_worker if in_process else None,
                                      slot_bytes=4 * (top[0].count + batch_size))
         self._finalizer = weakref.finalize(self, _close_source, self.prefetcher, self.source)
 
@@ -217,17 +217,3 @@ class MemoryDataLayer(Layer):
         top[0].data[...] = self.data[self.position:end]
         top[1].data[...] = self.labels[self.position:end].reshape(-1, 1, 1, 1)
         self.position = end % len(self.data)
-
-
-@register_layer("HDF5Data")
-class HDF5DataLayer(Layer):
-    """Not supported: says how to get the data into an LMDB instead."""
-
-    def layer_setup(self, bottom, top):
-        raise self.error(f"HDF5Data ('{self.param.hdf5_data_param.source}') is not "
-                         f"supported; convert images with convert_imageset --backend lmdb, "
-                         f"or store arrays as Datums in an LMDB (caffe.io.array_to_datum + "
-                         f"pycaffe_mct.data.LMDBWriter) and use a Data layer")
-
-    def reshape(self, bottom, top):
-        """Never reached: set-up refuses."""

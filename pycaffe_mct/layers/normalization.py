@@ -106,12 +106,17 @@ class BatchNormLayer(Layer):
             self.normalized.reshape(bottom[0].shape)
         self.view = view
 
+    def stored_statistics(self):
+        """The mean and variance TEST uses: the running sums divided by the scale factor
+        (a factor of 0, as before any TRAIN forward, gives zeros, as in Caffe)."""
+        factor = self.blobs[2].data[0]
+        factor = 0.0 if factor == 0 else 1.0 / factor
+        return (self.blobs[0].data * np.float32(factor),
+                self.blobs[1].data * np.float32(factor))
+
     def _statistics(self, x):
         if self.use_global_stats:
-            factor = self.blobs[2].data[0]
-            factor = 0.0 if factor == 0 else 1.0 / factor
-            return (self.blobs[0].data * np.float32(factor),
-                    self.blobs[1].data * np.float32(factor))
+            return self.stored_statistics()
         mean, var = ops.channel_mean_var(x)
         per_channel = self.view[0] * self.view[2]
         correction = per_channel / (per_channel - 1.0) if per_channel > 1 else 1.0

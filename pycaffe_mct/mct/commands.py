@@ -35,11 +35,16 @@ def _summary(name, outputs):
 
 
 def mct_train_main(argv=None):
-    parser = argparse.ArgumentParser(prog="mct_train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="mct_train", description="Mutual Calibration Training from a solver file with an "
+                                      "mct_param; without one, plain training as 'train'.")
     parser.add_argument("--solver", required=True, help="solver prototxt with an mct_param")
     parser.add_argument("--snapshot", help="M_p's .solverstate to resume both models from "
                                            "(M_a's is found by its prefix and iteration)")
     parser.add_argument("--log", help="also append the trainer's log to this file")
+    parser.add_argument("--label-issues", metavar="DIR",
+                        help="after training, write the label-issue report of the noisy set "
+                             "(both models) to DIR")
     argv = sys.argv[1:] if argv is None else list(argv)
     args, rest = parser.parse_known_args(argv)
     if not _has_mct_section(args.solver):
@@ -47,6 +52,9 @@ def mct_train_main(argv=None):
         return train_main(argv)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.label_issues:
+        from .label_report import check_out_dir
+        check_out_dir(args.label_issues)        # before training, not after
     from .outputs import check_outputs_distinct
     from .trainer import MCTTrainer
     world = _parallel_world()
@@ -58,6 +66,9 @@ def mct_train_main(argv=None):
         from ..parallel import attach_data_parallel
         trainer.attach = lambda solver: attach_data_parallel(solver, world)
     mct_result = trainer.train(args.snapshot)
+    if args.label_issues and trainer.rank == 0:
+        from .label_command import report_for_mct
+        report_for_mct(trainer, args.label_issues)
     log = default_writer()
     log.info(f"[MCT] M_p (MCT) final test: {_summary('M_p', mct_result)}", "mct_train:0")
     if trainer.config.mct.compare_noise_only:

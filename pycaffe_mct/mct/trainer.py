@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import net_passes, rng
 from ..errors import CaffeError
+from ..export import export_deploy_if_available
 from ..layer import TRAIN
 from ..net import Net, load_net_param
 from ..proto import caffe_pb2
@@ -487,6 +488,7 @@ class MCTTrainer:
         write_atomically(prototxt, str(net_param).encode())
         deployed.save(caffemodel)
         _info(f"Deployed M_p: {prototxt} + {caffemodel}")
+        export_deploy_if_available(prototxt, caffemodel, log=_info)
         return prototxt, caffemodel
 
 

@@ -5,12 +5,10 @@ the modules of this package that call them) import it, and only when a
 parallel run asks for a communicator: the library keeps working without
 mpi4py, and a single-process run never initialises MPI.
 """
-from ..errors import CaffeError
-
-INSTALL_HINT = "pip install 'pycaffe_mct[mpi]'"
+from ..errors import MissingDependencyError, missing_dependency
 
 
-class MPIUnavailableError(CaffeError):
+class MPIUnavailableError(MissingDependencyError):
     """mpi4py (or an MPI library under it) is missing."""
 
 
@@ -19,9 +17,7 @@ def mpi_module():
     try:
         from mpi4py import MPI
     except ImportError as exc:
-        raise MPIUnavailableError(
-            f"MPI parallelism needs mpi4py and an MPI library ({exc}); "
-            f"install them with: {INSTALL_HINT}") from exc
+        raise missing_dependency("MPI parallelism", "mpi", exc, MPIUnavailableError) from exc
     return MPI
 
 

@@ -6,7 +6,9 @@ steps each rank sends one segment to its right neighbour and adds the one
 arriving from its left, after which rank r holds the full sum of segment
 r+1; N-1 allgather steps then pass the finished segments round the ring.
 Each rank sends 2(N-1)/N of the buffer, whatever N is.  Every step is split
-into pieces so that adding a piece overlaps with receiving the next.
+into pieces (at least ``PIECES_PER_STEP`` unless that would make them
+smaller than ``MIN_PIECE_BYTES``) so that adding a piece overlaps with
+receiving the next; ``pycaffe_mct.scaling`` models exactly this pipeline.
 
 Both algorithms are non-blocking: ``start(buffer)`` returns a handle whose
 ``test()`` advances it without blocking and whose ``wait()`` finishes it.
@@ -21,7 +23,9 @@ import numpy as np
 from ..errors import CaffeError
 from .comm import mpi_module
 
-PIECE_BYTES = 1 << 20        # pipelining granularity inside a ring step
+PIECE_BYTES = 1 << 20        # the largest piece a ring step sends at once
+PIECES_PER_STEP = 4          # fewer pieces leave the additions little to overlap
+MIN_PIECE_BYTES = 64 << 10   # below this a message's start-up outweighs the overlap
 _TAG_SPACE = 32768           # the MPI standard guarantees tags up to 32767
 
 
@@ -34,6 +38,12 @@ def as_flat_float32(buffer):
         raise ValueError("allreduce reduces in place: the array must be C-contiguous "
                          "and writable")
     return buffer.reshape(-1)
+
+
+def ring_piece_bytes(segment_bytes, largest=PIECE_BYTES):
+    """Bytes per piece for a ring step moving ``segment_bytes``: a few pieces per step,
+    none larger than ``largest`` nor, where the segment allows, smaller than MIN_PIECE_BYTES."""
+    return min(largest, max(MIN_PIECE_BYTES, segment_bytes / PIECES_PER_STEP))
 
 
 def _split(count, parts):
@@ -63,6 +73,8 @@ class RingHandle:
                         for s in range(size - 1)]
         self._steps = reduce_steps + gather_steps
         self._scratch = np.empty(bounds[1] + 1 if size > 1 else 0, dtype=np.float32)
+        # From the buffer's size alone, so that sender and receiver cut alike.
+        self._piece_elements = max(1, int(ring_piece_bytes(4 * bounds[1], ring.piece_bytes)) // 4)
         self._step = 0
         self._post_step()
 
@@ -77,12 +89,12 @@ class RingHandle:
         send_index, recv_index, reduce = self._steps[self._step]
         arriving = self._segments[recv_index]
         landing = self._scratch[:arriving.size] if reduce else arriving
-        self._pending = list(zip(_pieces(arriving, ring.piece_elements),
-                                 _pieces(landing, ring.piece_elements)))
+        self._pending = list(zip(_pieces(arriving, self._piece_elements),
+                                 _pieces(landing, self._piece_elements)))
         self._recvs = [ring.comm.Irecv(piece, source=ring.left, tag=self._tag)
                        for _, piece in self._pending]
         self._sends = [ring.comm.Isend(piece, dest=ring.right, tag=self._tag)
-                       for piece in _pieces(self._segments[send_index], ring.piece_elements)]
+                       for piece in _pieces(self._segments[send_index], self._piece_elements)]
         self._reduce = reduce
         self._handled = [False] * len(self._recvs)
 
@@ -148,7 +160,7 @@ class RingAllreduce:
         self.comm = comm.Dup()
         self.size, self.rank = self.comm.Get_size(), self.comm.Get_rank()
         self.left, self.right = (self.rank - 1) % self.size, (self.rank + 1) % self.size
-        self.piece_elements = max(1, piece_bytes // 4)
+        self.piece_bytes = piece_bytes
         self._started = 0
 
     def start(self, buffer, average=False):

@@ -13,7 +13,7 @@ import os
 from ..errors import CaffeError
 from . import paper, report
 from .compute import profile_compute
-from .model import ScalingModel, Workload
+from .model import MCT_LAYOUTS, MCTSpec, ScalingModel, Workload
 
 DEFAULT_CGS = "1,32,64,128,256,512"
 # The repository's AlexNet (models/ sits next to the package in a checkout).
@@ -44,7 +44,13 @@ def build_parser():
     parser.add_argument("--cgs", default=DEFAULT_CGS, type=_counts,
                         help=f"core-group counts (default {DEFAULT_CGS})")
     parser.add_argument("--mct", action="store_true",
-                        help="add MCT's confidence allgather to every iteration")
+                        help="model MCT's calibration iterations: two models, the confidence "
+                             "allgather and the soft-target exchange")
+    parser.add_argument("--layout", choices=MCT_LAYOUTS, default="grouped",
+                        help="with --mct: M_p and M_a on two halves of the CGs (grouped, the "
+                             "paper's) or both models on every CG (replicated)")
+    parser.add_argument("--aux-model", help="with --mct: deploy prototxt of M_a "
+                                            "(default: the same net as --model)")
     parser.add_argument("--no-prefetch", action="store_true",
                         help="read each batch after the previous iteration, not during it")
     parser.add_argument("--efficiency", type=float, default=paper.PAPER_COMPUTE_EFFICIENCY,
@@ -71,7 +77,8 @@ def scale_main(argv):
         raise CaffeError("scale needs " + ", ".join(f"--{flag}" for flag in missing)
                          + " (or --paper)")
     compute, n_bytes = profile_compute(args.model, args.batch)
-    workload = Workload(compute, n_bytes, args.batch, args.images, args.epochs, mct=args.mct)
+    workload = Workload(compute, n_bytes, args.batch, args.images, args.epochs,
+                        mct=_mct_spec(args, compute) if args.mct else None)
     rows = model.rows(workload, args.cgs)
     if args.json:
         print(json.dumps({"model": args.model, "global_batch": args.batch,
@@ -90,6 +97,15 @@ def scale_main(argv):
         report.plot_scaling(scaling, rows, title=os.path.basename(args.model))
         report.plot_breakdown(breakdown, rows)
     return 0
+
+
+def _mct_spec(args, compute):
+    """What the MCT calibration step trains, read off the profiled nets."""
+    aux_compute, aux_bytes = (profile_compute(args.aux_model, args.batch) if args.aux_model
+                              else (None, None))
+    return MCTSpec(layout=args.layout, classes=compute.classes,
+                   forward_fraction=compute.forward_fraction,
+                   aux_compute=aux_compute, aux_param_bytes=aux_bytes)
 
 
 def _paper(args, model):

@@ -61,6 +61,8 @@ class ProfiledCompute:
     global_batch: int
     flops_per_image: float
     layers: tuple = ()           # (name, type, modelled seconds at the largest probe)
+    forward_fraction: float = 1 / 3    # the forward pass's share of forward+backward
+    classes: int = 0                   # channels of the net's first output (its logits)
 
     def at_batch(self, batch):
         return self.fixed + self.per_image * batch
@@ -81,7 +83,13 @@ class ProfiledCompute:
 def _profile(path, batch):
     net = Net(deploy_param(path, batch), TRAIN)
     records = profile_net(net, iterations=0)     # the planned pass only, no host timing
-    return records, param_bytes(net)
+    return records, param_bytes(net), _classes(net)
+
+
+def _classes(net):
+    """The channel count of the net's first output (a classifier's class count)."""
+    shape = net.blobs[net.outputs[0]].shape if net.outputs else ()
+    return int(shape[1]) if len(shape) > 1 else 0
 
 
 def profile_compute(path, global_batch):
@@ -89,7 +97,7 @@ def profile_compute(path, global_batch):
     probes = sorted({min(b, global_batch) for b in PROBE_BATCHES})
     seconds = []
     for batch in probes:
-        records, n_bytes = _profile(path, batch)
+        records, n_bytes, classes = _profile(path, batch)
         seconds.append(sum(r.cg_seconds for r in records))
     if len(probes) == 1:                         # the global batch itself was profiled
         fixed, per_image = 0.0, seconds[0] / probes[0]
@@ -98,4 +106,6 @@ def profile_compute(path, global_batch):
         fixed = seconds[1] - per_image * probes[1]
     layers = tuple((r.name, r.type, r.cg_seconds) for r in records)
     flops = sum(r.flops for r in records) / probes[-1]
-    return ProfiledCompute(fixed, per_image, global_batch, flops, layers), n_bytes
+    forward = sum(r.forward.seconds for r in records) / seconds[-1]
+    return ProfiledCompute(fixed, per_image, global_batch, flops, layers, forward,
+                           classes), n_bytes

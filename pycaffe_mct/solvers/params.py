@@ -12,6 +12,7 @@ import re
 import numpy as np
 
 from ..errors import CaffeError
+from ..hdf5 import h5py_missing_reason
 from ..proto import caffe_pb2
 from ..proto_io import read_prototxt, read_text
 
@@ -88,8 +89,9 @@ def check_solver_param(param, source, known_types):
         fail("regularization_type", f"unknown regularization_type "
                                     f"'{param.regularization_type}'; use L1 or L2")
     if param.snapshot_format == _P.HDF5:
-        fail("snapshot_format", "snapshot_format HDF5 is not supported (no HDF5 library); "
-                                "use BINARYPROTO, Caffe's default")
+        missing = h5py_missing_reason("snapshot_format HDF5")
+        if missing:
+            fail("snapshot_format", f"{missing}; or use BINARYPROTO, Caffe's default")
     if param.snapshot and not param.HasField("snapshot_prefix"):
         fail("snapshot", "snapshot is set but snapshot_prefix is not")
     if param.average_loss < 1:

@@ -1,4 +1,5 @@
-"""Snapshots in Caffe's binary format: ``<prefix>_iter_N.caffemodel`` + ``.solverstate``.
+"""Snapshots in Caffe's formats: ``<prefix>_iter_N.caffemodel`` + ``.solverstate``, or
+with ``snapshot_format: HDF5`` ``.caffemodel.h5`` + ``.solverstate.h5`` (pycaffe_mct.hdf5).
 
 The SolverState holds ``iter``, ``learned_net`` (the caffemodel's name exactly
 as the prefix spells it, so Caffe finds it from the same working directory),
@@ -9,6 +10,7 @@ crash never leaves a state that points at a half-written model.
 """
 import os
 
+from .. import hdf5
 from ..blob import proto_array, proto_shape
 from ..errors import CaffeError, ModelFileError
 from ..proto import caffe_pb2
@@ -55,17 +57,26 @@ def snapshot_filename(solver, extension):
 
 
 def write_snapshot(solver):
-    """Write the solver's weights and state; returns the .solverstate path."""
-    model_file = snapshot_filename(solver, ".caffemodel")
-    solver.info(f"Snapshotting to binary proto file {model_file}", 464)
-    write_binary_proto(model_file, solver.net.to_proto(write_diff=solver.param.snapshot_diff))
+    """Write the solver's weights and state in its snapshot_format; returns the state path."""
+    hdf5_format = solver.param.snapshot_format == caffe_pb2.SolverParameter.HDF5
+    suffix = ".h5" if hdf5_format else ""
+    model_file = snapshot_filename(solver, ".caffemodel" + suffix)
     state = caffe_pb2.SolverState(iter=solver.iter, learned_net=model_file,
                                   current_step=solver.current_step)
+    state_file = snapshot_filename(solver, ".solverstate" + suffix)
+    if hdf5_format:
+        solver.info(f"Snapshotting to HDF5 file {model_file}", 474)
+        solver.net.save_hdf5(model_file, write_diff=solver.param.snapshot_diff)
+        solver.info(f"Snapshotting solver state to HDF5 file {state_file}", 296,
+                    "sgd_solver.cpp")
+        hdf5.write_solver_state(state_file, state, solver.history)
+        return state_file
+    solver.info(f"Snapshotting to binary proto file {model_file}", 464)
+    write_binary_proto(model_file, solver.net.to_proto(write_diff=solver.param.snapshot_diff))
     for history in solver.history:
         proto = state.history.add()
         proto.shape.dim.extend(history.shape)
         proto.data.extend(history.ravel().tolist())
-    state_file = snapshot_filename(solver, ".solverstate")
     solver.info(f"Snapshotting solver state to binary proto file {state_file}", 284,
                 "sgd_solver.cpp")
     write_binary_proto(state_file, state)
@@ -73,11 +84,10 @@ def write_snapshot(solver):
 
 
 def read_state(state_file):
-    """The SolverState in ``state_file``; HDF5 states get a clear refusal."""
+    """The SolverState in ``state_file`` (Caffe's rule: a name ending in .h5 is HDF5)."""
     state_file = os.fspath(state_file)
     if state_file.endswith(".h5"):
-        raise ModelFileError(f"{state_file}: HDF5 solver states are not supported; "
-                             f"snapshot with snapshot_format: BINARYPROTO")
+        return hdf5.read_solver_state(state_file)
     return read_binary_proto(state_file, caffe_pb2.SolverState())
 
 

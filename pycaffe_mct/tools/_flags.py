@@ -38,26 +38,47 @@ def gflags_argv(argv, bool_names):
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr, redrawn at most five times a second."""
+    """A one-line progress bar on stderr, redrawn at most five times a second.
+
+    Only a terminal gets the redrawn line; a redirected stream (a log file, CI)
+    gets a plain line each time another tenth is done, and the summary.
+    """
 
     def __init__(self, total, what="images", stream=None):
         self.total, self.what = total, what
         self.stream = stream or sys.stderr
         self.start = self._drawn = time.monotonic()
+        self.redraws = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._tenths = 0
+
+    def _status(self, done, now):
+        rate = done / max(now - self.start, 1e-9)
+        return f"{done}/{self.total} {self.what} ({rate:.0f}/s)"
 
     def update(self, done, force=False):
         now = time.monotonic()
+        if not self.redraws:
+            tenths = 10 * done // max(self.total, 1)
+            if tenths > self._tenths and done < self.total:
+                self._tenths = tenths
+                self.stream.write(self._status(done, now) + "\n")
+                self.stream.flush()
+            return
         if not force and now - self._drawn < 0.2:
             return
         self._drawn = now
         width = 30
         filled = width * done // max(self.total, 1)
-        rate = done / max(now - self.start, 1e-9)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                          f"{self.what} ({rate:.0f}/s)")
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] "
+                          f"{self._status(done, now)}")
         self.stream.flush()
 
     def finish(self, done):
-        self.update(done, force=True)
-        self.stream.write("\n")
+        """Draw the final state (a redirected stream: the summary line); returns seconds."""
+        if self.redraws:
+            self.update(done, force=True)
+            self.stream.write("\n")
+        else:
+            self.stream.write(self._status(done, time.monotonic()) + "\n")
+        self.stream.flush()
         return time.monotonic() - self.start

@@ -66,13 +66,13 @@ def channel_means(mean):
 def run(argv):
     parser = argparse.ArgumentParser(
         prog="compute_image_mean",
-        description="Compute the mean image of a set of images given by a leveldb/lmdb\n"
-                    "Usage:\n    compute_image_mean [FLAGS] INPUT_DB [OUTPUT_FILE]",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input_db", metavar="INPUT_DB")
-    parser.add_argument("output_file", metavar="OUTPUT_FILE", nargs="?")
+        description="Compute the mean image of an LMDB of Datums and log its channel means.")
+    parser.add_argument("input_db", metavar="INPUT_DB", help="the LMDB folder to read")
+    parser.add_argument("output_file", metavar="OUTPUT_FILE", nargs="?",
+                        help="where to write the mean as a .binaryproto (optional)")
     parser.add_argument("--backend", default="lmdb",
-                        help="The backend {lmdb} containing the images")
+                        help="storage format: lmdb, the only one "
+                             "(the flag is kept for Caffe's scripts)")
     args = parser.parse_args(gflags_argv(argv, ()))
     if args.backend.lower() != "lmdb":
         raise CaffeError(f"backend '{args.backend}' is not supported; use --backend lmdb")

@@ -23,10 +23,8 @@ from ..data.lmdb_io import LMDBWriter
 from ..data.sources import load_image_file, read_list_file
 from ._flags import ProgressBar, add_bool, gflags_argv
 
-USAGE = ("Convert a set of images to the leveldb/lmdb format used as input for Caffe.\n"
-         "Usage:\n    convert_imageset [FLAGS] ROOTFOLDER/ LISTFILE DB_NAME\n"
-         "The ImageNet dataset for the training demo is at\n"
-         "    http://www.image-net.org/download-images\n")
+USAGE = ("Convert a set of images to an LMDB of Caffe Datums, the input of the Data layer.\n"
+         "LISTFILE holds one 'relative/path.jpg label' line per image under ROOTFOLDER/.")
 BOOL_FLAGS = ("gray", "shuffle", "check_size", "encoded")
 COMMIT_EVERY = 1000
 
@@ -34,14 +32,15 @@ COMMIT_EVERY = 1000
 def build_parser():
     parser = argparse.ArgumentParser(prog="convert_imageset", description=USAGE,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root_folder", metavar="ROOTFOLDER/")
-    parser.add_argument("list_file", metavar="LISTFILE")
-    parser.add_argument("db_name", metavar="DB_NAME")
+    parser.add_argument("root_folder", metavar="ROOTFOLDER/",
+                        help="folder the list's image paths are relative to")
+    parser.add_argument("list_file", metavar="LISTFILE", help="'path label' lines")
+    parser.add_argument("db_name", metavar="DB_NAME", help="the LMDB folder to write")
     add_bool(parser, "gray", "When this option is on, treat images as grayscale ones")
     add_bool(parser, "shuffle", "Randomly shuffle the order of images and their labels "
                                 "(a fixed seed, so a rerun gives the same order)")
-    parser.add_argument("--backend", default="lmdb", help="The backend {lmdb} for storing "
-                                                         "the result (leveldb is not supported)")
+    parser.add_argument("--backend", default="lmdb", help="storage format: lmdb, the only one "
+                                                         "(the flag is kept for Caffe's scripts)")
     parser.add_argument("--resize_width", type=int, default=0,
                         help="Width images are resized to")
     parser.add_argument("--resize_height", type=int, default=0,

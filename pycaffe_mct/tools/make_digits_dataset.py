@@ -129,16 +129,21 @@ def make_digits_dataset(outdir, noise="symmetric", rate=0.4, clean_fraction=0.1,
 
 
 def run(argv):
-    parser = argparse.ArgumentParser(prog="make_digits_dataset", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("outdir", metavar="OUTDIR")
-    parser.add_argument("--noise", choices=("symmetric", "pairflip"), default="symmetric")
+    parser = argparse.ArgumentParser(
+        prog="make_digits_dataset",
+        description="Write the bundled demo data set under OUTDIR: scikit-learn's 1797 real "
+                    "handwritten digits as 28x28 PNG images, list files (train, test, clean, "
+                    "noisy with corrupted labels, noisy_true) and their LMDBs.")
+    parser.add_argument("outdir", metavar="OUTDIR", help="folder to write the data set into")
+    parser.add_argument("--noise", choices=("symmetric", "pairflip"), default="symmetric",
+                        help="kind of label noise (symmetric)")
     parser.add_argument("--rate", type=float, default=0.4, help="label noise rate (0.4)")
     parser.add_argument("--clean-fraction", type=float, default=0.1,
                         help="share of the training images kept clean (0.1)")
     parser.add_argument("--test-fraction", type=float, default=0.2,
                         help="share of all images held out for testing (0.2)")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed of the split and the noise (1)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the list files and LMDBs of an earlier run")
     args = parser.parse_args(argv)

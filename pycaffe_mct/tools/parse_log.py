@@ -111,10 +111,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="parse_log", description="Parse a Caffe training log into two CSV files "
                                       "(LOG.train and LOG.test) in OUTDIR.")
-    parser.add_argument("logfile_path")
-    parser.add_argument("output_dir")
-    parser.add_argument("--delimiter", default=",")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("logfile_path", help="a Caffe or pycaffe_mct training log")
+    parser.add_argument("output_dir", help="OUTDIR, where the two CSV files go")
+    parser.add_argument("--delimiter", default=",", help="column separator of the CSV files")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print the names of the files written")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if not os.path.isfile(args.logfile_path):
         print(f"error: {args.logfile_path}: no such log file", file=sys.stderr)

@@ -6,11 +6,12 @@ test accuracies, and the learning rate.  Caffe's ``plot_training_log.py.example`
 draws one of these per call; one picture with all three is what one looks at.
 """
 import argparse
-import io
 import os
 import sys
 
-from ..proto_io import write_atomically
+from ..cli import run_command
+from ..errors import CaffeError
+from ..plots import pyplot, save_png
 from .parse_log import parse_log
 
 _X_COLUMNS = {"iters": ("NumIters", "iterations"), "seconds": ("Seconds", "seconds")}
@@ -30,14 +31,10 @@ def _output_names(rows):
 
 def plot_training_log(log_path, image_path, x_axis="iters"):
     """Draw the log's curves into ``image_path`` (PNG); returns the panels drawn."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     x_column, x_label = _X_COLUMNS[x_axis]
     train, test = parse_log(log_path)
-    figure, (loss_axes, accuracy_axes, rate_axes) = plt.subplots(3, 1, figsize=(7, 9),
-                                                               sharex=True)
+    figure, (loss_axes, accuracy_axes, rate_axes) = pyplot().subplots(3, 1, figsize=(7, 9),
+                                                                    sharex=True)
     for label, rows in (("train", train), ("test", test)):
         for name in _output_names(rows):
             axes = accuracy_axes if "acc" in name.lower() else loss_axes
@@ -45,7 +42,8 @@ def plot_training_log(log_path, image_path, x_axis="iters"):
             axes.plot(xs, ys, marker="." if label == "test" else None,
                       label=f"{label} {name}")
     xs, ys = _series(train or test, x_column, "LearningRate")
-    rate_axes.plot(xs, ys, color="black")
+    # A row's rate holds until the next row: step policies show as the steps they are.
+    rate_axes.step(xs, ys, where="post", color="black")
     for axes, title in ((loss_axes, "loss"), (accuracy_axes, "accuracy"),
                         (rate_axes, "learning rate")):
         axes.set_ylabel(title)
@@ -55,27 +53,27 @@ def plot_training_log(log_path, image_path, x_axis="iters"):
     rate_axes.set_xlabel(x_label)
     loss_axes.set_title(os.path.basename(log_path))
     figure.tight_layout()
-    png = io.BytesIO()
-    figure.savefig(png, format="png", dpi=90)
-    write_atomically(image_path, png.getvalue())
-    plt.close(figure)
+    save_png(figure, image_path, dpi=90)
     return ["loss", "accuracy", "learning rate"]
 
 
-def main(argv=None):
+def run(argv):
     parser = argparse.ArgumentParser(prog="plot_training_log",
                                      description="Plot loss, accuracy and learning rate "
                                                  "from a Caffe training log.")
-    parser.add_argument("logfile_path")
+    parser.add_argument("logfile_path", help="a Caffe or pycaffe_mct training log")
     parser.add_argument("image_path", help="where to write the PNG")
     parser.add_argument("--x", choices=sorted(_X_COLUMNS), default="iters",
                         help="horizontal axis: iterations or seconds")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     if not os.path.isfile(args.logfile_path):
-        print(f"error: {args.logfile_path}: no such log file", file=sys.stderr)
-        return 1
+        raise CaffeError(f"{args.logfile_path}: no such log file")
     plot_training_log(args.logfile_path, args.image_path, args.x)
     return 0
+
+
+def main(argv=None):
+    return run_command(run, sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 import io
 from pathlib import Path
 
+import lmdb
 import pytest
 
 from pycaffe_mct import cli
 from pycaffe_mct.cg import profile, timing
+from pycaffe_mct.proto import caffe_pb2
 from pycaffe_mct.solvers.log import GlogWriter
 
 LENET = Path(__file__).resolve().parents[2] / "models" / "lenet"
@@ -58,8 +60,6 @@ def test_unknown_data_shape_names_the_layer(tmp_path, capsys):
 
 
 def test_data_shape_is_read_from_the_first_lmdb_record(tmp_path):
-    lmdb = pytest.importorskip("lmdb")
-    from pycaffe_mct.proto import caffe_pb2
     source = tmp_path / "db"
     with lmdb.open(str(source), map_size=1 << 20) as env, env.begin(write=True) as txn:
         datum = caffe_pb2.Datum(channels=2, height=3, width=5, data=bytes(30), label=1)

@@ -98,11 +98,22 @@ def test_process_worker_gives_batches_and_hands_over_errors():
     prefetcher.close()
 
 
+def _same(index):
+    return index
+
+
 def test_process_worker_stops_on_close_and_restarts():
-    prefetcher = Prefetcher(lambda i: i, depth=2, first=4, process=True)
+    prefetcher = Prefetcher(_same, depth=2, first=4, process=True)
     assert prefetcher.next() == 4
     worker = prefetcher._worker
     prefetcher.start(9)
     assert not worker.is_alive() and prefetcher.next() == 9
     prefetcher.close()
     assert not prefetcher.running
+
+
+def test_process_worker_is_not_a_fork_of_the_threaded_trainer():
+    prefetcher = Prefetcher(_same, depth=1, process=True)
+    assert prefetcher._worker._start_method in ("forkserver", "spawn")
+    assert prefetcher.next() == 0
+    prefetcher.close()

@@ -1,4 +1,4 @@
-"""Data, ImageData, MemoryData and HDF5Data layers: Caffe's tops, golden batches, bad input."""
+"""Data, ImageData and MemoryData layers: Caffe's tops, golden batches, bad input."""
 import gc
 import threading
 
@@ -266,11 +266,6 @@ def test_net_set_input_arrays_feeds_the_first_layer():
     net.forward()
     np.testing.assert_array_equal(net.blobs["label"].data.ravel(), [3, 4])
 
-
-def test_hdf5_data_is_refused_with_the_fix():
-    text = 'name: "h" type: "HDF5Data" top: "data" hdf5_data_param { source: "x.txt" }'
-    with pytest.raises(CaffeError, match="layer 'h'.*HDF5Data.*not supported.*LMDB"):
-        make_layer(text).setup([], empty_tops(1))
 
 
 def test_resumed_solver_reads_the_batches_of_an_uninterrupted_run(tmp_path):

@@ -14,4 +14,5 @@ def test_small_deploy_matches_caffe(fixtures_dir, blob):
     expected = np.load(fixtures_dir / f"small_out_{blob}.npy")
     got = net.blobs[blob].data
     assert got.shape == expected.shape
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    # Measured: at most 4.0e-7 of the blob's largest value (ip); float32 sums in another order.
+    np.testing.assert_allclose(got, expected, rtol=0, atol=4e-6 * np.abs(expected).max())

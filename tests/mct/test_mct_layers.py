@@ -98,8 +98,9 @@ def test_soft_target_pure_hard_term_is_softmax_cross_entropy():
 @pytest.mark.parametrize("scope", ["ALL", "WEIGHTED"])
 def test_soft_target_gradient(scope):
     layer, bottom, _ = _soft_target_case(scope)
+    # Measured worst: 1.8e-5 (finite differences at step 1e-2 on the softmax curvature).
     check_gradient_exhaustive(layer, bottom, empty_tops(1), check_bottoms=[0],
-                              stepsize=1e-2, threshold=1e-2)
+                              stepsize=1e-2, threshold=2e-4)
 
 
 def test_soft_target_rejects_mismatched_class_counts_and_gradient_to_aux():
@@ -138,8 +139,9 @@ def test_weighted_softmax_loss_forward_against_numpy(normalization, divisor):
 
 def test_weighted_softmax_loss_gradient():
     layer, bottom, _ = _weighted_softmax_case("VALID")
+    # Measured worst: 2e-6.
     check_gradient_exhaustive(layer, bottom, empty_tops(1), check_bottoms=[0],
-                              stepsize=1e-2, threshold=1e-2)
+                              stepsize=1e-2, threshold=2e-5)
 
 
 def test_weighted_softmax_loss_rejects_wrong_weight_count():

@@ -1,5 +1,4 @@
 """The shipped MCT configurations load, and the generated ResNet-50 nets are current."""
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -8,25 +7,18 @@ from google.protobuf import text_format
 from pycaffe_mct.mct.trainer import CALIBRATE, PRETRAIN, PRIMARY, MCTConfig
 from pycaffe_mct.net_passes import filter_by_state, insert_splits
 from pycaffe_mct.proto import caffe_pb2
+from model_helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _make_nets():
-    spec = importlib.util.spec_from_file_location(
-        "make_nets", ROOT / "models/mct_clothing1m/make_nets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("dataset", ["clothing1m", "webvision"])
 @pytest.mark.parametrize("role", ["aux", "primary"])
 def test_generated_resnet_nets_are_current_and_wire_in_every_stage(dataset, role):
-    net = _make_nets().mct_net(role, dataset)
+    net = load_tool("make_mct_nets").mct_net(role, dataset)
     written = (ROOT / f"models/mct_{dataset}/{role}_train_val.prototxt").read_text()
     assert written.split("\n", 1)[1] == text_format.MessageToString(net), \
-        "run python models/mct_clothing1m/make_nets.py"
+        "run python tools/make_mct_nets.py"
     for phase, stage in ((caffe_pb2.TRAIN, PRETRAIN), (caffe_pb2.TRAIN, CALIBRATE),
                          (caffe_pb2.TEST, None)):
         state = caffe_pb2.NetState(phase=phase, stage=[stage] if stage else [])

@@ -1,29 +1,25 @@
 """MCT on 4 MPI ranks reaches the accuracy of one process (the paper: within 0.1-0.2
 points on 512 core groups; we ask for 0.5 on 359 test images)."""
-import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from mpi_launcher import mpiexec, needs_mpi
 from test_mct_trainer import write_job
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = ("import sys; from pycaffe_mct.cli import mct_train_main; "
        "sys.exit(mct_train_main(['--solver', sys.argv[1]]))")
-needs_mpi = pytest.mark.skipif(
-    not shutil.which("mpiexec") or importlib.util.find_spec("mpi4py") is None,
-    reason="mpiexec or mpi4py not installed")
 
 
 def _final_accuracy(ranks, solver):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "HYDRA_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    done = subprocess.run(["mpiexec", "-n", str(ranks), sys.executable, "-c", RUN, str(solver)],
+    done = subprocess.run([mpiexec(), "-n", str(ranks), sys.executable, "-c", RUN, str(solver)],
                           capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     found = re.findall(r"M_p \(MCT\) final test: accuracy = ([\d.]+)", done.stderr)

@@ -1,7 +1,5 @@
 """Start a small MPI job on localhost from a test, with a hard time limit."""
-import importlib.util
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -10,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from mpi_launcher import mpiexec, needs_mpi  # noqa: F401 (needs_mpi: for the tests)
+
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = Path(__file__).with_name("mpi_workers.py")
-
-MPI_AVAILABLE = bool(shutil.which("mpiexec")) and importlib.util.find_spec("mpi4py") is not None
-needs_mpi = pytest.mark.skipif(not MPI_AVAILABLE, reason="mpiexec or mpi4py not installed")
 
 
 def clean_environment():
@@ -32,7 +29,7 @@ def start_mpi(ranks, *args, script=WORKERS, cwd=None, env=None):
 
 def start_mpmd(programs, cwd=None, env=None):
     """``mpiexec -n n1 python a1... : -n n2 python a2...`` for (n, script, *args) programs."""
-    command = ["mpiexec"]
+    command = [mpiexec()]
     for ranks, script, *args in programs:
         command += [":"] if len(command) > 1 else []
         command += ["-n", str(ranks), sys.executable, str(script), *map(str, args)]

@@ -14,7 +14,6 @@ import pytest
 from mpi_jobs import REPO, clean_environment, finish_mpi, needs_mpi, run_mpi, start_mpmd
 from training_case import read_weights, write_job
 
-pytest.importorskip("pycaffe_mct.solvers.commands")
 pytestmark = [pytest.mark.slow, pytest.mark.mpi, needs_mpi]
 
 TRAIN = ("-m", "pycaffe_mct.cli", "train", "--solver")

@@ -17,12 +17,13 @@ import pytest
 
 import pycaffe_mct as caffe
 from pycaffe_mct import cli
+from pycaffe_mct.data import LMDBWriter, image_to_datum, key_for
 from pycaffe_mct.errors import OutputError
 from pycaffe_mct.proto_io import TEMP_MARK, remove_stale_temporaries
 from pycaffe_mct.solvers import get_solver
 from pycaffe_mct.solvers.log import GlogWriter
 from pycaffe_mct.tools import convert_imageset, plot_training_log
-from hostile_helpers import DUMMY_NET, png_bytes, write_dummy_solver
+from hostile_helpers import DUMMY_NET, files_under, png_bytes, write_dummy_solver
 
 LIMIT = 32 << 10
 WIDE_NET = DUMMY_NET.replace("num_output: 2", "num_output: 4000")   # 48 KB of weights
@@ -164,3 +165,40 @@ def test_convert_imageset_skips_and_counts_decompression_bombs(tmp_path, capsys)
     captured = capsys.readouterr()
     assert "wrote 2 images" in captured.out and "skipped 1" in captured.out
     assert f"{tmp_path / 'bomb.png'}" in captured.err and "decompression bomb" in captured.err
+
+
+def _onehot_model_and_set(directory, classes=4):
+    """A deploy net scoring one-hot 1x1x4 "images", and an LMDB of 8 of them."""
+    prototxt = directory / "deploy.prototxt"
+    prototxt.write_text(
+        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 '
+        f'dim: 1 dim: {classes} }} }} }}\nlayer {{ name: "ip" type: "InnerProduct" '
+        f'bottom: "data" top: "logits" inner_product_param {{ num_output: {classes} }} }}\n'
+        'layer { name: "prob" type: "Softmax" bottom: "logits" top: "prob" }\n')
+    net = caffe.Net(str(prototxt), caffe.TEST)
+    net.params["ip"][0].data[...] = 0.01 * np.eye(classes)
+    net.save(str(directory / "deploy.caffemodel"))
+    with LMDBWriter(str(directory / "set_lmdb")) as writer:
+        for i in range(8):
+            image = np.where(np.arange(classes) == i % classes, 255, 0).astype(np.uint8)
+            writer.put(key_for(i, f"{i}.png"),
+                       image_to_datum(image.reshape(1, classes, 1), i % classes).SerializeToString())
+    return ["--model", str(prototxt), "--weights", str(directory / "deploy.caffemodel"),
+            "--source", str(directory / "set_lmdb"), "--batch-size", "4"]
+
+
+def test_a_label_issue_report_that_cannot_be_written_keeps_the_previous_one(tmp_path, capsys):
+    flags = _onehot_model_and_set(tmp_path)
+    out = tmp_path / "report"
+    assert cli.main(["label_issues", *flags, "--out", str(out)]) == 0
+    before = files_under(out)
+    capsys.readouterr()
+    with file_size_limit(512):
+        assert cli.main(["label_issues", *flags, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {out}: cannot write the label-issue report: File too large" in err
+    assert "Traceback" not in err
+    assert files_under(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy.caffemodel",
+                                                           "deploy.prototxt", "report",
+                                                           "set_lmdb"]   # no staging left

@@ -15,21 +15,30 @@ ARGS = ["--model", DEPLOY, "--batch", "64", "--images", "60000", "--epochs", "2"
         "--cgs", "1,4,16"]
 
 
-def test_json_rows(capsys):
-    assert scale_main(ARGS + ["--json", "--mct"]) == 0
+@pytest.mark.parametrize("layout", ["grouped", "replicated"])
+def test_json_rows(capsys, layout):
+    assert scale_main(ARGS + ["--json", "--mct", "--layout", layout]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["param_bytes"] == 4 * 431080          # LeNet's 431,080 float32 parameters
     assert data["iterations"] == pytest.approx(60000 * 2 / 64)
     rows = data["rows"]
     assert [row["cgs"] for row in rows] == [1, 4, 16]
     for row in rows:
-        parts = row["compute"] + row["allreduce"] + row["allgather"] + row["io"]
+        parts = (row["compute"] + row["allreduce"] + row["allgather"] + row["exchange"]
+                 + row["io"])
         assert row["seconds_per_iteration"] == pytest.approx(parts)
         assert row["total_hours"] == pytest.approx(
             row["seconds_per_iteration"] * data["iterations"] / 3600)
     assert rows[0]["allreduce"] == 0.0 and rows[1]["allreduce"] > 0
     assert rows[1]["allgather"] > 0
+    assert (rows[1]["exchange"] > 0) == (layout == "grouped")
     assert rows[2]["compute"] == pytest.approx(rows[0]["compute"] / 16)
+
+
+def test_profile_reads_the_class_count_and_the_forward_share():
+    compute, _ = profile_compute(DEPLOY, 64)
+    assert compute.classes == 10
+    assert 0.2 < compute.forward_fraction < 0.6
 
 
 def test_table_and_plots_through_the_cli(capsys, tmp_path):
@@ -43,7 +52,7 @@ def test_table_and_plots_through_the_cli(capsys, tmp_path):
 def test_plan_is_affine_in_the_batch():
     """Two small probes predict the plan at a larger batch."""
     compute, _ = profile_compute(DEPLOY, 64)
-    records, _ = _profile(DEPLOY, 48)
+    records, _, _ = _profile(DEPLOY, 48)
     assert compute.at_batch(48) == pytest.approx(sum(r.cg_seconds for r in records), rel=0.02)
 
 

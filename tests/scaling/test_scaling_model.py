@@ -1,7 +1,10 @@
 """The cost model's algebra: ring terms, prefetch, batch split, units."""
 import pytest
 
-from pycaffe_mct.scaling.model import (IOSpec, NetworkSpec, ScalingModel, Workload,
+import math
+
+from pycaffe_mct.parallel.ring import MIN_PIECE_BYTES, PIECE_BYTES
+from pycaffe_mct.scaling.model import (IOSpec, MCTSpec, NetworkSpec, ScalingModel, Workload,
                                        io_seconds, ring_allgather_seconds,
                                        ring_allreduce_seconds, ring_allreduce_terms)
 
@@ -14,12 +17,42 @@ def test_ring_terms_vanish_for_one_process():
     assert ring_allgather_seconds(1e9, 1, NET) == 0.0
 
 
-def test_ring_allreduce_at_two_processes_by_hand():
-    # 2(p-1)a + 2n(p-1)/p b + n(p-1)/p g with p = 2: 2a + n b + n g / 2
-    n = 5e8
+def test_ring_allreduce_of_one_piece_per_step_is_the_unpipelined_sum():
+    # Segments under MIN_PIECE_BYTES go as one piece: 2(p-1)a + 2n(p-1)/p b + n(p-1)/p g.
+    n = 1e5
+    assert n / 2 < MIN_PIECE_BYTES
     assert ring_allreduce_seconds(n, 2, NET) == pytest.approx(2 * ALPHA + n * BETA
                                                                + n * GAMMA / 2)
     assert ring_allreduce_terms(n, 2, NET) == pytest.approx((2 * ALPHA, n * BETA, n * GAMMA / 2))
+
+
+def test_adder_bound_ring_hides_all_transfers_but_the_first_piece():
+    # gamma > beta: each reduce-scatter step pays the first piece's transfer (fill) and
+    # every piece's addition; allgather steps pay the whole segment's transfer.
+    n, p = 5e8, 4
+    segment = n / p
+    piece = segment / math.ceil(segment / PIECE_BYTES)
+    latency, transfer, reduction = ring_allreduce_terms(n, p, NET)
+    assert latency == pytest.approx(2 * 3 * ALPHA)
+    assert transfer == pytest.approx(3 * (piece * BETA + segment * BETA))
+    assert reduction == pytest.approx(3 * segment * GAMMA)
+
+
+def test_link_bound_ring_hides_all_additions_but_the_last_piece():
+    fast_adder = NetworkSpec(latency_s=3e-6, node_bytes_per_s=8e9, reduce_bytes_per_s=32e9)
+    n, p = 4e6, 2                          # a 2 MB segment: four 0.5 MB pieces
+    segment, piece = n / p, n / p / 4
+    _, transfer, reduction = ring_allreduce_terms(n, p, fast_adder)
+    assert transfer == pytest.approx(2 * segment * BETA)
+    assert reduction == pytest.approx(piece / 32e9)
+
+
+def test_pipelining_never_costs_more_than_the_unpipelined_sum():
+    for n in (1e5, 1e7, 1e9):
+        for p in (2, 8, 512):
+            unpipelined = (2 * (p - 1) * ALPHA + 2 * n * (p - 1) / p * BETA
+                           + n * (p - 1) / p * GAMMA)
+            assert ring_allreduce_seconds(n, p, NET) <= unpipelined * (1 + 1e-12)
 
 
 def test_ring_allgather_at_two_processes_by_hand():
@@ -40,10 +73,12 @@ def test_bandwidth_term_tends_to_twice_the_buffer_over_the_link():
 
 
 def test_default_network_units():
-    """128 Gb/s per node is 16e9 bytes/s: a 16 GB buffer's bandwidth term at p=2 is 1 s."""
+    """128 Gb/s per node is 16e9 bytes/s: gathering a 16 GB buffer over 2 processes moves
+    8 GB in 0.5 s; the reduction streams 22 GB/s / 3."""
     network = NetworkSpec()
     assert network.seconds_per_byte == pytest.approx(1 / 16e9)
-    assert ring_allreduce_terms(16e9, 2, network)[1] == pytest.approx(1.0)
+    assert ring_allgather_seconds(16e9, 2, network) == pytest.approx(2e-6 + 0.5)
+    assert network.reduce_seconds_per_byte == pytest.approx(3 / 22e9)
     shared = NetworkSpec(processes_per_node=4)
     assert shared.seconds_per_byte == pytest.approx(4 * network.seconds_per_byte)
 
@@ -71,12 +106,49 @@ def test_compute_splits_the_global_batch_and_divides_by_efficiency():
     assert _workload().iterations == 300
 
 
-def test_mct_adds_the_confidence_allgather():
+def test_replicated_mct_runs_both_models_on_every_cg():
     model = ScalingModel()
-    cost = model.iteration(_workload(mct=True), 8)
-    assert cost.allgather == pytest.approx(ring_allgather_seconds(64 * 4, 8, model.network))
+    mct = MCTSpec(layout="replicated", classes=10, forward_fraction=0.25, aux_batch_share=0.5)
+    cost = model.iteration(_workload(mct=mct), 8)
+    assert cost.images_per_cg == 8
+    assert cost.compute == pytest.approx((1.25 + 0.75) * 8 * 0.1)
+    assert cost.allreduce == pytest.approx(2 * ring_allreduce_seconds(1e8, 8, model.network))
+    assert cost.allgather == pytest.approx(ring_allgather_seconds(2 * 64 * 4, 8, model.network))
+    assert cost.exchange == 0.0
     assert cost.seconds == pytest.approx(cost.compute + cost.allreduce + cost.allgather
                                          + cost.io_exposed)
+
+
+def test_grouped_mct_splits_the_cgs_between_the_models():
+    """7 CGs: M_p on 4, M_a on 3, both reading all 64 samples; the slower group sets
+    the pace; M_a's 10 logits per sample reach M_p after the confidence allgather."""
+    model = ScalingModel()
+    mct = MCTSpec(layout="grouped", classes=10, forward_fraction=0.25, aux_batch_share=0.5)
+    cost = model.iteration(_workload(mct=mct), 7)
+    assert cost.images_per_cg == 16
+    primary = 1.25 * 16 * 0.1 + ring_allreduce_seconds(1e8, 4, model.network)
+    auxiliary = 0.75 * 64 / 3 * 0.1 + ring_allreduce_seconds(1e8, 3, model.network)
+    assert cost.compute + cost.allreduce == pytest.approx(max(primary, auxiliary))
+    network = model.network
+    assert cost.exchange == pytest.approx(network.latency_s
+                                          + 64 / 3 * 10 * 4 * network.seconds_per_byte)
+    assert cost.allgather == pytest.approx(ring_allgather_seconds(2 * 64 * 4, 7, network))
+
+
+def test_grouped_mct_halves_each_models_allreduce_ring():
+    """Equal work per model: the grouped layout's compute equals the replicated one's,
+    and each model's ring spans half the CGs instead of both rings spanning all."""
+    mct = dict(classes=10, forward_fraction=0.25, aux_batch_share=1.0)
+    model = ScalingModel()
+    grouped = model.iteration(_workload(mct=MCTSpec(layout="grouped", **mct)), 8)
+    replicated = model.iteration(_workload(mct=MCTSpec(layout="replicated", **mct)), 8)
+    assert grouped.compute == pytest.approx(replicated.compute)
+    assert grouped.allreduce < replicated.allreduce / 2 + 1e-12
+
+
+def test_unknown_mct_layout_is_refused():
+    with pytest.raises(ValueError, match="unknown MCT layout 'mesh'"):
+        MCTSpec(layout="mesh")
 
 
 def test_prefetch_hides_io_up_to_the_iteration():

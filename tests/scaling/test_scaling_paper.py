@@ -73,3 +73,25 @@ def test_paper_report_text_and_json():
     json.dumps(results)
     text = format_paper(results)
     assert "== Table 1" in text and "Fig. 4" in text and "157.5" in text
+
+
+def test_required_reduction_rate_brings_the_last_row_to_the_ratio_asked():
+    model = ScalingModel(compute_efficiency=paper.PAPER_COMPUTE_EFFICIENCY)
+    rate = paper.required_reduction_rate(model, ALEXNET_LIKE, ALEXNET_BYTES, 512, 1.2)
+    assert rate > model.network.reduce_bytes_per_s
+    ratio = paper.ratio_at_reduction_rate(model, ALEXNET_LIKE, ALEXNET_BYTES, 512, rate)
+    assert ratio == pytest.approx(1.2, rel=1e-6)
+    free = paper.ratio_at_reduction_rate(model, ALEXNET_LIKE, ALEXNET_BYTES, 512, float("inf"))
+    assert free < 1.2
+    assert paper.required_reduction_rate(model, ALEXNET_LIKE, ALEXNET_BYTES, 512,
+                                         free * 0.9) is None
+
+
+def test_fig4_rows_carry_the_soft_target_exchange():
+    rows = paper.communication_rows(ScalingModel(), [2, 512])
+    network = ScalingModel().network
+    logits = paper.ALLGATHER_BATCH["AlexNet"] * paper.CLOTHING1M_CLASSES * 4
+    assert rows[1]["AlexNet soft targets"] == pytest.approx(
+        network.latency_s + logits * network.seconds_per_byte)
+    claims = paper.communication_claims(rows)
+    assert len(claims) == 2 and all(claims.values())

@@ -1,10 +1,11 @@
 """Snapshots: Caffe's file layout, bit-exact resume, BVLC's solver state, bad states."""
 import shutil
+import sys
 
+import h5py
 import numpy as np
 import pytest
 
-from pycaffe_mct import layer_types
 from pycaffe_mct.blob import proto_array, proto_shape
 from pycaffe_mct.errors import CaffeError, ModelFileError
 from pycaffe_mct.proto import caffe_pb2
@@ -90,11 +91,53 @@ def test_state_of_another_solver_type_is_refused(tmp_path):
         adam.restore(state_file)
 
 
-def test_hdf5_is_refused_clearly(tmp_path):
-    with pytest.raises(CaffeError, match=r"solver.prototxt:\d+: snapshot_format HDF5 is not"):
+def test_hdf5_snapshots_resume_bit_exact_in_caffes_layout(tmp_path):
+    fields = dict(RESUME_FIELDS, type='"Adam"', max_iter=6, snapshot=3,
+                  snapshot_format="HDF5")
+    straight, log = quiet_solver(write_solver(tmp_path, **fields))
+    straight.solve()
+    state_file = tmp_path / "snap_iter_3.solverstate.h5"
+    model_file = tmp_path / "snap_iter_3.caffemodel.h5"
+    assert f"Snapshotting to HDF5 file {model_file}" in log.getvalue()
+    assert f"Snapshotting solver state to HDF5 file {state_file}" in log.getvalue()
+    with h5py.File(state_file, "r") as state:
+        assert state["iter"][()].tolist() == [3] and state["current_step"][()].tolist() == [1]
+        assert state["learned_net"][()].rstrip(b"\0").decode() == str(model_file)
+        assert sorted(state["history"], key=int) == [str(i) for i in range(8)]  # Adam: m, v
+    with h5py.File(model_file, "r") as model:
+        assert sorted(model["data"]) == ["data", "drop", "ip1", "ip2", "loss"]  # TRAIN layers
+        assert model["data/ip1/0"].dtype == np.float32 and model["data/ip1/0"].shape == (6, 5)
+    resumed, _ = quiet_solver(write_solver(tmp_path, name="again.prototxt", **fields))
+    resumed.solve(str(state_file))
+    for a, b in zip(weights_of(straight.net), weights_of(resumed.net)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(straight.history, resumed.history):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_solverstate_h5_written_by_h5py_in_caffes_layout_restores(tmp_path):
+    solver, _ = quiet_solver(write_solver(tmp_path, **RESUME_FIELDS))
+    shapes = [blob.shape for blob in solver.net.learnable_params]
+    history = [np.full(shape, i + 0.5, np.float32) for i, shape in enumerate(shapes)]
+    state_file = tmp_path / "caffe.solverstate.h5"
+    with h5py.File(state_file, "w") as handle:      # as SGDSolver::SnapshotSolverStateToHDF5
+        handle["iter"] = np.array([7], np.int32)
+        handle["current_step"] = np.array([1], np.int32)
+        for i, values in enumerate(history):
+            handle[f"history/{i}"] = values
+    solver.restore(str(state_file))
+    assert solver.iter == 7 and solver.current_step == 1
+    for expected, restored in zip(history, solver.history):
+        np.testing.assert_array_equal(restored, expected)
+
+
+def test_hdf5_snapshots_without_h5py_name_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(CaffeError, match=r"solver.prototxt:\d+: snapshot_format HDF5 needs "
+                                         r"h5py.*pip install 'pycaffe_mct\[hdf5\]'"):
         quiet_solver(write_solver(tmp_path, snapshot_format="HDF5"))
     solver, _ = quiet_solver(write_solver(tmp_path))
-    with pytest.raises(ModelFileError, match="HDF5 solver states are not supported"):
+    with pytest.raises(CaffeError, match=r"pycaffe_mct\[hdf5\]"):
         solver.restore(str(tmp_path / "x.solverstate.h5"))
 
 
@@ -121,13 +164,7 @@ def test_caffe_solver_state_reads_at_message_level(fixtures_dir):
     assert all((v >= 0).all() for v in second_moments)
 
 
-FIXTURE_LAYERS = {"Data", "BatchNorm", "Scale", "LRN"}
-
-
 def test_caffe_solver_state_resumes(fixtures_dir, tmp_path, monkeypatch):
-    missing = FIXTURE_LAYERS - set(layer_types())
-    if missing:
-        pytest.skip(f"layers not yet implemented: {', '.join(sorted(missing))}")
     for name in ("small_train.prototxt", "resized_lmdb", "small_adam_iter_10.caffemodel",
                  "small_adam_iter_10.solverstate"):
         (tmp_path / name).symlink_to(fixtures_dir / name)

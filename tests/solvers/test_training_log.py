@@ -1,9 +1,7 @@
-"""Logs in Caffe's glog format, read by BVLC's parse_log.py and by our tools."""
+"""Logs in Caffe's glog format, read by the patterns of BVLC's parse_log.py and by our tools."""
 import csv
 import re
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -13,7 +11,6 @@ from pycaffe_mct.solvers.log import GlogWriter, format_number
 from pycaffe_mct.tools import parse_log, plot_training_log
 from solver_helpers import write_solver
 
-CAFFE_MIRROR = Path("/work/.mirror/BVLC+caffe/repo")
 
 
 @pytest.fixture(scope="module")
@@ -69,37 +66,36 @@ def test_parse_log_command_writes_csv_tables(our_log, tmp_path):
     assert (tmp_path / "train.log.train").exists()
 
 
-def _caffe_parse_log(tmp_path):
-    """BVLC's tools/extra/parse_log.py, its one Python-2 print made a call."""
-    if not CAFFE_MIRROR.is_dir():
-        pytest.skip("BVLC Caffe mirror not available")
-    tools = tmp_path / "caffe_tools"
-    tools.mkdir()
-    for name in ("parse_log.py", "extract_seconds.py"):
-        text = subprocess.run(["git", "-C", str(CAFFE_MIRROR), "show",
-                               f"HEAD:tools/extra/{name}"], capture_output=True, text=True,
-                              check=True).stdout
-        text = text.replace("print 'Wrote %s' % output_filename",
-                            "print('Wrote %s' % output_filename)")
-        (tools / name).write_text(text)
-    return tools / "parse_log.py"
+# The line patterns BVLC Caffe's tools/extra/parse_log.py matches (read from its source as a
+# format fact): an iteration number, a train or test output, the learning rate.
+CAFFE_ITERATION = re.compile(r"Iteration (\d+)")
+CAFFE_OUTPUT = re.compile(r"(Train|Test) net output #(\d+): (\S+) = ([.\deE+-]+)")
+CAFFE_LEARNING_RATE = re.compile(r"lr = ([-+]?[0-9]*\.?[0-9]+([eE]?[-+]?[0-9]+)?)")
 
 
-def test_caffes_parse_log_reads_our_log(our_log, tmp_path):
-    script = _caffe_parse_log(tmp_path)
-    out = tmp_path / "csv"
-    out.mkdir()
-    subprocess.run([sys.executable, str(script), str(our_log), str(out)], check=True,
-                   cwd=script.parent, capture_output=True)
-    with open(out / "train.log.train") as handle:
-        caffe_train = list(csv.DictReader(handle))
-    with open(out / "train.log.test") as handle:
-        caffe_test = list(csv.DictReader(handle))
+def _caffe_reading(log):
+    """What Caffe's parse_log.py takes from a log: (iteration, phase, name, value) per output
+    line and the learning rates, each output credited to the last iteration seen."""
+    iteration, outputs, rates = -1, [], []
+    for line in log.read_text().splitlines():
+        if match := CAFFE_ITERATION.search(line):
+            iteration = int(match.group(1))
+        if match := CAFFE_OUTPUT.search(line):
+            outputs.append((iteration, match.group(1), match.group(3), float(match.group(4))))
+        if match := CAFFE_LEARNING_RATE.search(line):
+            rates.append(float(match.group(1)))
+    return outputs, rates
+
+
+def test_caffes_parse_log_patterns_read_our_log(our_log):
+    outputs, rates = _caffe_reading(our_log)
     ours_train, ours_test = parse_log.parse_log(str(our_log))
-    assert [float(r["NumIters"]) for r in caffe_train] == [r["NumIters"] for r in ours_train]
-    assert [float(r["loss"]) for r in caffe_train] == [r["loss"] for r in ours_train]
-    assert [float(r["acc"]) for r in caffe_test] == [r["acc"] for r in ours_test]
-    assert [float(r["NumIters"]) for r in caffe_test] == [0, 4, 8, 12]
+    train = [(i, value) for i, phase, name, value in outputs if phase == "Train" and name == "loss"]
+    assert train == [(r["NumIters"], r["loss"]) for r in ours_train]
+    test = [(i, value) for i, phase, name, value in outputs if phase == "Test" and name == "acc"]
+    assert test == [(r["NumIters"], r["acc"]) for r in ours_test]
+    assert [i for i, _ in test] == [0, 4, 8, 12]
+    assert rates == [r["LearningRate"] for r in ours_train]
 
 
 @pytest.mark.parametrize("x_axis", ["iters", "seconds"])
@@ -108,6 +104,22 @@ def test_plot_writes_a_png(our_log, tmp_path, x_axis):
     assert plot_training_log.main([str(our_log), str(image), "--x", x_axis]) == 0
     with Image.open(image) as png:
         assert png.format == "PNG" and png.size[0] > 300
+
+
+def test_learning_rate_is_drawn_as_steps(our_log, tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plot_training_log, "save_png",
+                        lambda figure, path, **options: figures.append(figure))
+    plot_training_log.plot_training_log(str(our_log), str(tmp_path / "curves.png"))
+    (line,) = figures[0].axes[2].get_lines()
+    assert line.get_drawstyle() == "steps-post"
+    assert list(line.get_ydata()) == pytest.approx([0.1, 0.1, 0.1, 0.05, 0.05, 0.025])
+
+
+def test_missing_matplotlib_names_the_plot_extra(our_log, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert plot_training_log.main([str(our_log), str(tmp_path / "curves.png")]) == 1
+    assert "pip install -e '.[plot]'" in capsys.readouterr().err
 
 
 def test_tools_refuse_a_missing_log(tmp_path, capsys):

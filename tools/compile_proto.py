@@ -2,8 +2,8 @@
 
 Usage (from anywhere; needs ``pip install grpcio-tools``, developers only)::
 
-    python protos/compile.py          # rewrite caffe_pb2.py
-    python protos/compile.py --check  # exit 1 if caffe_pb2.py is stale
+    python tools/compile_proto.py          # rewrite caffe_pb2.py
+    python tools/compile_proto.py --check  # exit 1 if caffe_pb2.py is stale
 
 The generated module is committed; users only need the protobuf runtime.
 
@@ -61,8 +61,8 @@ def strip_runtime_check(source):
     """Drop protoc's exact-runtime check so older protobuf 4-6 runtimes load the module."""
     stripped, count = RUNTIME_CHECK.subn("", source)
     if count not in (0, 2):
-        sys.exit("unexpected runtime-version block in the generated code; update compile.py")
-    return ("# The protoc runtime-version check was removed by protos/compile.py; "
+        sys.exit("unexpected runtime-version block in the generated code; update tools/compile_proto.py")
+    return ("# The protoc runtime-version check was removed by tools/compile_proto.py; "
             "see its docstring.\n" + stripped) if count else source
 
 
@@ -83,7 +83,7 @@ def main(argv=None):
             fresh = generate(tmp)
             if not GENERATED.exists() or not filecmp.cmp(
                     fresh, GENERATED, shallow=False):
-                print("%s is stale; run python protos/compile.py" % GENERATED)
+                print("%s is stale; run python tools/compile_proto.py" % GENERATED)
                 return 1
         print("%s is up to date" % GENERATED)
         return 0
