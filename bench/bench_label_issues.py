@@ -48,7 +48,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from pycaffe_mct.cli import main as pycaffe_main  # noqa: E402
 from pycaffe_mct.data.datum import datum_pixels, parse_datum  # noqa: E402
 from pycaffe_mct.data.lmdb_io import LMDBReader  # noqa: E402
-from pycaffe_mct.mct.commands import mct_train_main  # noqa: E402
+from pycaffe_mct.commands.mct_train import mct_train_main  # noqa: E402
 from pycaffe_mct.mct.selection import softmax_rows  # noqa: E402
 from pycaffe_mct.mct.trainer import ArrayFeeder, feed, producing_layer  # noqa: E402
 from pycaffe_mct.solvers.log import GlogWriter, set_default_writer  # noqa: E402

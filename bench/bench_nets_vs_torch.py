@@ -32,7 +32,7 @@ if TORCH_WORKER:
 import numba
 import numpy as np
 
-from pycaffe_mct.cg.timing import build_timing_net
+from pycaffe_mct.commands.timing import build_timing_net
 from pycaffe_mct.proto import caffe_pb2
 
 from bench_common import best_seconds, describe_threads  # noqa: E402  (a sibling script)
@@ -233,7 +233,7 @@ def torch_worker():
 START_UP = """
 import time
 start = time.perf_counter()
-from pycaffe_mct.cg.timing import build_timing_net
+from pycaffe_mct.commands.timing import build_timing_net
 net = build_timing_net({model!r}, batch=64, data_shape=(1, 28, 28))
 net.forward_backward()
 print(time.perf_counter() - start)

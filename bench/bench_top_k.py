@@ -1,7 +1,7 @@
 """ArgMax's ranking on the core group (``ops.top_k``) against the numpy version it replaced.
 
 ``python bench/bench_top_k.py`` ranks a classifier output (batch 64, 1000 classes) for
-top_k 1, 5 and 100 (insertion below ``kernels_rank.INSERTION_TOP_K``, one sort of integer
+top_k 1, 5 and 100 (insertion below ``cg.ops.ranking.INSERTION_TOP_K``, one sort of integer
 keys above it) and, in the same run, with the stable numpy argsort of the reversed, negated
 rows that ArgMax used before.  Ratio = numpy time / our time (above 1: ours is faster);
 best of ``--repeats``, the two measured alternately.

@@ -11,11 +11,11 @@ from . import __version__
 from .errors import CaffeError
 
 COMMANDS = {
-    "train": ("pycaffe_mct.solvers.commands", "train_main", "train or fine-tune a model"),
-    "test": ("pycaffe_mct.solvers.commands", "test_main", "score a model on test batches"),
-    "time": ("pycaffe_mct.cg.timing", "time_main",
+    "train": ("pycaffe_mct.commands.train", "train_main", "train or fine-tune a model"),
+    "test": ("pycaffe_mct.commands.train", "test_main", "score a model on test batches"),
+    "time": ("pycaffe_mct.commands.timing", "time_main",
              "per-layer host and modelled core-group timings"),
-    "scale": ("pycaffe_mct.scaling", "scale_main",
+    "scale": ("pycaffe_mct.commands.scale", "scale_main",
               "predict training time on N Sunway core groups"),
     "label_issues": ("pycaffe_mct.mct.label_command", "label_issues_main", "find wrong labels"),
     "export": ("pycaffe_mct.export.commands", "export_main", "write a net as an ONNX model"),
@@ -78,7 +78,7 @@ def main(argv=None):
 def mct_train_main(argv=None):
     """``mct_train --solver S``: the trainer; with an MCT section it trains both models."""
     argv = take_python_layers_flag(sys.argv[1:] if argv is None else argv)
-    module = importlib.import_module("pycaffe_mct.mct.commands")
+    module = importlib.import_module("pycaffe_mct.commands.mct_train")
     return run_command(module.mct_train_main, argv)
 
 

@@ -1,23 +1,27 @@
 """The scheduler: executes kernel plans on the host.
 
-Two execution modes run the same plan:
+Two executors run the same plan, behind one interface (``gemm``, ``units``,
+``lane_count``), chosen once: ``PYCAFFE_MCT_CG_MODE=literal`` at start-up, or
+``execution("literal")`` around a block (tests):
 
-* ``fast`` (default): the host runs the whole plan in as few large calls as
-  possible.  A GEMM is one single-threaded BLAS call per host thread, each on
-  a contiguous share of C's rows (or columns), i.e. of the mesh's CPE rows
-  (columns); a unit kernel is one numba call whose ``prange`` hands each host
-  thread a contiguous run of units, i.e. the shares of a contiguous group of
-  CPEs (numba's static chunking), compiled ``nogil`` and cached on disk.
-  Executing 64 tile programs literally costs half the machine or more (see
-  the measurement in ``../shared/reference/sw26010.md``); merging them changes
-  only the order of floating-point summation inside a GEMM.
-* ``literal``: every tile of the plan runs as its own call, CPE by CPE, GEMM
-  blocks with the plan's K steps.  Tests use it to show that the plan covers
-  the iteration space exactly once; it is the emulator's simulator mode.
+* ``FastExecutor`` (default): the host runs the whole plan in as few large
+  calls as possible.  A GEMM is one single-threaded BLAS call per host thread,
+  each on a contiguous share of C's rows (or columns), i.e. of the mesh's CPE
+  rows (columns); a unit kernel is one numba call whose ``prange`` hands each
+  host thread a contiguous run of units, i.e. the shares of a contiguous group
+  of CPEs (numba's static chunking), compiled ``nogil`` and cached on disk.
+  Executing 64 tile programs literally costs half the machine or more;
+  merging them changes only the order of floating-point summation inside a
+  GEMM.
+* ``LiteralExecutor``: every tile of the plan runs as its own call, CPE by
+  CPE, GEMM blocks with the plan's K steps, and a layer's chunks run in order
+  on one thread.  Tests use it to show that the plan covers the iteration
+  space exactly once; it is the emulator's simulator mode.
 
-Select the mode with ``PYCAFFE_MCT_CG_MODE=literal`` or ``execution("literal")``.
-Plans are built only in literal mode or while accounting records, so a
-training step in fast mode pays one flag test per kernel call.
+Both see the same calls: what an op asks for (chunks, padding) never depends
+on the executor.  Plans are built only for the literal executor or while
+accounting records, so a training step with the fast one pays one test per
+kernel call.
 
 Host threads: numba's thread count (``OMP_NUM_THREADS`` caps it, see the
 package doc).  BLAS is set to one thread per call unless the user set
@@ -38,41 +42,75 @@ from . import accounting, blas
 from .plan import (gemm_cpe_tiles, plan_gemm, plan_units, reduction_steps, split_grid,
                    unit_tiles)
 
-MODES = ("fast", "literal")
-_mode = os.environ.get("PYCAFFE_MCT_CG_MODE", "fast")
-if _mode not in MODES:
-    raise ValueError(f"PYCAFFE_MCT_CG_MODE={_mode!r}; expected one of {MODES}")
+class FastExecutor:
+    """Each call in as few large host calls as possible (see the module doc)."""
+
+    name = "fast"
+    needs_plans = False
+
+    def gemm(self, plan, left, right, alpha, beta, out):
+        return _gemm_blas(left, right, alpha, beta, out)
+
+    def units(self, plan, count, run):
+        run(0, count)
+
+    def lane_count(self, runs):
+        """Host threads to spread a layer's runs of chunks over."""
+        return 1 if _in_lane() else min(gemm_threads(), runs)
 
 
-def mode():
-    return _mode
+class LiteralExecutor:
+    """Each tile of each plan as its own call, one after another (see the module doc)."""
+
+    name = "literal"
+    needs_plans = True
+
+    def gemm(self, plan, left, right, alpha, beta, out):
+        return _gemm_tiles(plan, left, right, alpha, beta, out)
+
+    def units(self, plan, count, run):
+        for _, lo, hi in unit_tiles(plan):
+            run(lo, hi)
+
+    def lane_count(self, runs):
+        return 1
+
+
+EXECUTORS = {executor.name: executor for executor in (FastExecutor(), LiteralExecutor())}
+
+
+def _chosen(name, source):
+    if name not in EXECUTORS:
+        raise ValueError(f"{source}={name!r}; expected one of {tuple(EXECUTORS)}")
+    return EXECUTORS[name]
+
+
+_chosen_executor = [_chosen(os.environ.get("PYCAFFE_MCT_CG_MODE", "fast"), "PYCAFFE_MCT_CG_MODE")]
+
+
+def executor():
+    """The executor kernel calls run on."""
+    return _chosen_executor[0]
 
 
 @contextmanager
-def execution(new_mode):
-    """Run the block in execution mode ``new_mode`` ("fast" or "literal")."""
-    global _mode
-    if new_mode not in MODES:
-        raise ValueError(f"execution mode {new_mode!r}; expected one of {MODES}")
-    previous, _mode = _mode, new_mode
+def execution(name):
+    """Run the block on the executor named ``name`` ("fast" or "literal")."""
+    chosen = _chosen(name, "execution mode")
+    previous, _chosen_executor[0] = _chosen_executor[0], chosen
     try:
         yield
     finally:
-        _mode = previous
+        _chosen_executor[0] = previous
 
 
-def planning():
-    """Whether kernel calls are planned: in literal mode and while accounting records."""
-    return _mode == "literal" or accounting.active()
-
-
-def _planned(make_plan):
-    """The plan when one is needed (literal mode or accounting), recorded; else None."""
-    if not planning():
+def _planned(run, make_plan):
+    """The call's plan when the executor or the accounting needs one (recorded), else None."""
+    if not (run.needs_plans or accounting.active()):
         return None
     plan = make_plan()
     accounting.record(plan)
-    return plan if _mode == "literal" else None
+    return plan
 
 
 # ---- GEMM ----------------------------------------------------------------------
@@ -86,10 +124,9 @@ def gemm(left, right, alpha, beta, out):
     m, k = left.shape
     n = right.shape[1]
     read_c = out is not None and beta != 0.0
-    plan = _planned(lambda: plan_gemm(m, n, k, read_c))
-    if plan is not None:
-        return _gemm_tiles(plan, left, right, alpha, beta, out)
-    return _gemm_blas(left, right, alpha, beta, out)
+    run = executor()
+    return run.gemm(_planned(run, lambda: plan_gemm(m, n, k, read_c)), left, right, alpha,
+                    beta, out)
 
 
 def _gemm_blas(left, right, alpha, beta, out):
@@ -176,19 +213,19 @@ RUNS = 8
 def lanes(chunks, body):
     """``body(lane, run, lo, hi)`` for every chunk ``(lo, hi)`` of a layer's images.
 
-    The chunks are cut into up to ``RUNS`` contiguous runs.  In fast mode the
+    The chunks are cut into up to ``RUNS`` contiguous runs.  On the fast executor the
     host threads are lanes that each take the next free run and do its chunks
     in order; inside a lane a GEMM is one single-threaded BLAS call, so a thread
     keeps its chunk's unfolded columns in its own core's cache from the
     unfolding to the GEMM.  ``lane`` names the thread (for its scratch buffers),
     ``run`` the run: a sum kept per run and added up in run order comes out the
-    same whichever lane took which run, and with any thread count.  While plans
-    are needed (literal mode, accounting) the chunks run in order on this
-    thread, so their plans are recorded in order.
+    same whichever lane took which run, and with any thread count.  The literal
+    executor, and any executor while accounting records, runs the chunks in
+    order on this thread, so their plans are recorded in order.
     """
     runs = [chunks[len(chunks) * r // RUNS:len(chunks) * (r + 1) // RUNS] for r in range(RUNS)]
     runs = [run for run in runs if run]
-    count = 1 if planning() or _in_lane() else min(gemm_threads(), len(runs))
+    count = 1 if accounting.active() else executor().lane_count(len(runs))
     taken = iter(range(len(runs)))          # next() on it is atomic: each run is taken once
     failed = []
 
@@ -215,7 +252,7 @@ def lanes(chunks, body):
 
 
 def _gemm_tiles(plan, left, right, alpha, beta, out):
-    """Each CPE's C blocks over its K slice, in the plan's K steps (literal mode); a split-K
+    """Each CPE's C blocks over its K slice, in the plan's K steps (literal executor); a split-K
     plan's partial blocks are added up its reduction tree before alpha and beta."""
     if out is None:
         out = np.empty((left.shape[0], right.shape[1]), dtype=np.result_type(left, right))
@@ -249,19 +286,16 @@ def units(kernel, count, in_bytes, out_bytes, flops, run):
 
     ``in_bytes``/``out_bytes``/``flops`` are per unit and feed the plan.
     """
-    plan = _planned(lambda: plan_units(kernel, int(count), int(in_bytes), int(out_bytes),
-                                       int(flops)))
-    if plan is None:
-        run(0, count)
-        return
-    for _, lo, hi in unit_tiles(plan):
-        run(lo, hi)
+    executing = executor()
+    plan = _planned(executing, lambda: plan_units(kernel, int(count), int(in_bytes),
+                                                  int(out_bytes), int(flops)))
+    executing.units(plan, count, run)
 
 
 def elementwise(kernel, flops, function, out, *inputs):
     """``function(*inputs, out)`` element by element; inputs broadcast to ``out``'s shape.
 
-    ``flops`` is per element.  In literal mode each tile sees flat slices.
+    ``flops`` is per element.  On the literal executor each tile sees flat slices.
     """
     def run(lo, hi):
         if lo == 0 and hi == out.size:

@@ -22,8 +22,8 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from ..cg.kernels_image import resize_linear_u8
 from ..errors import quote
+from .kernels_image import resize_linear_u8
 
 COEF_BITS = 11                  # OpenCV's INTER_RESIZE_COEF_BITS
 COEF_SCALE = 1 << COEF_BITS

@@ -2,7 +2,7 @@
 
 Weights are (num_output, channels/group, kh, kw) as in Caffe.  The work is
 ``ops.convolve`` (im2col then GEMM, in chunks of images) and, for the
-gradients, ``ops.convolve_transpose``; see ``cg/convolution.py``.
+gradients, ``ops.convolve_transpose``; see ``cg/ops/convolution.py``.
 """
 
 from ..cg import ops

@@ -24,9 +24,10 @@ from ..layer import TRAIN, Layer, register_layer
 from ..proto import caffe_pb2
 
 
-def _log(severity, message, where):
+def _log(severity, message, where=None):
+    """Log on the default writer, tagged with ``where`` or else the calling line."""
     from ..solvers import log     # imported late: solvers build nets, nets build data layers
-    getattr(log.default_writer(), severity)(message, where=where)
+    getattr(log.default_writer(), severity)(message, where=where, stacklevel=2)
 
 
 def _close_source(prefetcher, source):
@@ -38,7 +39,6 @@ class _PrefetchingDataLayer(Layer):
     """Common part of Data and ImageData: partition, seed, prefetcher, forward."""
     exact_bottoms = 0
     min_tops, max_tops = 1, 2
-    log_tag = "data_layer.cpp:0"
 
     def _start(self, top, make_source, batch_size, rand_skip, shuffle):
         """Build the source, size the tops from its first record, start prefetching."""
@@ -51,7 +51,7 @@ class _PrefetchingDataLayer(Layer):
             self.source = make_source(seed, rank, world_size, shuffle)
             if rand_skip:
                 skip = int(np.random.default_rng([seed, 1, rand_skip]).integers(rand_skip))
-                _log("info", f"Skipping first {skip} data points.", self.log_tag)
+                _log("info", f"Skipping first {skip} data points.")
                 self.source.skip = skip
             shape = self.source.first_record_shape()
         except CaffeError as exc:
@@ -61,7 +61,7 @@ class _PrefetchingDataLayer(Layer):
         top[0].reshape((batch_size,) + shape)
         if len(top) > 1:
             top[1].reshape(batch_size)
-        _log("info", "output data size: " + ",".join(map(str, top[0].shape)), self.log_tag)
+        _log("info", "output data size: " + ",".join(map(str, top[0].shape)))
         self.next_batch = 0
         in_process = self.source.decodes
         self.prefetcher = Prefetcher(self.source.produce, depth=self.param.data_param.prefetch,
@@ -124,7 +124,7 @@ class DataLayer(_PrefetchingDataLayer):
         def make_source(seed, rank, world_size, shuffle):
             reader = LMDBReader(p.source)
             if reader.note:
-                _log("warning", reader.note, self.log_tag)
+                _log("warning", reader.note)
             _log("info", f"Opened lmdb {p.source}", "db_lmdb.cpp:35")
             try:
                 partition = self._partition(len(reader), seed, rank, world_size, shuffle)
@@ -145,7 +145,6 @@ class DataLayer(_PrefetchingDataLayer):
 @register_layer("ImageData")
 class ImageDataLayer(_PrefetchingDataLayer):
     """Batches of image files listed in ``image_data_param.source`` ("path label" lines)."""
-    log_tag = "image_data_layer.cpp:0"
 
     def layer_setup(self, bottom, top):
         p = self.param.image_data_param
@@ -155,12 +154,12 @@ class ImageDataLayer(_PrefetchingDataLayer):
                                       owner=f"layer '{self.name}'")
 
         def make_source(seed, rank, world_size, shuffle):
-            _log("info", f"Opening file {p.source}", self.log_tag)
+            _log("info", f"Opening file {p.source}")
             source = ImageListSource(p.source, p.root_folder, p.is_color, p.new_height,
                                      p.new_width, transformer, p.batch_size, None, seed)
             if shuffle:
-                _log("info", "Shuffling data", self.log_tag)
-            _log("info", f"A total of {source.num_records} images.", self.log_tag)
+                _log("info", "Shuffling data")
+            _log("info", f"A total of {source.num_records} images.")
             source.partition = self._partition(source.num_records, seed, rank, world_size,
                                                shuffle)
             return source

@@ -50,7 +50,7 @@ MODEL_TAGS = {AUX: "[M_a] ", PRIMARY: "[M_p] "}
 
 
 def _info(message):
-    default_writer().info("[MCT] " + message, "mct_trainer.py:0")
+    default_writer().info("[MCT] " + message, stacklevel=2)
 
 
 # ---- configuration ------------------------------------------------------------

@@ -3,6 +3,5 @@
 ``model`` holds the cost of one iteration (compute from the core-group
 emulator's plan, ring allreduce, MCT's allgather, I/O), ``paper`` the paper's
 figures and the comparison with them, ``report`` tables and plots, and
-``command`` the ``pycaffe_mct scale`` command.
+``pycaffe_mct.commands.scale`` the ``pycaffe_mct scale`` command.
 """
-from .command import scale_main  # noqa: F401

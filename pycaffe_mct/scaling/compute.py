@@ -2,13 +2,13 @@
 
 The net is built from a deploy prototxt (Input layers) with its batch set to
 the profiling batch and ``force_backward`` on, so every layer's forward and
-backward kernels are planned; ``pycaffe_mct.cg.profile.profile_net`` then
+backward kernels are planned; ``pycaffe_mct.commands.profile.profile_net`` then
 gives each layer's modelled core-group seconds at SW26010's figures.
 """
 from dataclasses import dataclass
 
 from .. import net_passes
-from ..cg.profile import profile_net
+from ..commands.profile import profile_net
 from ..errors import NetError
 from ..layer import TRAIN
 from ..net import Net

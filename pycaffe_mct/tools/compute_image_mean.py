@@ -20,7 +20,7 @@ from ._flags import ProgressBar, gflags_argv
 
 def _log(message):
     from ..solvers.log import default_writer
-    default_writer().info(message, where="compute_image_mean.cpp:0")
+    default_writer().info(message, stacklevel=2)
 
 
 def compute_mean(db_path):

@@ -121,7 +121,7 @@ def _check_size(datum_bytes, expected, entry, list_file):
 
 def _glog(message, severity="info"):
     from ..solvers.log import default_writer
-    getattr(default_writer(), severity)(message, where="convert_imageset.cpp:0")
+    getattr(default_writer(), severity)(message, stacklevel=2)
 
 
 def convert(root_folder, list_file, db_name, gray=False, shuffle=False, resize_height=0,

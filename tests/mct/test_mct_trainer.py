@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pycaffe_mct.errors import CaffeError
-from pycaffe_mct.mct.commands import mct_train_main
+from pycaffe_mct.commands.mct_train import mct_train_main
 from pycaffe_mct.mct.trainer import MCTTrainer
 from pycaffe_mct.net import Net
 from pycaffe_mct.proto import caffe_pb2
@@ -202,7 +202,7 @@ def test_tiny_run_end_to_end_deploys_and_resumes_bitwise(tmp_path, digits):
 
 
 def test_single_process_mct_never_imports_mpi4py():
-    code = ("import sys, pycaffe_mct.mct.commands, pycaffe_mct.mct.trainer, "
+    code = ("import sys, pycaffe_mct.commands.mct_train, pycaffe_mct.mct.trainer, "
             "pycaffe_mct.layers.mct; print('mpi4py' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2], timeout=120)

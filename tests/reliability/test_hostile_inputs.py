@@ -14,7 +14,7 @@ import pytest
 
 import pycaffe_mct as caffe
 from pycaffe_mct import cli
-from pycaffe_mct.mct.commands import mct_train_main
+from pycaffe_mct.commands.mct_train import mct_train_main
 from pycaffe_mct.proto import caffe_pb2
 from pycaffe_mct.proto_io import write_binary_proto
 from pycaffe_mct.tools import compute_image_mean, convert_imageset

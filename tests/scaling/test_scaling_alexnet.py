@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from pycaffe_mct.scaling import paper, scale_main
+from pycaffe_mct.commands.scale import scale_main
+from pycaffe_mct.scaling import paper
 
 ALEXNET = Path(__file__).resolve().parents[2] / "models" / "alexnet" / "deploy.prototxt"
 

@@ -6,7 +6,7 @@ import pytest
 
 from pycaffe_mct.cli import main
 from pycaffe_mct.errors import CaffeError, NetError
-from pycaffe_mct.scaling import scale_main
+from pycaffe_mct.commands.scale import scale_main
 from pycaffe_mct.scaling.compute import _profile, deploy_param, profile_compute
 
 LENET = Path(__file__).resolve().parents[2] / "models" / "lenet"

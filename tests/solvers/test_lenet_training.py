@@ -39,3 +39,6 @@ def test_lenet_trains_to_97_percent_and_resumes_exactly(lenet_run, monkeypatch):
     assert cli.main(["train", "--solver", solver, "--snapshot",
                      "runs/lenet/lenet_iter_100.solverstate"]) == 0
     assert final.read_bytes() == straight
+    # Each --log file belonged to its command: the resumed run wrote to neither.
+    assert "Restoring previous solver status" not in Path("train.log").read_text()
+    assert "Restoring previous solver status" not in Path("test.log").read_text()

@@ -11,7 +11,7 @@ import pytest
 from pycaffe_mct import cli
 from pycaffe_mct.proto import caffe_pb2
 from pycaffe_mct.proto_io import read_binary_proto
-from pycaffe_mct.solvers import commands
+from pycaffe_mct.commands import train as commands
 from solver_helpers import CONSTANT_NET, write_solver
 
 FIELDS = {"type": '"SGD"', "momentum": 0.9, "lr_policy": '"step"', "stepsize": 2,
@@ -174,7 +174,7 @@ def test_single_process_training_attaches_nothing(tmp_path, monkeypatch):
 def test_single_process_runs_do_not_import_mpi4py():
     import subprocess
     import sys
-    code = ("import sys, pycaffe_mct.solvers.commands, pycaffe_mct; "
+    code = ("import sys, pycaffe_mct.commands.train, pycaffe_mct; "
             "print('mpi4py' in sys.modules)")
     repo = Path(commands.__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -6,7 +6,7 @@ import lmdb
 import pytest
 
 from pycaffe_mct import cli
-from pycaffe_mct.cg import profile, timing
+from pycaffe_mct.commands import profile, timing
 from pycaffe_mct.proto import caffe_pb2
 from pycaffe_mct.solvers.log import GlogWriter
 

@@ -1,20 +1,17 @@
-"""Loss and accuracy ops: tile by tile (literal mode) equals fast mode equals plain numpy,
-and accounting records each call.  Shapes are awkward: batch 1, sizes that are not
-multiples of 8, more units than CPEs, spatial predictions (inner > 1)."""
+"""Loss and accuracy ops (including Infogain, Hinge, Contrastive, SoftTarget, MCT's label
+confidence) against numpy on both executors, and their layers' core-group profile."""
 import numpy as np
 import pytest
 
-from pycaffe_mct import TRAIN, Net
-from pycaffe_mct.cg import accounting, ops, profile, scheduler
+from pycaffe_mct import Net, TRAIN
+from pycaffe_mct.cg import accounting, ops, scheduler
+from pycaffe_mct.commands import profile
 from pycaffe_mct.proto import caffe_pb2
 from pycaffe_mct.proto_io import parse_prototxt
+from .op_helpers import rand, rng
 
-rng = np.random.default_rng(11)
+
 TOL = dict(rtol=1e-5, atol=1e-6)
-
-
-def rand(*shape):
-    return rng.standard_normal(shape).astype(np.float32)
 
 
 def softmax(x, axis=1):
@@ -22,7 +19,7 @@ def softmax(x, axis=1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def in_both_modes(kernel, call):
+def literal_and_fast(kernel, call):
     """call() in literal mode (recorded) and in fast mode; both results, and the plans."""
     with scheduler.execution("literal"), accounting.recording() as plans:
         literal = call()
@@ -34,7 +31,7 @@ def in_both_modes(kernel, call):
 
 
 def assert_modes_match_numpy(kernel, call, expected, **tolerance):
-    literal, fast = in_both_modes(kernel, call)
+    literal, fast = literal_and_fast(kernel, call)
     for got in (literal, fast):
         for value, want in zip(_as_tuple(got), _as_tuple(expected)):
             np.testing.assert_allclose(value, want, **(tolerance or TOL))
@@ -69,7 +66,7 @@ def test_prediction_labels_ignore_weights_and_the_first_bad_label():
     raw = np.array([2.7, 0, 3, -1, 1, 2], np.float32).reshape(2, 3)
     extra = np.arange(6, dtype=np.float32).reshape(2, 3) + 1
     call = lambda: ops.prediction_labels(raw, 3, ignore_label=-1, weights=extra)  # noqa: E731
-    for labels, weights, total, bad in in_both_modes("prediction_labels", call):
+    for labels, weights, total, bad in literal_and_fast("prediction_labels", call):
         np.testing.assert_array_equal(labels, [[2, 0, -1], [0, 1, 2]])
         np.testing.assert_array_equal(weights, [[1, 2, 0], [0, 5, 6]])
         assert total == 14 and bad == 3
@@ -199,7 +196,7 @@ def test_label_confidence(num, classes):
     labels = rng.integers(0, classes, num).astype(np.int32)
     rows = np.arange(num)
     expected = 0.5 * (probs_a[rows, labels].astype(np.float64) + probs_p[rows, labels])
-    literal, fast = in_both_modes("label_confidence",
+    literal, fast = literal_and_fast("label_confidence",
                                   lambda: ops.label_confidence(probs_a, probs_p, labels))
     np.testing.assert_array_equal(literal, expected)
     np.testing.assert_array_equal(fast, expected)
@@ -217,7 +214,7 @@ def test_accuracy_counts_with_ties_and_ignored_predictions(shape, top_k):
     valid = weights != 0
     expected = (np.bincount(labels[valid], minlength=classes),
                 np.bincount(labels[right], minlength=classes))
-    literal, fast = in_both_modes("accuracy",
+    literal, fast = literal_and_fast("accuracy",
                                   lambda: ops.accuracy_counts(scores, labels, weights, top_k))
     for got in (literal, fast):
         np.testing.assert_array_equal(got[0], expected[0])
@@ -260,3 +257,16 @@ def test_profile_shows_every_loss_and_accuracy_layer_on_the_core_group():
         assert forward.calls >= 2 and forward.dma_in_bytes > 0 and forward.flops > 0, name
     for name in losses:
         assert records[name].backward.dma_out_bytes > 0, name
+
+
+@pytest.mark.usefixtures("literal_mode")
+@pytest.mark.parametrize("shape", [(1, 1, 1), (70, 10, 1), (3, 4, 5)])
+def test_label_gradient_matches_numpy(shape):
+    outer, channels, inner = shape
+    prob = rand(*shape)
+    labels = rng.integers(0, channels, (outer, inner))
+    weights = rng.random((outer, inner)).astype(np.float32)
+    out = np.empty_like(prob)
+    ops.label_gradient(prob, labels, weights, 0.5, out)
+    one_hot = np.arange(channels)[None, :, None] == labels[:, None, :]
+    np.testing.assert_allclose(out, (prob - one_hot) * weights[:, None, :] * 0.5, rtol=1e-6)

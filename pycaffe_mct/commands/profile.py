@@ -8,9 +8,9 @@ layer with recording off, so host times carry no accounting.
 import time
 from dataclasses import dataclass, field
 
-from . import accounting
-from .accounting import CallSummary
-from .spec import SW26010, CoreGroupSpec  # noqa: F401  (the scaling model's entry point)
+from ..cg import accounting
+from ..cg.accounting import CallSummary
+from ..cg.spec import SW26010, CoreGroupSpec  # noqa: F401  (the scaling model's entry point)
 
 
 def _both(name):

@@ -1,22 +1,37 @@
-"""numba kernels of ranking: ArgMax's top-k selection.
+"""ArgMax's ranking: the top k of each column, by Caffe's rule.
 
-Arrays arrive flat (1-D) and every index is built from ``uint64`` parts (see
-``kernels_reduce.py`` for why).  A unit is one ranked column: the ``length``
-values x[o, :, j] of an (outer, length, inner) array, u = o * inner + j; each
-kernel runs the units ``[lo, hi)`` the core-group scheduler hands it.
-
-The ranking is Caffe's: descending by value, and of equal values the higher
-index first (Caffe sorts (value, index) pairs with std::greater).
+A unit is one ranked column: the ``length`` values x[o, :, j] of an (outer,
+length, inner) array, u = o * inner + j.  The ranking is Caffe's: descending by
+value, and of equal values the higher index first (Caffe sorts (value, index)
+pairs with std::greater).
 """
 import numba
 import numpy as np
 
-_JIT = dict(nogil=True, cache=True)
-u = numba.uint64
+from .. import scheduler
+from ..jit import JIT, U
+
 
 # Up to this top_k a column is ranked by insertion into a sorted buffer of
 # top_k entries (O(length * top_k)); beyond it by one sort (O(length log length)).
 INSERTION_TOP_K = 16
+
+
+def top_k(x, k, write_indices, write_values, out):
+    """ArgMax's ranking: the ``k`` largest of each column x[o, :, j] of x (outer, length,
+    inner), by Caffe's rule (equal values: the higher index first), into out (outer,
+    parts, k, inner): the indices as floats if ``write_indices``, then the values if
+    ``write_values`` (parts counts the two flags)."""
+    outer, length, inner = x.shape
+    x_flat, out_flat = x.reshape(-1), out.reshape(-1)
+    parts = write_indices + write_values
+    # Unit: one column; per value, a comparison per rank it passes (insertion) or a
+    # sort's log2(length).
+    insertion = k <= INSERTION_TOP_K
+    scheduler.units("top_k", outer * inner, length * x.itemsize, parts * k * out.itemsize,
+                    length * (k if insertion else max(1, int(np.log2(length)))),
+                    lambda lo, hi: top_k_kernel(x_flat, length, inner, k, write_indices,
+                                                write_values, out_flat, lo, hi))
 
 
 @numba.njit(inline="always")
@@ -24,7 +39,7 @@ def _insert_top_k(x, start, step, length, top_k, values, indices):
     """The top_k (value, index) pairs of x[start + i * step], i < length, best first."""
     filled = 0
     for i in range(length):
-        value = x[start + u(i) * step]
+        value = x[start + U(i) * step]
         if filled == top_k and not value >= values[top_k - 1]:
             continue
         # Index i is above every index held, so it ranks before any value <= its own.
@@ -45,13 +60,13 @@ def _sort_top_k(x, start, step, length, top_k, values, indices):
     comparison) and complemented in the high word, the index complemented in the low
     word, so ascending keys are Caffe's ranking."""
     bits = x.view(np.uint32)
-    low = u(0xFFFFFFFF)
+    low = U(0xFFFFFFFF)
     keys = np.empty(length, np.uint64)
     for i in range(length):
-        at = start + u(i) * step
-        b = u(bits[at]) if x[at] != 0 else u(0)
-        monotonic = b ^ low if b >> u(31) else b | u(0x80000000)
-        keys[i] = ((low - monotonic) << u(32)) | (low - u(i))
+        at = start + U(i) * step
+        b = U(bits[at]) if x[at] != 0 else U(0)
+        monotonic = b ^ low if b >> U(31) else b | U(0x80000000)
+        keys[i] = ((low - monotonic) << U(32)) | (low - U(i))
     keys.sort()
     for t in range(top_k):
         index = low - (keys[t] & low)
@@ -59,18 +74,18 @@ def _sort_top_k(x, start, step, length, top_k, values, indices):
         values[t] = x[start + index * step]
 
 
-@numba.njit(parallel=True, **_JIT)
-def top_k(x, length, inner, k, write_indices, write_values, out, lo, hi):
+@numba.njit(parallel=True, **JIT)
+def top_k_kernel(x, length, inner, k, write_indices, write_values, out, lo, hi):
     """Rank columns lo..hi of x (outer, length, inner) and write their top ``k``.
 
     out is (outer, parts, k, inner) flat, parts = write_indices + write_values:
     part 0 the indices (as floats) if ``write_indices``, then the values if
     ``write_values``.
     """
-    n, width, count = u(length), u(inner), u(k)
-    parts = u(write_indices + write_values)
+    n, width, count = U(length), U(inner), U(k)
+    parts = U(write_indices + write_values)
     for unit in numba.prange(lo, hi):
-        o, j = u(unit) // width, u(unit) % width
+        o, j = U(unit) // width, U(unit) % width
         start = o * n * width + j
         values = np.empty(k, np.float32)
         indices = np.empty(k, np.int64)
@@ -79,7 +94,7 @@ def top_k(x, length, inner, k, write_indices, write_values, out, lo, hi):
         else:
             _sort_top_k(x, start, width, length, k, values, indices)
         base = o * parts * count * width + j
-        value_part = base + u(write_indices) * count * width
+        value_part = base + U(write_indices) * count * width
         for t in range(count):
             if write_indices:
                 out[base + t * width] = indices[t]

@@ -11,9 +11,9 @@ import json
 import os
 
 from ..errors import CaffeError
-from . import paper, report
-from .compute import profile_compute
-from .model import MCT_LAYOUTS, MCTSpec, ScalingModel, Workload
+from ..scaling import paper, report
+from ..scaling.compute import profile_compute
+from ..scaling.model import MCT_LAYOUTS, MCTSpec, ScalingModel, Workload
 
 DEFAULT_CGS = "1,32,64,128,256,512"
 # The repository's AlexNet (models/ sits next to the package in a checkout).

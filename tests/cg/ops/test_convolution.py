@@ -1,22 +1,14 @@
-"""The convolution engine (cg/convolution.py): host lanes, host padding and the
-core group's chunks all give a direct numpy convolution's results.
-
-The reference convolves tap by tap on a zero-padded copy, with no im2col.
-Lanes are forced (3 host threads, chunks of one or two images) so that even a
-machine with one core runs chunks on several threads.
-"""
+"""Convolution: im2col/col2im against numpy, their fine units, and the convolution engine
+(host lanes, host padding and the core group's chunks all give a direct numpy convolution's
+results, and the literal executor runs the fast one's chunks)."""
 import threading
 
 import numpy as np
 import pytest
 
-from pycaffe_mct.cg import convolution, ops, scheduler
-
-rng = np.random.default_rng(11)
-
-
-def rand(*shape):
-    return rng.standard_normal(shape).astype(np.float32)
+from pycaffe_mct.cg import accounting, ops, scheduler
+from pycaffe_mct.cg.ops import convolution
+from .op_helpers import in_both_modes, rand
 
 
 def direct_conv(x, weight, window):
@@ -48,17 +40,23 @@ CASES = [  # x shape, out channels, window
 ]
 
 
-@pytest.fixture(params=["lanes", "literal"])
-def mode(request, monkeypatch):
-    """Host lanes (3 threads, chunks of <= 2 images) or the core group's plan, tile by tile."""
-    if request.param == "literal":
-        with scheduler.execution("literal"):
-            yield request.param
-        return
+def small_chunks(monkeypatch):
+    """3 host threads and chunks of one or two images, so even small batches use lanes."""
     monkeypatch.setitem(scheduler._host, "threads", 3)
     monkeypatch.setattr(convolution, "CACHE_CHUNK_FLOATS", 1)
     monkeypatch.setattr(convolution, "MIN_CHUNK_COLUMNS", 1)
-    with scheduler.execution("fast"):        # even when the suite runs in literal mode
+
+
+@pytest.fixture(params=["lanes", "literal", "core-group chunks"])
+def mode(request, monkeypatch):
+    """Host lanes on the fast executor, the same chunks tile by tile on the literal one,
+    or the core group's chunks (as while accounting records)."""
+    if request.param == "core-group chunks":
+        with scheduler.execution("fast"), accounting.recording():
+            yield request.param
+        return
+    small_chunks(monkeypatch)
+    with scheduler.execution("fast" if request.param == "lanes" else "literal"):
         yield request.param
 
 
@@ -108,6 +106,26 @@ def test_convolve_accumulates_a_weight_gradient_from_a_top_gradient(mode, shape,
     ops.convolve_transpose(dy, weight, window, x=x, weight_diff=expected)
     np.testing.assert_allclose(weight_diff, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(y, direct_conv(x, weight, window), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("window", [CASES[1][2], CASES[5][2]])
+def test_the_literal_executor_runs_the_fast_executors_chunks_and_padding(monkeypatch, window):
+    small_chunks(monkeypatch)
+    x, weight, dy = layer_arrays((5, 4, 10, 11), 6, window)
+    calls = []
+    for name in ("fast", "literal"):
+        seen = []
+        monkeypatch.setattr(scheduler, "lanes", lambda chunks, body, real=scheduler.lanes: (
+            seen.append(list(chunks)), real(chunks, body))[1])
+        monkeypatch.setattr(convolution, "_padded", lambda *args, real=convolution._padded: (
+            seen.append("padded"), real(*args))[1])
+        with scheduler.execution(name):
+            ops.convolve(x, weight, window, y=np.empty(dy.shape, np.float32))
+        monkeypatch.undo()
+        small_chunks(monkeypatch)
+        calls.append(seen)
+    assert calls[0] == calls[1]
+    assert len(calls[0][0]) > 1 and "padded" in calls[0]
 
 
 @pytest.fixture
@@ -177,3 +195,107 @@ def test_planning_uses_the_core_groups_chunks():
     gemms = [p for p in plans if p.kernel == "gemm"]
     assert len(gemms) == 1                      # 20 images' columns fit one MPE chunk
     assert {p.kernel for p in plans} == {"gemm", "im2col"}
+
+
+def reference_im2col(x, kernel, pad, stride, dilation):
+    n, c, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    out_h = ops.conv_out_size(h, kernel[0], pad[0], stride[0], dilation[0])
+    out_w = ops.conv_out_size(w, kernel[1], pad[1], stride[1], dilation[1])
+    cols = np.empty((c, kernel[0], kernel[1], n, out_h, out_w), np.float32)
+    for ki in range(kernel[0]):
+        for kj in range(kernel[1]):
+            y0, x0 = ki * dilation[0], kj * dilation[1]
+            window = padded[:, :, y0:y0 + stride[0] * out_h:stride[0],
+                            x0:x0 + stride[1] * out_w:stride[1]]
+            cols[:, ki, kj] = window.transpose(1, 0, 2, 3)
+    return cols.reshape(c * kernel[0] * kernel[1], n * out_h * out_w)
+
+
+CONV_CASES = [  # x shape, kernel, pad, stride, dilation
+    ((1, 1, 1, 1), (1, 1), (0, 0), (1, 1), (1, 1)),
+    ((2, 3, 7, 9), (3, 2), (1, 0), (2, 1), (1, 1)),
+    ((1, 300, 5, 5), (3, 3), (1, 1), (1, 1), (1, 1)),
+    ((3, 2, 11, 10), (3, 3), (2, 2), (1, 3), (2, 2)),
+]
+
+
+@pytest.mark.usefixtures("literal_mode")
+@pytest.mark.parametrize("shape,kernel,pad,stride,dilation", CONV_CASES)
+def test_im2col_matches_numpy(shape, kernel, pad, stride, dilation):
+    x = rand(*shape)
+    expected = reference_im2col(x, kernel, pad, stride, dilation)
+    cols = np.full(expected.shape, np.nan, np.float32)
+    ops.im2col(x, kernel, pad, stride, dilation, cols)
+    np.testing.assert_array_equal(cols, expected)
+
+
+@pytest.mark.usefixtures("literal_mode")
+@pytest.mark.parametrize("shape,kernel,pad,stride,dilation", CONV_CASES)
+def test_col2im_is_the_adjoint_of_im2col(shape, kernel, pad, stride, dilation):
+    """<im2col(x), c> == <x, col2im(c)> for all x, c: checked for random ones."""
+    x = rand(*shape)
+    cols = rand(*reference_im2col(x, kernel, pad, stride, dilation).shape)
+    dx = np.full(shape, np.nan, np.float32)
+    ops.col2im(cols, kernel, pad, stride, dilation, dx)
+    left = float((reference_im2col(x, kernel, pad, stride, dilation) * cols).sum(dtype=np.float64))
+    assert float((x * dx).sum(dtype=np.float64)) == pytest.approx(left, rel=1e-4, abs=1e-3)
+
+
+@pytest.mark.parametrize("images", [1, 3, 5])
+def test_unit_blocks_cover_each_unit_once_in_order(images):
+    for lo in range(0, 4 * images + 1):
+        for hi in range(lo, 4 * images + 1):
+            units = [outer * images + n
+                     for outer_lo, outer_hi, n_lo, n_hi in convolution._unit_blocks(lo, hi, images)
+                     for outer in range(outer_lo, outer_hi) for n in range(n_lo, n_hi)]
+            assert units == list(range(lo, hi))
+
+
+UNIT_CASES = [  # x shape, kernel, pad, stride, dilation: tiles end inside a row's images
+    ((7, 3, 6, 5), (3, 3), (1, 1), (1, 1), (1, 1)),
+    ((5, 2, 9, 8), (2, 3), (1, 0), (2, 1), (1, 2)),
+    ((1, 1, 1, 1), (1, 1), (0, 0), (1, 1), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("shape,kernel,pad,stride,dilation", UNIT_CASES)
+def test_im2col_by_row_and_image(shape, kernel, pad, stride, dilation):
+    x = rand(*shape)
+    expected = reference_im2col(x, kernel, pad, stride, dilation)
+
+    def run():
+        cols = np.full(expected.shape, np.nan, np.float32)
+        ops.im2col(x, kernel, pad, stride, dilation, cols)
+        return cols
+    cols, kernels = in_both_modes(run)
+    np.testing.assert_array_equal(cols, expected)
+    assert kernels == ["im2col"]
+
+
+@pytest.mark.parametrize("shape,kernel,pad,stride,dilation", UNIT_CASES)
+def test_col2im_by_channel_and_image(shape, kernel, pad, stride, dilation):
+    x = rand(*shape)
+    cols = rand(*reference_im2col(x, kernel, pad, stride, dilation).shape)
+
+    def run():
+        dx = np.full(shape, np.nan, np.float32)
+        ops.col2im(cols, kernel, pad, stride, dilation, dx)
+        return dx
+    dx, kernels = in_both_modes(run)
+    # The adjoint of im2col: <im2col(x), cols> == <x, col2im(cols)>.
+    left = float((reference_im2col(x, kernel, pad, stride, dilation) * cols).sum(dtype=np.float64))
+    assert float((x * dx).sum(dtype=np.float64)) == pytest.approx(left, rel=1e-4, abs=1e-3)
+    assert kernels == ["col2im"]
+
+
+def test_lenet_conv1_unfolding_and_bias_gradient_use_the_whole_mesh():
+    """conv1: 25 column rows and 20 channels were 25 and 20 units for 64 CPEs."""
+    x, dy = rand(64, 1, 28, 28), rand(64, 20, 576)
+    cols = np.empty((25, 64 * 576), np.float32)
+    with scheduler.execution("literal"), scheduler.accounting.recording() as plans:
+        ops.im2col(x, (5, 5), (0, 0), (1, 1), (1, 1), cols)
+        ops.accumulate_channel_bias_grad(dy, np.zeros(20, np.float32))
+    imbalance = {plan.kernel: plan.imbalance() for plan in plans}
+    assert imbalance["im2col"] < 1.05
+    assert imbalance["bias_backward"] < 1.05

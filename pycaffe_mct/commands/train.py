@@ -17,9 +17,9 @@ import numpy as np
 from ..errors import CaffeError
 from ..layer import TEST
 from ..net import Net
-from .log import default_writer, format_number, log_to_file, loss_note
-from .params import read_solver_param
-from .solver import NONE, SNAPSHOT, STOP, NonFiniteError, get_solver
+from ..solvers.log import default_writer, format_number, log_to_file, logged_command, loss_note
+from ..solvers.params import read_solver_param
+from ..solvers.solver import NONE, SNAPSHOT, STOP, NonFiniteError, get_solver
 
 SIGNAL_EFFECTS = (SNAPSHOT, STOP, NONE)
 
@@ -43,8 +43,7 @@ def _start(args):
     if args.log:
         log_to_file(args.log)
     if args.gpu:
-        default_writer().warning(f"--gpu {args.gpu} ignored: pycaffe_mct runs on the CPU",
-                                 "caffe.cpp:0")
+        default_writer().warning(f"--gpu {args.gpu} ignored: pycaffe_mct runs on the CPU")
     _info("Use CPU.", 197)
 
 
@@ -110,6 +109,7 @@ def build_train_solver(args):
     return get_solver(param, source=source)
 
 
+@logged_command
 def train_main(argv):
     parser = argparse.ArgumentParser(prog="pycaffe_mct train",
                                      description="Train or fine-tune a model.")
@@ -147,6 +147,7 @@ def train_main(argv):
     return 0
 
 
+@logged_command
 def test_main(argv):
     parser = argparse.ArgumentParser(prog="pycaffe_mct test",
                                      description="Score a model on its TEST-phase batches.")

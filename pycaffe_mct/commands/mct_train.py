@@ -13,7 +13,7 @@ import sys
 
 from ..proto import caffe_pb2
 from ..proto_io import read_prototxt
-from ..solvers.log import default_writer, format_number, log_to_file
+from ..solvers.log import default_writer, format_number, log_to_file, logged_command
 
 
 def _has_mct_section(solver_file):
@@ -34,6 +34,7 @@ def _summary(name, outputs):
                      for key, value in outputs.items()) or f"{name}: no test outputs"
 
 
+@logged_command
 def mct_train_main(argv=None):
     parser = argparse.ArgumentParser(
         prog="mct_train", description="Mutual Calibration Training from a solver file with an "
@@ -48,15 +49,15 @@ def mct_train_main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args, rest = parser.parse_known_args(argv)
     if not _has_mct_section(args.solver):
-        from ..solvers.commands import train_main
+        from .train import train_main
         return train_main(argv)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.label_issues:
-        from .label_report import check_out_dir
+        from ..mct.label_report import check_out_dir
         check_out_dir(args.label_issues)        # before training, not after
-    from .outputs import check_outputs_distinct
-    from .trainer import MCTTrainer
+    from ..mct.outputs import check_outputs_distinct
+    from ..mct.trainer import MCTTrainer
     world = _parallel_world()
     trainer = MCTTrainer(args.solver, world)
     check_outputs_distinct(trainer.config, args.log)
