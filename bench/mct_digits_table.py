@@ -238,9 +238,7 @@ def run_mct(split, seed, rate):
                "noisy_data": ArrayFeeder(*split["noisy"], BATCH, seed)}
     trainer = MCTTrainer(mct_solver_param(seed, rate), feeders=feeders)
     trainer.deploy = lambda: None          # the benchmark scores M_p in memory
-    for model in trainer.models.values():
-        model.log = QUIET
-    trainer.train()
+    trainer.train()                        # the models log to the (quiet) default writer
     return accuracy(trainer.models["primary"].net, split)
 
 

@@ -122,6 +122,11 @@ class Layer:
     def allow_force_backward(self, bottom_index):
         return True
 
+    def restore_iteration(self, iteration, iter_size=1):
+        """Continue with what training iteration ``iteration`` (of ``iter_size`` forward
+        passes) reads: a resumed or re-divided run must see the batches an uninterrupted
+        one would.  Layers that keep no position in their data do nothing."""
+
     # ---- helpers ---------------------------------------------------------
     def check_blob_counts(self, bottom, top):
         def check(what, n, exact, low, high):

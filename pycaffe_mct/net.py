@@ -319,6 +319,12 @@ class Net:
         self.backward_from_to()
         return loss
 
+    def restore_iteration(self, iteration, iter_size=1):
+        """Put every layer on the data of training iteration ``iteration`` (see
+        ``Layer.restore_iteration``)."""
+        for layer in self.layers:
+            layer.restore_iteration(iteration, iter_size)
+
     def clear_param_diffs(self):
         for blob in self.learnable_params:
             blob.diff[...] = 0

@@ -2,31 +2,24 @@
 
     mct_train --solver models/mct_digits/solver.prototxt
     mct_train --solver S --snapshot <primary prefix>_iter_N.solverstate   # resume both
-    mpiexec -n 4 mct_train --solver S                                     # 4 ranks
+    mpiexec -n 4 mct_train --solver S                         # M_p and M_a on two groups
+    mpiexec -n 4 mct_train --solver S --layout replicated     # both models on every rank
 
 A solver file without an ``mct_param`` section is trained as plain Caffe
 (``pycaffe_mct train``).  Under mpiexec (world size > 1) the parallel package
-is imported and every rank runs both models on its share of each batch.
+is imported; the layouts are described in ``mct.layouts``.
 """
 import argparse
 import sys
 
 from ..proto import caffe_pb2
 from ..proto_io import read_prototxt
+from ..mct.layouts import LAYOUTS
 from ..solvers.log import default_writer, format_number, log_to_file, logged_command
 
 
 def _has_mct_section(solver_file):
     return read_prototxt(solver_file, caffe_pb2.SolverParameter()).HasField("mct_param")
-
-
-def _parallel_world():
-    """MPI_COMM_WORLD prepared for data parallelism, or None in a single process."""
-    from ..parallel.launch import mpi_world_size
-    if mpi_world_size() <= 1:
-        return None
-    from ..parallel import init_parallel
-    return init_parallel()
 
 
 def _summary(name, outputs):
@@ -46,6 +39,10 @@ def mct_train_main(argv=None):
     parser.add_argument("--label-issues", metavar="DIR",
                         help="after training, write the label-issue report of the noisy set "
                              "(both models) to DIR")
+    parser.add_argument("--layout", choices=LAYOUTS, default="grouped",
+                        help="under mpiexec: grouped (M_p and M_a on two groups of ranks, "
+                             "the paper's; default) or replicated (both models on every "
+                             "rank)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args, rest = parser.parse_known_args(argv)
     if not _has_mct_section(args.solver):
@@ -58,17 +55,15 @@ def mct_train_main(argv=None):
         check_out_dir(args.label_issues)        # before training, not after
     from ..mct.outputs import check_outputs_distinct
     from ..mct.trainer import MCTTrainer
-    world = _parallel_world()
-    trainer = MCTTrainer(args.solver, world)
+    from ..parallel import world_if_launched
+    world = world_if_launched()
+    trainer = MCTTrainer(args.solver, world, layout=args.layout)
     check_outputs_distinct(trainer.config, args.log)
     if args.log:
         log_to_file(args.log)
-    if world is not None:
-        from ..parallel import attach_data_parallel
-        trainer.attach = lambda solver: attach_data_parallel(solver, world)
     mct_result = trainer.train(args.snapshot)
     if args.label_issues and trainer.rank == 0:
-        from .label_command import report_for_mct
+        from ..mct.label_command import report_for_mct
         report_for_mct(trainer, args.label_issues)
     log = default_writer()
     log.info(f"[MCT] M_p (MCT) final test: {_summary('M_p', mct_result)}", "mct_train:0")

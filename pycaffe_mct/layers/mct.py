@@ -25,13 +25,12 @@ class ConfidenceMaskLayer(Layer):
 
     Bottoms: M_a's class probabilities, M_p's class probabilities (batch x
     classes), the given labels.  Tops: mask_a, mask_p (one value per sample).
-    ``exchange`` may be set to a function mapping this process's confidences
-    to ``(global confidences, offset of ours)`` (an Allgather) so that the
-    ranking covers the global batch; by default the batch is the whole world.
+    The ranking covers the batch the bottoms hold: the MCT trainer gathers both
+    models' scores for the global batch on every rank first, so every rank
+    selects the same samples as one process with the whole batch.
     """
     exact_bottoms = 3
     exact_tops = 2
-    exchange = None
 
     def layer_setup(self, bottom, top):
         p = self.param.confidence_mask_param
@@ -56,10 +55,8 @@ class ConfidenceMaskLayer(Layer):
         labels, _, _ = checked_labels(self, bottom[2], probs_a.shape[1])
         confidence = ops.label_confidence(probs_a, _as_rows(self, bottom[1], "probabilities"),
                                           labels)
-        everyone, offset = (confidence, 0) if self.exchange is None else \
-            self.exchange(confidence)
-        mask_a, mask_p = selection.calibration_masks(
-            everyone, self.noise_rate, offset, confidence.shape[0], self.significance)
+        mask_a, mask_p = selection.calibration_masks(confidence, self.noise_rate,
+                                                     significance=self.significance)
         ops.copy_into(mask_a, top[0].data)
         ops.copy_into(mask_p, top[1].data)
 
@@ -116,7 +113,7 @@ class SoftTargetLossLayer(LossLayer):
         primary = _as_rows(self, bottom[0], "scores")
         labels, weights, total = checked_labels(
             self, bottom[2], primary.shape[1], weights=bottom[3].data if len(bottom) == 4 else None)
-        hard_norm = max(1.0, total)
+        hard_norm = self.valid_normalizer(total)
         soft_norm = hard_norm if self.weighted_soft else max(1.0, primary.shape[0])
         return primary, _as_rows(self, bottom[1], "scores"), labels, weights, hard_norm, soft_norm
 

@@ -51,9 +51,27 @@ class LossLayer(Layer):
     min_tops = 1
     default_loss_weight = 1.0
     auto_top_blobs = True
+    shared_weight_sum = None
 
     def needed_top_count(self):
         return 1
+
+    def share_weight_sum(self, normalizer):
+        """Divide by ``normalizer`` instead of this batch's sum of sample weights (VALID
+        normalisation), or by that sum again with None.
+
+        Data-parallel ranks each hold part of a batch whose weights differ from rank
+        to rank (MCT's selections); with the whole batch's normaliser divided by the
+        rank count on every rank, the averaged gradient is exactly the whole batch's.
+        """
+        self.shared_weight_sum = normalizer
+
+    def valid_normalizer(self, weight_sum):
+        """The normaliser of weighted predictions: the shared one if set, else
+        ``max(1, weight_sum)``."""
+        if self.shared_weight_sum is not None:
+            return float(self.shared_weight_sum)
+        return max(1.0, float(weight_sum))
 
     def allow_force_backward(self, bottom_index):
         return bottom_index != 1      # labels get no gradient
@@ -129,6 +147,8 @@ class SoftmaxWithLossLayer(LossLayer):
             self, bottom[1], channels, self.ignore_label,
             bottom[2].data if len(bottom) == 3 else None)
         norm = self.normalizer(self.mode, outer, inner, total)
+        if self.mode == _NORM.VALID and len(bottom) == 3:
+            norm = self.valid_normalizer(total)
         return labels.reshape(outer, inner), weights.reshape(outer, inner), norm
 
     def forward_cpu(self, bottom, top):

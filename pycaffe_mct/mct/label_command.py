@@ -134,18 +134,21 @@ def _write_files(directory, issues, source, probs, cleaned, thumbnails, inputs):
 def report_for_mct(trainer, out):
     """The report for the MCT job's noisy set with both trained models: M_p's deploy
     files, and M_a's final snapshot under a deploy net derived as M_p's is."""
-    from .trainer import AUX, deploy_net_param
+    from .trainer import AUX, CALIBRATE, deploy_net_param
     config = trainer.config
-    aux_solver = trainer.models[AUX].solver
+    # In the grouped layout this rank holds M_p alone: M_a's net comes from its solver
+    # file, and its final weights from the snapshot its group wrote at max_iter.
+    primary = DeployedModel(*config.deploy_paths())
     aux_prefix = config.solvers[AUX][0].snapshot_prefix
     aux_prototxt = aux_prefix + "_deploy.prototxt"
-    write_atomically(aux_prototxt, str(deploy_net_param(config, aux_solver)))
-    aux_weights = f"{aux_prefix}_iter_{aux_solver.iter}.caffemodel"
+    data_shape = primary.net.blobs[primary.input].shape
+    write_atomically(aux_prototxt, str(deploy_net_param(
+        config, config.stage_param(AUX, CALIBRATE), data_shape)))
+    aux_weights = f"{aux_prefix}_iter_{config.max_iter}.caffemodel"
     if not os.path.isfile(aux_weights):
         raise CaffeError(f"--label-issues needs M_a's final snapshot {aux_weights}, which the "
                          f"aux solver did not write (snapshot_after_train: false?)")
-    ensemble = Ensemble([DeployedModel(*config.deploy_paths()),
-                         DeployedModel(aux_prototxt, aux_weights)])
+    ensemble = Ensemble([primary, DeployedModel(aux_prototxt, aux_weights)])
     layer = config.mct.noisy_data
     if layer.HasField("image_data_param"):
         p = layer.image_data_param

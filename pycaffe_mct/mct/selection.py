@@ -21,9 +21,9 @@ Section 2.1 of the paper, as implemented here:
   ranking into harder, less confident samples.  Skipping the most confident
   ones instead (ranks M..M+N) would drop exactly the samples most likely to
   be clean, and the soft targets alone could not make up for that.
-* Ranking is over the *global* batch: in data-parallel runs every rank
-  gathers all ranks' confidences (Allgather), ranks them, and keeps the slice
-  of the masks for its own samples.  A single process is the one-rank case.
+* Ranking is over the *global* batch: in MPI runs the trainer first gathers
+  both models' scores for the whole batch on every rank (``mct.trainer``), so
+  every rank selects what one process with the whole batch selects.
 """
 import math
 
@@ -46,28 +46,11 @@ def proto_float(value):
 
 
 def softmax_rows(scores):
-    """Row-wise softmax in float64, shifted by the row maximum for stability."""
+    """Row-wise softmax in float64, shifted by the row maximum for stability (the label-issue
+    report and the benches score deployed nets' logits with it)."""
     scores = np.asarray(scores, dtype=np.float64)
     exp = np.exp(scores - scores.max(axis=1, keepdims=True))
     return exp / exp.sum(axis=1, keepdims=True)
-
-
-def label_confidence(probs_a, probs_p, labels):
-    """Average probability the two models give each sample's label, shape (B,)."""
-    probs_a = np.asarray(probs_a, dtype=np.float64)
-    probs_p = np.asarray(probs_p, dtype=np.float64)
-    if probs_a.shape != probs_p.shape or probs_a.ndim != 2:
-        raise CaffeError(f"the two models' probabilities must both be (batch, classes); "
-                         f"got {probs_a.shape} and {probs_p.shape}")
-    labels = np.asarray(labels).reshape(-1).astype(np.int64)
-    classes = probs_a.shape[1]
-    if labels.shape[0] != probs_a.shape[0]:
-        raise CaffeError(f"{labels.shape[0]} labels for {probs_a.shape[0]} samples")
-    bad = (labels < 0) | (labels >= classes)
-    if bad.any():
-        raise CaffeError(f"label {labels[bad][0]} is outside [0, {classes})")
-    rows = np.arange(labels.shape[0])
-    return 0.5 * (probs_a[rows, labels] + probs_p[rows, labels])
 
 
 def log_binomial_cdfs(trials, success):
@@ -129,25 +112,12 @@ def top_mask(confidence, count):
     return mask
 
 
-def calibration_masks(global_confidence, noise_rate, offset=0, count=None,
-                      significance=0.01):
-    """Masks (mask_a, mask_p) of this rank's samples, ranked over the global batch.
-
-    ``global_confidence`` holds every rank's confidences in rank order (what
-    Allgather returns); this rank's samples are ``count`` entries from
-    ``offset`` (default: the whole array, a single process).
-    """
-    global_confidence = np.asarray(global_confidence, dtype=np.float64).reshape(-1)
-    batch = global_confidence.shape[0]
-    count = batch - offset if count is None else count
-    if offset < 0 or count < 0 or offset + count > batch:
-        raise CaffeError(f"samples [{offset}, {offset + count}) are outside the global "
-                         f"batch of {batch}")
-    aux_count = aux_sample_count(batch, noise_rate, significance)
-    primary_count = primary_sample_count(batch, noise_rate)
-    mine = slice(offset, offset + count)
-    return (top_mask(global_confidence, aux_count)[mine],
-            top_mask(global_confidence, primary_count)[mine])
+def calibration_masks(confidence, noise_rate, significance=0.01):
+    """Masks (mask_a, mask_p) of a batch from its samples' confidences (eqs. 1, 2)."""
+    confidence = np.asarray(confidence, dtype=np.float64).reshape(-1)
+    batch = confidence.shape[0]
+    return (top_mask(confidence, aux_sample_count(batch, noise_rate, significance)),
+            top_mask(confidence, primary_sample_count(batch, noise_rate)))
 
 
 def read_label_list(path):

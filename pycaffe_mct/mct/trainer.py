@@ -12,8 +12,9 @@ solvers' own.  Iteration ``k`` of the job is iteration ``k`` of both solvers.
   The solvers' train nets run in stage ``mct_pretrain``.
 * Calibration, the rest up to max_iter (stage ``mct_calibrate``): both models
   predict the same noisy batch (a forward of each train net up to the logits
-  blob), ``selection.calibration_masks`` ranks the samples by the models'
-  average confidence in the given label over the global batch, then M_a
+  blob), the ConfidenceMask layer (``selection_net``) ranks the samples by
+  the models' average confidence in the given label over the global batch,
+  then M_a
   trains on its M selected samples followed by a clean batch, and M_p on the
   noisy batch with its N-sample mask and M_a's logits as soft targets.
   The prediction pass runs in the TRAIN phase (dropout on, batch statistics
@@ -21,11 +22,17 @@ solvers' own.  Iteration ``k`` of the job is iteration ``k`` of both solvers.
 * At the end: each solver's final snapshot and test, then a deploy of M_p
   alone: ``<primary prefix>_deploy.prototxt`` and ``.caffemodel``.
 
-In an MPI job (world size > 1, see ``commands``) every rank runs both models
-on its share of each global batch: the data layers' ``batch_size`` is the
-global batch, split evenly over the ranks; gradients are averaged by
-``pycaffe_mct.parallel`` and the confidences are gathered from all ranks
-before ranking, so the masks are those of one process with the whole batch.
+In an MPI job (world size > 1, see ``commands``) the models run in one of
+the ``layouts``: grouped (M_p and M_a on two groups of ranks, the paper's) or
+replicated (both on every rank).  The data layers' ``batch_size`` is the
+global batch; each rank of a model's group trains on its share, gradients are
+averaged over the group (``pycaffe_mct.parallel``), and in calibration one
+Allgatherv brings both models' scores and the labels of the whole batch to
+every rank (``parallel.groups.allgather_rows``): every rank selects what one
+process selects, and each M_p rank finds M_a's scores for its samples, its
+soft targets, among them.  The loss layers weighted by the masks divide by
+the global batch's weight sum (``LossLayer.share_weight_sum``), so N ranks
+take the one process's steps up to float32 rounding.
 """
 import os
 
@@ -38,14 +45,16 @@ from ..layer import TRAIN
 from ..net import Net, load_net_param
 from ..proto import caffe_pb2
 from ..proto_io import write_atomically
+from ..data.partition import set_default_partition
+from ..layers.softmax import LossLayer
 from ..solvers.log import GlogWriter, default_writer
 from ..solvers.params import read_solver_param
 from ..solvers.solver import get_solver
 from . import selection
+from .layouts import AUX, LAYOUTS, PRIMARY, Grouped, OneProcess, Replicated
 from .outputs import check_outputs_distinct
 
 PRETRAIN, CALIBRATE = "mct_pretrain", "mct_calibrate"
-AUX, PRIMARY = "aux", "primary"
 MODEL_TAGS = {AUX: "[M_a] ", PRIMARY: "[M_p] "}
 
 
@@ -171,9 +180,12 @@ def train_net_param(solver_param):
 # ---- the parts of one iteration ------------------------------------------------
 
 class Feeder:
-    """One data layer in a net of its own: the source of clean or noisy batches."""
+    """One data layer in a net of its own: the source of clean or noisy batches.
 
-    def __init__(self, layer_param, what, batch_size):
+    It reads this rank's share of each global batch: ``rank`` of ``size`` ranks
+    reading it (``data.partition``)."""
+
+    def __init__(self, layer_param, what, batch_size, rank=0, size=1):
         net_param = caffe_pb2.NetParameter(name=what)
         layer = net_param.layer.add()
         layer.CopyFrom(layer_param)
@@ -186,6 +198,8 @@ class Feeder:
         if len(layer.top) < 2:
             raise CaffeError(f"mct_param.{what}: the data layer needs two tops "
                              f"(images, labels), it has {len(layer.top)}")
+        set_default_partition(rank, size)
+        self.share = (rank, size)
         self.net = Net(net_param, state=caffe_pb2.NetState(phase=TRAIN))
         self.tops = [self.net.blobs[name] for name in layer.top[:2]]
 
@@ -195,10 +209,7 @@ class Feeder:
         return self.tops[0].data.copy(), self.tops[1].data.copy()
 
     def restore_iteration(self, iteration):
-        for layer in self.net.layers:
-            hook = getattr(layer, "restore_iteration", None)
-            if hook is not None:
-                hook(iteration)
+        self.net.restore_iteration(iteration)
 
 
 class ArrayFeeder:
@@ -238,6 +249,14 @@ def feed(net, arrays):
             blob.data[...] = array
 
 
+def share_weight_sum(net, weight_blob, normalizer):
+    """Make every loss layer weighted by ``weight_blob`` divide by ``normalizer``
+    (the global batch's weight sum over the ranks), see LossLayer.share_weight_sum."""
+    for layer in net.layers:
+        if isinstance(layer, LossLayer) and weight_blob in net.bottom_names[layer.name]:
+            layer.share_weight_sum(normalizer)
+
+
 def producing_layer(net, blob_name):
     """Index of the last layer writing ``blob_name``."""
     for index in range(len(net.layers) - 1, -1, -1):
@@ -247,28 +266,26 @@ def producing_layer(net, blob_name):
 
 
 class Model:
-    """One of the two models: its current stage's solver and how to feed and query it."""
+    """One of the two models on this rank: its current stage's solver, how to feed
+    and query it, and its seat (communicator and share) in the layout."""
 
-    def __init__(self, config, role, log_path, tag=None):
-        self.config, self.role = config, role
-        self.log = GlogWriter(prefix=tag or MODEL_TAGS[role], path=log_path,
-                              enabled=default_writer().enabled)
+    def __init__(self, config, role, seat, log_path=None, tag=None, enabled=None):
+        self.config, self.role, self.seat = config, role, seat
+        enabled = default_writer().enabled if enabled is None else enabled
+        self.log = GlogWriter(prefix=tag or MODEL_TAGS[role], path=log_path, enabled=enabled)
         self.solver = None
-        self.stage = None
 
-    def enter_stage(self, stage, weights_from=None, iteration=0, param=None):
-        """Build the stage's solver, carrying over the weights of the previous one."""
+    def start_stage(self, stage, param=None):
+        """Build the stage's solver (fresh weights; the trainer carries the state over)."""
         param = param or self.config.stage_param(self.role, stage)
-        solver = get_solver(param, log=self.log, source=self.config.solvers[self.role][1])
-        if weights_from is not None:
-            # Weights and momentum carry over, exactly what a resume at this
-            # iteration restores from the snapshot.
-            solver.net.copy_from(weights_from.net.to_proto())
-            for mine, theirs in zip(solver.history, weights_from.history):
-                mine[...] = theirs
-        solver.iter = iteration
-        self.solver, self.stage = solver, stage
-        return solver
+        self.solver = get_solver(param, log=self.log, source=self.config.solvers[self.role][1])
+        return self.solver
+
+    def join_group(self):
+        """Make the solver data-parallel over the seat's communicator (if any)."""
+        if self.seat.comm is not None:
+            from ..parallel import attach_data_parallel
+            attach_data_parallel(self.solver, self.seat.comm)
 
     @property
     def net(self):
@@ -280,11 +297,33 @@ class Model:
         feed(net, {self.config.mct.data_blob: images})
         net.forward_from_to(0, producing_layer(net, self.config.mct.logits_blob))
         scores = net.blobs[self.config.mct.logits_blob].data
-        return scores.reshape(scores.shape[0], -1).astype(np.float64)
+        return scores.reshape(scores.shape[0], -1).copy()
 
-    def step(self, arrays):
+    def step(self, arrays, weight_blob=None, weight_sum=None):
+        """One iteration on ``arrays``; ``weight_sum``: the global batch's sum of the
+        ``weight_blob`` weights, the normaliser every rank's loss shares."""
         feed(self.net, arrays)
+        if weight_blob is not None:
+            share_weight_sum(self.net, weight_blob, max(1.0, weight_sum) / self.seat.size)
         self.solver.step(1)
+
+
+def selection_net(noise_rate, significance, batch, classes):
+    """The net that selects samples: both models' scores for the global batch and the
+    labels in, each model's Softmax, the ConfidenceMask layer's masks out."""
+    param = caffe_pb2.NetParameter(name="mct_selection")
+    for name, shape in ((AUX, [batch, classes]), (PRIMARY, [batch, classes]),
+                        ("label", [batch])):
+        param.layer.add(name=name, type="Input", top=[name]).input_param.shape.add(dim=shape)
+    for role in (AUX, PRIMARY):
+        param.layer.add(name=f"{role}_prob", type="Softmax", bottom=[role],
+                        top=[f"{role}_prob"])
+    mask = param.layer.add(name="select", type="ConfidenceMask",
+                           bottom=[f"{AUX}_prob", f"{PRIMARY}_prob", "label"],
+                           top=["mask_a", "mask_p"])
+    mask.confidence_mask_param.noise_rate = noise_rate
+    mask.confidence_mask_param.significance = significance
+    return Net(param, state=caffe_pb2.NetState(phase=TRAIN))
 
 
 # ---- the trainer ---------------------------------------------------------------
@@ -292,53 +331,168 @@ class Model:
 class MCTTrainer:
     """Runs MCT from a solver file with an ``mct_param`` section."""
 
-    def __init__(self, solver, world=None, feeders=None):
+    def __init__(self, solver, world=None, feeders=None, layout="grouped"):
         """``solver``: a solver file or SolverParameter with an mct_param section.
+        ``world``: an mpi4py communicator for an MPI job (None: one process);
+        ``layout``: "grouped" or "replicated" (see ``layouts``).
         ``feeders``: optional {"clean_data": f, "noisy_data": f} objects with
         ``next() -> (images, labels)`` and ``restore_iteration(i)`` used instead
-        of the data layers (the benchmark feeds arrays held in memory)."""
+        of the data layers in one process (the benchmark feeds arrays in memory)."""
+        if layout not in LAYOUTS:
+            raise CaffeError(f"unknown MCT layout '{layout}'; choose one of "
+                             f"{', '.join(LAYOUTS)}")
         self.config = MCTConfig(solver)
         self.given_feeders = feeders
-        self.world = world            # an mpi4py communicator-like object, or None
+        self.world, self.layout_name = world, layout
         self.rank, self.size = (world.Get_rank(), world.Get_size()) if world else (0, 1)
-        self.models = {role: Model(self.config, role, self._log_path(role))
-                       for role in (AUX, PRIMARY)}
-        self.attach = None            # set by commands under MPI: attach(solver)
+        mct = self.config.mct
+        self.batches = {"noisy_data": _batch_size(mct.noisy_data),
+                        "clean_data": _batch_size(mct.clean_data)}
+        self.layout, self.models, self.feeders = None, {}, {}
+        self.stage, self.selection = None, None
 
-    def _log_path(self, role):
-        if self.rank != 0:
+    # -- the division of the ranks --
+    def _problem(self, stage):
+        """``problem(primary ranks, aux ranks)`` for ``stage``: why a division does not
+        split the global batches evenly over each group (None if it does)."""
+        reads = {PRIMARY: ["noisy_data"],
+                 AUX: ["clean_data"] + (["noisy_data"] if stage == CALIBRATE else [])}
+
+        def problem(primary, aux):
+            for role, ranks in ((PRIMARY, primary), (AUX, aux)):
+                for what in reads[role]:
+                    batch = self.batches[what]
+                    if batch < ranks or batch % ranks:
+                        name = "M_p" if role == PRIMARY else "M_a"
+                        return (f"{self.config.source}: mct_param.{what} batch_size {batch} "
+                                f"cannot be split evenly over {name}'s {ranks} ranks (it is "
+                                f"the global batch; make it a multiple of the group size)")
+            return None
+        return problem
+
+    def _check_divisions(self):
+        """Refuse, before training, a rank count that gives some phase no division."""
+        if self.size == 1:
+            return
+        if self.layout_name == "replicated":
+            found = self._problem(CALIBRATE)(self.size, self.size)
+            if found:
+                raise CaffeError(found.replace("M_p's", "all").replace("M_a's", "all"))
+            return
+        from ..parallel.groups import group_sizes
+        for stage in (PRETRAIN, CALIBRATE):
+            group_sizes(self.size, GROUP_PHASES[stage], self._work_ratio(),
+                        self._problem(stage))
+
+    def _work_ratio(self):
+        """M_p's work over M_a's in a pretraining iteration: the images each steps on
+        (noisy batch : clean batch; the models' per-image cost is taken as equal, as
+        for the paper's pair of the same network)."""
+        return self.batches["noisy_data"] / self.batches["clean_data"]
+
+    def _layout_for(self, stage):
+        if self.layout is not None:
+            return self.layout.for_phase(GROUP_PHASES[stage], self._problem(stage))
+        if self.world is None or self.size == 1:
+            return OneProcess()
+        if self.layout_name == "replicated":
+            return Replicated(self.world)
+        return Grouped.divide(self.world, GROUP_PHASES[stage], self._work_ratio(),
+                              self._problem(stage))
+
+    # -- entering a stage --
+    def _enter(self, stage, iteration):
+        """Divide the ranks for ``stage``, build this rank's models' solvers with the
+        state they had (here, or on the ranks that trained them), and the feeders."""
+        previous, before = self.layout, self.models
+        self.layout = self._layout_for(stage)
+        _info(f"Iteration {iteration}: stage {stage}: {self.layout.describe(stage)}"
+              f"{self._division_note(stage)}")
+        if self.layout.world is not None:
+            from ..parallel.faults import set_rank_role
+            set_rank_role(self.layout.role())
+        self._build_feeders(stage, iteration)
+        self.models = {role: self._stage_model(role, stage, before, iteration)
+                       for role in self.layout.seats}
+        if isinstance(previous, Grouped) and previous is not self.layout:
+            self._hand_over(previous, before)
+        for model in self.models.values():
+            model.join_group()
+        self.stage = stage
+
+    def _division_note(self, stage):
+        if not isinstance(self.layout, Grouped):
+            return ""
+        if stage == PRETRAIN:
+            return (f" (noisy:clean work per iteration {self.batches['noisy_data']}:"
+                    f"{self.batches['clean_data']})")
+        return " (equal halves: both models see the same batches)"
+
+    def _stage_model(self, role, stage, before, iteration):
+        seat = self.layout.seats[role]
+        model = Model(self.config, role, seat, self._log_path(role, seat),
+                      enabled=seat.is_root and (self.size > 1 or default_writer().enabled))
+        solver = model.start_stage(stage)
+        if role in before:
+            solver.copy_state_from(before[role].solver)
+        else:
+            solver.set_position(iteration)
+        return model
+
+    def _log_path(self, role, seat):
+        """Each model's Caffe log, written by the root of the ranks training it."""
+        if not seat.is_root:
             return None
         path = self.config.solvers[role][0].snapshot_prefix + ".log"
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return path
 
-    # -- set-up --
-    def _local_batch(self, what):
-        layer = getattr(self.config.mct, what)
-        batch = (layer.data_param.batch_size if layer.HasField("data_param")
-                 else layer.image_data_param.batch_size)
-        if batch < self.size or batch % self.size:
-            raise CaffeError(f"{self.config.source}: mct_param.{what} batch_size {batch} "
-                             f"cannot be split evenly over {self.size} ranks (it is the "
-                             f"global batch; make it a positive multiple of the rank count)")
-        return batch // self.size
+    def _hand_over(self, previous, before):
+        """Broadcast each model's parameters, history and position from the root of
+        the group that trained it to the ranks that join that model now."""
+        from ..parallel.groups import broadcast_state
+        for role, (source, receivers) in self.layout.newcomers(previous).items():
+            arrays = None
+            if self.rank == source:
+                arrays = _carried(before[role].solver)
+            elif self.rank in receivers:
+                arrays = _carried(self.models[role].solver)
+            broadcast_state(self.world, arrays, source, receivers)
+            if self.rank in receivers:
+                self.models[role].solver.set_position(*arrays[-1])
+            _info(f"M_{'p' if role == PRIMARY else 'a'} state handed from rank {source} "
+                  f"to {_ranks(receivers)}")
 
-    def _build_feeders(self, whats=("clean_data", "noisy_data")):
+    def _build_feeders(self, stage, iteration):
+        """This rank's feeders for ``stage``, on that stage's batches from ``iteration``."""
         if self.given_feeders is not None:
-            return self.given_feeders
+            self.feeders = self.given_feeders
+            return
+        reads = {PRIMARY: ["noisy_data"],
+                 AUX: ["clean_data"] + (["noisy_data"] if stage == CALIBRATE else [])}
+        feeders = {}
+        for role, seat in self.layout.seats.items():
+            for what in reads[role]:
+                feeders[what] = self._feeder(what, seat)
+                feeders[what].restore_iteration(iteration)
+        self.feeders = feeders
+
+    def _feeder(self, what, seat):
+        """A feeder of this rank's share of ``what`` (the current one if it reads that)."""
+        old = self.feeders.get(what)
+        if old is not None and old.share == (seat.rank, seat.size):
+            return old
         seed = self.config.param.random_seed
         rng.set_random_seed(seed if seed >= 0 else 1701)
-        feeders = {}
-        for what in whats:
-            try:
-                feeders[what] = Feeder(getattr(self.config.mct, what), what,
-                                       self._local_batch(what))
-            except CaffeError as exc:
-                raise CaffeError(f"{self.config.source}: mct_param.{what}: {exc}") from None
-        return feeders
+        try:
+            feeder = Feeder(getattr(self.config.mct, what), what,
+                            self.batches[what] // seat.size, seat.rank, seat.size)
+        except CaffeError as exc:
+            raise CaffeError(f"{self.config.source}: mct_param.{what}: {exc}") from None
+        return feeder
 
     def _check_models(self):
-        """Both models must score the same classes."""
+        """Both models must score the same classes (checked across the ranks)."""
         classes = {}
         for role, model in self.models.items():
             logits = model.net.blobs.get(self.config.mct.logits_blob)
@@ -346,129 +500,153 @@ class MCTTrainer:
                 raise CaffeError(f"{self.config.solvers[role][1]}: the train net has no "
                                  f"blob '{self.config.mct.logits_blob}' (mct_param.logits_blob)")
             classes[role] = logits.count // max(1, logits.shape[0])
+        if self.world is not None and self.size > 1:
+            for theirs in self.world.allgather(classes):
+                classes.update(theirs)
         if classes[AUX] != classes[PRIMARY]:
             raise CaffeError(f"{self.config.source}: the models' class counts differ: M_a "
                              f"scores {classes[AUX]} classes, M_p {classes[PRIMARY]}")
+        self.classes = classes[PRIMARY]
 
-    def _enter(self, stage, iteration, previous=None):
-        for role, model in self.models.items():
-            old = previous[role] if previous else None
-            solver = model.enter_stage(stage, old, iteration)
-            if self.attach is not None:
-                self.attach(solver)
-        _info(f"Iteration {iteration}: stage {stage}")
+    # -- calibration's selection --
+    def calibration_noise_rate(self):
+        """P_noise for calibration's selection, resolved once when calibration starts."""
+        return self.config.noise_rate
+
+    def _start_selection(self):
+        rate = self.calibration_noise_rate()
+        batch = self.batches["noisy_data"]
+        self.selection = selection_net(rate, self.config.significance, batch, self.classes)
+        layer = self.selection.layer_dict["select"]
+        _info(f"P_noise = {layer.noise_rate:g}; global noisy batch {batch}: M_a takes "
+              f"{selection.aux_sample_count(batch, layer.noise_rate, layer.significance)} "
+              f"samples (eq. 1), M_p {selection.primary_sample_count(batch, layer.noise_rate)} "
+              f"(eq. 2)")
+
+    def select(self, gathered):
+        """Global (mask_a, mask_p) from both models' scores and the labels of the whole
+        noisy batch (the ConfidenceMask layer), the same on every rank."""
+        feed(self.selection, gathered)
+        self.selection.forward_prefilled()
+        return (self.selection.blobs["mask_a"].data.copy(),
+                self.selection.blobs["mask_p"].data.copy())
+
+    def _gather(self, pieces):
+        """Both models' scores and the labels for the whole batch, on every rank."""
+        if self.layout.world is None:
+            return {name: rows for name, (_, rows) in pieces.items()}
+        from ..parallel.groups import allgather_rows
+        return allgather_rows(self.world, pieces, self.batches["noisy_data"])
 
     # -- the loop --
     def train(self, resume_file=None):
         """Pretrain, calibrate, deploy; ``resume_file`` is M_p's .solverstate."""
+        self._check_divisions()
         start = self._resume_iteration(resume_file) if resume_file else 0
-        stage = PRETRAIN if start < self.config.pretrain_iter else CALIBRATE
-        self.feeders = self._build_feeders()
-        self._enter(stage, start)
+        self._enter(PRETRAIN if start < self.config.pretrain_iter else CALIBRATE, start)
         self._check_models()
-        _info(f"P_noise = {self.config.noise_rate:g}; global noisy batch "
-              f"{self._local_batch('noisy_data') * self.size}: M_a takes "
-              f"{self._counts()[0]} samples (eq. 1), M_p {self._counts()[1]} (eq. 2)")
+        if self.stage == CALIBRATE:
+            self._start_selection()
         if resume_file:
             self._restore(resume_file, start)
         for iteration in range(start, self.config.max_iter):
-            if iteration == self.config.pretrain_iter and self.models[AUX].stage == PRETRAIN:
-                self._snapshot_both()
-                self._enter(CALIBRATE, iteration,
-                            {role: m.solver for role, m in self.models.items()})
-            if self.models[AUX].stage == PRETRAIN:
-                self._pretrain_step()
-            else:
-                self._calibration_step()
+            self.step(iteration)
         results = self._finish()
         self.deploy()
         return results
 
-    def _counts(self):
-        batch = self._local_batch("noisy_data") * self.size
-        return (selection.aux_sample_count(batch, self.config.noise_rate,
-                                           self.config.significance),
-                selection.primary_sample_count(batch, self.config.noise_rate))
+    def step(self, iteration):
+        """Iteration ``iteration`` of both models (re-dividing the ranks first when
+        calibration starts)."""
+        if iteration == self.config.pretrain_iter and self.stage == PRETRAIN:
+            self._snapshot_all()
+            self._enter(CALIBRATE, iteration)
+            self._start_selection()
+        if self.stage == PRETRAIN:
+            self._pretrain_step()
+        else:
+            self._calibration_step()
 
     def _pretrain_step(self):
         mct = self.config.mct
-        clean_images, clean_labels = self.feeders["clean_data"].next()
-        noisy_images, noisy_labels = self.feeders["noisy_data"].next()
-        self.models[AUX].step({mct.data_blob: clean_images, mct.label_blob: clean_labels,
-                               mct.weight_blob: np.ones(len(clean_labels), np.float32)})
-        self.models[PRIMARY].step({mct.data_blob: noisy_images, mct.label_blob: noisy_labels,
-                                   mct.mask_blob: np.ones(len(noisy_labels), np.float32)})
+        for role, model in self.models.items():
+            what, weights = (("clean_data", mct.weight_blob) if role == AUX
+                             else ("noisy_data", mct.mask_blob))
+            images, labels = self.feeders[what].next()
+            model.step({mct.data_blob: images, mct.label_blob: labels,
+                        weights: np.ones(len(labels), np.float32)},
+                       weights, self.batches[what])
 
     def _calibration_step(self):
         mct = self.config.mct
-        clean_images, clean_labels = self.feeders["clean_data"].next()
         images, labels = self.feeders["noisy_data"].next()
-        aux_logits = self.models[AUX].logits(images)
-        primary_logits = self.models[PRIMARY].logits(images)
-        mask_a, mask_p = self.masks(aux_logits, primary_logits, labels)
-        chosen = mask_a > 0
+        pieces = {}
+        for role, model in self.models.items():
+            positions = model.seat.positions(self.batches["noisy_data"])
+            pieces[role] = (positions, model.logits(images))
+            if role == PRIMARY:
+                pieces["label"] = (positions, labels)
+        gathered = self._gather(pieces)
+        mask_a, mask_p = self.select(gathered)
+        if AUX in self.models:
+            self._aux_step(images, labels, mask_a)
+        if PRIMARY in self.models:
+            mine = self.models[PRIMARY].seat.positions(len(mask_p))
+            self.models[PRIMARY].step({
+                mct.data_blob: images, mct.label_blob: labels, mct.mask_blob: mask_p[mine],
+                mct.aux_logits_blob: gathered[AUX][mine]}, mct.mask_blob, float(mask_p.sum()))
+
+    def _aux_step(self, images, labels, mask_a):
+        """M_a on its selected noisy samples followed by a clean batch."""
+        mct, model = self.config.mct, self.models[AUX]
+        chosen = mask_a[model.seat.positions(len(mask_a))] > 0
+        clean_images, clean_labels = self.feeders["clean_data"].next()
         weights = np.concatenate([np.ones(int(chosen.sum()), np.float32),
                                   np.full(len(clean_labels), mct.clean_weight, np.float32)])
-        self.models[AUX].step({
-            mct.data_blob: np.concatenate([images[chosen], clean_images]),
-            mct.label_blob: np.concatenate([labels[chosen], clean_labels]),
-            mct.weight_blob: weights})
-        self.models[PRIMARY].step({
-            mct.data_blob: images, mct.label_blob: labels, mct.mask_blob: mask_p,
-            mct.aux_logits_blob: aux_logits.astype(np.float32)})
-
-    def masks(self, aux_logits, primary_logits, labels):
-        """This rank's (mask_a, mask_p), ranked over the global batch."""
-        confidence = selection.label_confidence(selection.softmax_rows(aux_logits),
-                                                selection.softmax_rows(primary_logits),
-                                                labels)
-        offset = 0
-        if self.world is not None:
-            from ..parallel import allgather_array
-            everyone = allgather_array(self.world, confidence)
-            offset = self.rank * confidence.shape[0]
-            confidence = everyone
-        return selection.calibration_masks(confidence, self.config.noise_rate, offset,
-                                           len(labels), self.config.significance)
+        total = float(mask_a.sum()) + mct.clean_weight * self.batches["clean_data"]
+        model.step({mct.data_blob: np.concatenate([images[chosen], clean_images]),
+                    mct.label_blob: np.concatenate([labels[chosen], clean_labels]),
+                    mct.weight_blob: weights}, mct.weight_blob, total)
 
     # -- snapshots, resume, the end --
-    def _snapshot_both(self):
+    def _snapshot_all(self):
         for model in self.models.values():
-            solver = model.solver
-            if solver.is_root and solver.last_snapshot != _state_name(solver, solver.iter):
-                solver.snapshot()
+            model.solver.snapshot_if_new()
 
     def _resume_iteration(self, resume_file):
         from ..solvers.snapshots import read_state
         return read_state(resume_file).iter
 
     def _restore(self, resume_file, iteration):
-        aux_state = _state_name(self.models[AUX].solver, iteration)
-        if not os.path.isfile(aux_state):
-            raise CaffeError(f"resuming from {resume_file} (iteration {iteration}) needs "
-                             f"M_a's state {aux_state}, which does not exist")
-        self.models[PRIMARY].solver.restore(resume_file)
-        self.models[AUX].solver.restore(aux_state)
-        for feeder in self.feeders.values():
-            feeder.restore_iteration(iteration)
+        """Each model this rank trains from its own snapshot of ``iteration``."""
+        for role, model in self.models.items():
+            state = resume_file if role == PRIMARY else model.solver.snapshot_path(iteration)
+            if not os.path.isfile(state):
+                raise CaffeError(f"resuming from {resume_file} (iteration {iteration}) needs "
+                                 f"M_a's state {state}, which does not exist")
+            model.solver.restore(state)
         _info(f"Resumed both models at iteration {iteration}")
 
     def _finish(self):
-        """Final snapshot and test of both models; returns M_p's test outputs."""
-        return {role: finish_solver(model.solver)
-                for role, model in self.models.items()}[PRIMARY]
+        """Final snapshot and test of this rank's models; returns M_p's test outputs
+        (empty where M_p is not tested here)."""
+        results = {role: finish_solver(model.solver) for role, model in self.models.items()}
+        return results.get(PRIMARY, {})
 
     def noise_only_baseline(self):
-        """M_p's net and solver on the noisy labels alone; returns its final test outputs."""
+        """M_p's net and solver on the noisy labels alone (data-parallel over every
+        rank); returns its final test outputs."""
         param = self.config.stage_param(PRIMARY, PRETRAIN, pretraining=False)
         param.snapshot_prefix += "_noise_only"
-        model = Model(self.config, PRIMARY, None, tag="[noise-only] ")
-        model.enter_stage(PRETRAIN, param=param)
-        if self.attach is not None:
-            self.attach(model.solver)
-        feeder = self._build_feeders(["noisy_data"])["noisy_data"]
-        if self.given_feeders is not None:
-            feeder.restore_iteration(0)
+        seat = Replicated(self.world).seats[PRIMARY] if self.size > 1 else \
+            OneProcess().seats[PRIMARY]
+        model = Model(self.config, PRIMARY, seat, tag="[noise-only] ")
+        model.start_stage(PRETRAIN, param=param)
+        model.join_group()
+        self.feeders = {}
+        feeder = self.given_feeders["noisy_data"] if self.given_feeders is not None \
+            else self._feeder("noisy_data", seat)
+        feeder.restore_iteration(0)
         mct = self.config.mct
         _info("Training the noise-only baseline")
         for _ in range(self.config.max_iter):
@@ -477,12 +655,14 @@ class MCTTrainer:
         return finish_solver(model.solver)
 
     def deploy(self):
-        """Write M_p alone for inference; returns (prototxt path, caffemodel path)."""
+        """Write M_p alone for inference (on world rank 0, an M_p rank in every layout);
+        returns (prototxt path, caffemodel path)."""
         prototxt, caffemodel = self.config.deploy_paths()
         if self.rank != 0:
             return prototxt, caffemodel
         solver = self.models[PRIMARY].solver
-        net_param = deploy_net_param(self.config, solver)
+        net_param = deploy_net_param(self.config, solver.param,
+                                     solver.net.blobs[self.config.mct.data_blob].shape)
         deployed = Net(net_param, caffe_pb2.TEST)     # proves the deploy net builds
         deployed.share_with(solver.net)
         write_atomically(prototxt, str(net_param).encode())
@@ -492,33 +672,45 @@ class MCTTrainer:
         return prototxt, caffemodel
 
 
+GROUP_PHASES = {PRETRAIN: "pretrain", CALIBRATE: "calibrate"}
+
+
+def _batch_size(layer):
+    return (layer.data_param.batch_size if layer.HasField("data_param")
+            else layer.image_data_param.batch_size)
+
+
+def _carried(solver):
+    """A solver's state arrays and, last, its position (iter, current_step)."""
+    return solver.state_arrays() + [np.array([solver.iter, solver.current_step], np.int64)]
+
+
+def _ranks(ranks):
+    return f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {', '.join(map(str, ranks))}"
+
+
 def finish_solver(solver):
     """What Solver.solve does after its last step: final snapshot, final test
     (whose outputs of test net 0 it returns)."""
-    p = solver.param
-    if p.snapshot_after_train and solver.is_root and \
-            solver.last_snapshot != _state_name(solver, solver.iter):
-        solver.snapshot()
+    if solver.param.snapshot_after_train:
+        solver.snapshot_if_new()
     results = solver.test_all() if solver.is_root and solver.test_nets else []
     solver.info("Optimization Done.", 332)
     return results[0] if results else {}
 
 
-def _state_name(solver, iteration):
-    return f"{solver.param.snapshot_prefix}_iter_{iteration}.solverstate"
-
-
-def deploy_net_param(config, solver):
-    """M_p's calibration train net reduced to images in, probabilities out.
+def deploy_net_param(config, solver_param, data_shape):
+    """A model's calibration train net (``solver_param``'s) reduced to images of
+    ``data_shape`` in, probabilities out.
 
     Keeps the data Input (batch 1) and every layer that needs no label, mask
     or soft target, then appends Softmax on the logits as ``prob``.
     """
     mct = config.mct
     state = caffe_pb2.NetState(phase=TRAIN)
-    state.MergeFrom(solver.param.train_state)
-    net_param = net_passes.filter_by_state(train_net_param(solver.param), state)
-    data_shape = list(solver.net.blobs[mct.data_blob].shape)
+    state.MergeFrom(solver_param.train_state)
+    net_param = net_passes.filter_by_state(train_net_param(solver_param), state)
+    data_shape = list(data_shape)
     deploy = caffe_pb2.NetParameter(name=net_param.name)
     known = {mct.data_blob}
     for layer in net_param.layer:

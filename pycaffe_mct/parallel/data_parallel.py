@@ -46,6 +46,13 @@ def init_parallel(comm=None):
     return comm
 
 
+def world_if_launched():
+    """MPI_COMM_WORLD prepared by ``init_parallel`` when this process is one of several
+    ranks started by mpiexec, else None (and MPI is never initialised)."""
+    from .launch import mpi_world_size
+    return init_parallel() if mpi_world_size() > 1 else None
+
+
 def attach_data_parallel(solver, comm=None, algorithm=None, bucket_bytes=None):
     """Make ``solver`` one replica of a data-parallel job over ``comm``; returns the callback.
 
@@ -61,7 +68,7 @@ def attach_data_parallel(solver, comm=None, algorithm=None, bucket_bytes=None):
     world = comm if comm is not None else get_world()
     partitioned_late = default_partition() != (world.Get_rank(), world.Get_size())
     init_parallel(world)
-    solver.rank = world.Get_rank()
+    solver.set_rank(world.Get_rank())
     callback = DataParallel(solver, world, algorithm, bucket_bytes)
     if partitioned_late:
         solver.log.warning("the nets were built before init_parallel(): every rank reads "
@@ -79,8 +86,8 @@ class DataParallel:
         self.gradients = GradientSync(solver.net, self.allreduce, solver.param.iter_size,
                                       bucket_bytes)
         self._started = False
-        self._local_action = None
         self._agreed_action = NONE
+        solver.set_action_arbiter(self._action_for_solver)
 
     def on_start(self, solver):
         if not self._started:
@@ -91,9 +98,6 @@ class DataParallel:
                         f"{self.comm.Get_size()} of the training data; gradients averaged "
                         f"by {self.allreduce.name} allreduce in {len(self.gradients.buckets)} "
                         f"bucket(s)", 0, "parallel")
-        if solver.action_request != self._action_for_solver:
-            self._local_action = solver.action_request
-            solver.action_request = self._action_for_solver
 
     def on_gradients_ready(self, solver):
         self.gradients.finish()
@@ -117,7 +121,7 @@ class DataParallel:
             self.comm.Bcast(blob.data, root=0)
 
     def _agree_on_action(self, solver):
-        local = self._local_action() if self._local_action else NONE
+        local = solver.local_action_request()
         agreed = _ACTION_ORDER[self.comm.allreduce(_ACTION_ORDER.index(local), op=mpi_module().MAX)]
         if agreed == SNAPSHOT and not solver.is_root:
             agreed = NONE

@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 
-_installed = {"world": None}
+_installed = {"world": None, "role": None}
 
 
 def _mpi_if_running():
@@ -41,8 +41,15 @@ def _abort(world, code, text):
     world.Abort(code)
 
 
+def set_rank_role(role):
+    """Name what this rank does (e.g. "M_a's group, rank 0 of 1") in its abort message."""
+    _installed["role"] = role
+
+
 def _rank_header(world, what):
-    return f"*** rank {world.Get_rank()} of {world.Get_size()}: {what}; aborting the MPI job\n"
+    role = f" ({_installed['role']})" if _installed["role"] else ""
+    return (f"*** rank {world.Get_rank()} of {world.Get_size()}{role}: {what}; "
+            f"aborting the MPI job\n")
 
 
 def install_abort_on_error(world):

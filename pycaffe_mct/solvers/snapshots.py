@@ -52,18 +52,14 @@ def remove_stale_temporaries_of(solver):
                         "snapshots.py")
 
 
-def snapshot_filename(solver, extension):
-    return f"{solver.param.snapshot_prefix}_iter_{solver.iter}{extension}"
-
-
 def write_snapshot(solver):
     """Write the solver's weights and state in its snapshot_format; returns the state path."""
     hdf5_format = solver.param.snapshot_format == caffe_pb2.SolverParameter.HDF5
     suffix = ".h5" if hdf5_format else ""
-    model_file = snapshot_filename(solver, ".caffemodel" + suffix)
+    model_file = solver.snapshot_path(solver.iter, ".caffemodel" + suffix)
     state = caffe_pb2.SolverState(iter=solver.iter, learned_net=model_file,
                                   current_step=solver.current_step)
-    state_file = snapshot_filename(solver, ".solverstate" + suffix)
+    state_file = solver.snapshot_path(solver.iter, ".solverstate" + suffix)
     if hdf5_format:
         solver.info(f"Snapshotting to HDF5 file {model_file}", 474)
         solver.net.save_hdf5(model_file, write_diff=solver.param.snapshot_diff)
@@ -126,13 +122,7 @@ def restore(solver, state_file):
     check_history_fits(solver, state, state_file)
     if state.HasField("learned_net"):
         solver.net.copy_from(learned_net_path(state, state_file))
-    solver.iter = state.iter
-    solver.current_step = state.current_step
     solver.info("SGDSolver: restoring history", 331, "sgd_solver.cpp")
     for history, proto in zip(solver.history, state.history):
         history[...] = proto_array(proto).reshape(history.shape)
-    for net in [solver.net] + list(solver.test_nets):
-        for layer in net.layers:
-            hook = getattr(layer, "restore_iteration", None)
-            if hook is not None:
-                hook(solver.iter, iter_size=solver.param.iter_size)
+    solver.set_position(state.iter, state.current_step)

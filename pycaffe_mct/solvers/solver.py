@@ -10,6 +10,19 @@ per-type ``compute_update`` that subclasses implement (see ``update_rules``).
 The global generator is re-derived from the seed and the iteration number at
 the start of every iteration, so a run resumed from a snapshot draws exactly
 the numbers an uninterrupted run draws, and ends with bitwise equal weights.
+
+The state other code coordinates through is public and documented here, so
+that trainers (MCT) and data parallelism never reach into a solver:
+
+* ``iter`` and ``current_step`` (read them; move them with ``set_position``,
+  which also puts the train net's data layers on that iteration's batches);
+* ``state_arrays()``: the parameters and the update history, the arrays a
+  snapshot holds, to be copied or broadcast into (``copy_state_from``);
+* ``set_rank(rank)``: this solver's rank among data-parallel replicas (only
+  rank 0 logs, tests and snapshots; each rank draws its own random stream);
+* ``local_action_request()`` and ``set_action_arbiter(f)``: the stop/snapshot
+  request of this process, and who decides the action all replicas take;
+* ``snapshot_path(iteration)`` and ``snapshot_if_new()``.
 """
 import math
 import os
@@ -82,9 +95,10 @@ class Solver:
         self.rank = rank
         self.log = log or default_writer()
         self.callbacks = []
-        self.action_request = None
+        self._action_function = None
+        self._action_arbiter = None
         self.requested_early_exit = False
-        self.last_snapshot = None
+        self._last_snapshot = None
         if param.random_seed >= 0:
             rng.set_random_seed(param.random_seed + rank)
         self.info("Initializing solver from parameters: \n" + str(param).rstrip(), 45)
@@ -112,7 +126,13 @@ class Solver:
 
     @property
     def is_root(self):
+        """Rank 0 of the replicas: the one that logs, tests and writes snapshots."""
         return self.rank == 0
+
+    def set_rank(self, rank):
+        """Make this solver replica ``rank`` of a data-parallel job: only rank 0 logs,
+        tests and snapshots, and each rank's random stream is reseeded with its rank."""
+        self.rank = int(rank)
 
     def info(self, message, line, where="solver.cpp"):
         """Log ``message`` on the root rank, tagged like Caffe's ``where:line``."""
@@ -177,10 +197,20 @@ class Solver:
 
     def set_action_function(self, function):
         """``function()`` returns "none", "snapshot" or "stop"; polled every iteration."""
-        self.action_request = function
+        self._action_function = function
+
+    def local_action_request(self):
+        """What this process's action function asks for now ("none" without one)."""
+        return self._action_function() if self._action_function else NONE
+
+    def set_action_arbiter(self, arbiter):
+        """Let ``arbiter()`` decide the action the solver takes after each update and
+        while testing, instead of this process's own request: data-parallel replicas
+        must all stop (or snapshot) at the same iteration."""
+        self._action_arbiter = arbiter
 
     def _requested_action(self):
-        return self.action_request() if self.action_request else NONE
+        return self._action_arbiter() if self._action_arbiter else self.local_action_request()
 
     def _run_callbacks(self, hook):
         for callback in self.callbacks:
@@ -434,16 +464,50 @@ class Solver:
                 names.append(f"{self.net.layers[layer_index].name}[{param_index}]")
         return names
 
+    # ---- the training state ----------------------------------------------
+    def state_arrays(self):
+        """The training state's arrays in a fixed order: every learnable parameter's
+        data, then every history blob.  With ``iter`` and ``current_step`` they are all
+        a snapshot holds; writing into them (a copy, an MPI broadcast) sets the state."""
+        return [blob.data for blob in self.net.learnable_params] + list(self.history)
+
+    def set_position(self, iteration, current_step=0):
+        """Continue at ``iteration`` (and the multistep policy's ``current_step``); the
+        train net's data layers move to that iteration's batches."""
+        self.iter, self.current_step = int(iteration), int(current_step)
+        self.net.restore_iteration(self.iter, self.param.iter_size)
+        self._iterations_last, self._display_timer = self.iter, time.perf_counter()
+
+    def copy_state_from(self, other):
+        """Take ``other``'s parameters, history and position (a solver of the same net
+        and type; e.g. the same model's solver of the previous MCT stage)."""
+        for mine, theirs in zip(self.state_arrays(), other.state_arrays()):
+            mine[...] = theirs
+        self.set_position(other.iter, other.current_step)
+
     # ---- snapshots --------------------------------------------------------
+    def snapshot_path(self, iteration, extension=".solverstate"):
+        """``<prefix>_iter_<iteration><extension>``: where a snapshot of that iteration goes."""
+        return f"{self.param.snapshot_prefix}_iter_{iteration}{extension}"
+
     def snapshot(self):
         """Write ``<prefix>_iter_N.caffemodel`` and ``.solverstate``; returns the state path."""
-        self.last_snapshot = snapshots.write_snapshot(self)
-        return self.last_snapshot
+        self._last_snapshot = snapshots.write_snapshot(self)
+        return self._last_snapshot
+
+    @property
+    def last_snapshot(self):
+        """The .solverstate this solver wrote last (None before the first)."""
+        return self._last_snapshot
+
+    def snapshot_if_new(self):
+        """Snapshot on the root rank unless this iteration's snapshot is written already."""
+        if self.is_root and self._last_snapshot != self.snapshot_path(self.iter):
+            self.snapshot()
 
     def restore(self, state_file):
         """Continue from a ``.solverstate`` (ours or BVLC Caffe's)."""
         snapshots.restore(self, state_file)
-        self._iterations_last, self._display_timer = self.iter, time.perf_counter()
 
 
 def _file_state(network):

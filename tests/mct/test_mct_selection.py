@@ -49,16 +49,6 @@ def test_counts_reject_noise_rate_outside_unit_interval():
             selection.primary_sample_count(10, bad)
 
 
-def test_label_confidence_is_average_of_given_label_probability():
-    probs_a = np.array([[0.7, 0.3], [0.2, 0.8]])
-    probs_p = np.array([[0.5, 0.5], [0.6, 0.4]])
-    assert selection.label_confidence(probs_a, probs_p, [0, 0]) == pytest.approx([0.6, 0.4])
-    with pytest.raises(CaffeError, match="label 2 is outside"):
-        selection.label_confidence(probs_a, probs_p, [0, 2])
-    with pytest.raises(CaffeError, match="must both be"):
-        selection.label_confidence(probs_a, probs_p[:, :1], [0, 0])
-
-
 def test_ranking_breaks_ties_by_lower_index():
     confidence = np.array([0.5, 0.9, 0.5, 0.9, 0.1])
     assert list(selection.confidence_order(confidence)) == [1, 3, 0, 2, 4]
@@ -74,20 +64,6 @@ def test_masks_select_most_confident_and_primary_extends_aux():
     assert np.all(mask_p >= mask_a)                     # M_p reaches further down
     assert confidence[mask_a == 1].min() > confidence[mask_a == 0].max()
     assert confidence[mask_p == 1].min() > confidence[mask_p == 0].max()
-
-
-def test_global_ranking_slices_equal_the_single_process_masks():
-    rng = np.random.default_rng(1)
-    confidence = np.round(rng.random(40), 1)            # many ties across ranks
-    whole_a, whole_p = selection.calibration_masks(confidence, 0.3)
-    parts = [selection.calibration_masks(confidence, 0.3, offset, 10)
-             for offset in range(0, 40, 10)]
-    assert np.array_equal(np.concatenate([a for a, _ in parts]), whole_a)
-    assert np.array_equal(np.concatenate([p for _, p in parts]), whole_p)
-    local_only = selection.calibration_masks(confidence[:10], 0.3)[0]
-    assert not np.array_equal(local_only, whole_a[:10])  # local ranking is not global
-    with pytest.raises(CaffeError, match="outside the global batch"):
-        selection.calibration_masks(confidence, 0.3, 35, 10)
 
 
 def test_noise_rate_estimated_from_two_label_lists(tmp_path):

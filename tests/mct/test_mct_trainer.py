@@ -153,11 +153,23 @@ def test_empty_clean_source_is_refused(tmp_path, digits):
         MCTTrainer(str(solver)).train()
 
 
-def test_batch_smaller_than_rank_count_is_refused(tmp_path, digits):
-    solver = write_job(tmp_path, digits, noisy_batch=2)
-    with pytest.raises(CaffeError, match="noisy_data batch_size 2 cannot be split evenly "
-                                         "over 4 ranks"):
-        MCTTrainer(str(solver), world=FakeWorld(0, 4)).train()
+@pytest.mark.parametrize("layout, noisy_batch, message", [
+    ("replicated", 2, "noisy_data batch_size 2 cannot be split evenly over all 4 ranks"),
+    # grouped: pretraining finds 3+1, but calibration's 2+2 cannot split 3
+    ("grouped", 3, "4 ranks cannot be divided between M_p and M_a for calibrate: .*"
+                   "noisy_data batch_size 3 cannot be split evenly over M_p's 2 ranks"),
+])
+def test_batch_that_does_not_split_over_a_group_is_refused(tmp_path, digits, layout,
+                                                           noisy_batch, message):
+    solver = write_job(tmp_path, digits, noisy_batch=noisy_batch)
+    with pytest.raises(CaffeError, match=message):
+        MCTTrainer(str(solver), world=FakeWorld(0, 4), layout=layout).train()
+
+
+def test_unknown_layout_is_refused(tmp_path, digits):
+    with pytest.raises(CaffeError, match="unknown MCT layout 'split'; choose one of "
+                                         "grouped, replicated"):
+        MCTTrainer(str(write_job(tmp_path, digits)), layout="split")
 
 
 def test_max_iter_must_agree(tmp_path, digits):

@@ -53,7 +53,7 @@ def ring(algorithm):
 
 
 def groups(noisy_to_clean):
-    """Division, re-division, group-local reduction, confidences and soft targets."""
+    """Division, re-division, group-local reduction, gathered rows, state hand-over."""
     from pycaffe_mct.parallel.groups import (AUXILIARY, CALIBRATE, PRETRAIN, PRIMARY,
                                              ModelGroups, group_sizes)
     world = get_world()
@@ -68,34 +68,52 @@ def groups(noisy_to_clean):
         assert groups.comm.Get_size() == len(expected_members)
         members = groups.comm.allgather(rank)
         assert members == expected_members, (members, expected_members)
-        check_model_exchanges(groups, rank, size)
+        check_gathered_rows(groups, rank)
         if phase == PRETRAIN:
+            previous = groups
             groups = groups.resplit(CALIBRATE)
+            check_hand_over(world, previous, groups)
     print(f"rank {rank}: groups ok ({groups.primary_size}+{groups.auxiliary_size})", flush=True)
 
 
-def confidence(model, index):
-    return np.array([index + (0.5 if model == "primary" else 0.25), -index], np.float32)
+def row(name, index):
+    return np.array([index + (0.5 if name == "primary" else 0.25), -index], np.float32)
 
 
-def check_model_exchanges(groups, rank, size):
-    """Each model's samples 0..S-1 are dealt round-robin over its group's ranks."""
+def check_gathered_rows(groups, rank):
+    """Each model's rows 0..S-1 are dealt round-robin over its group's ranks; M_p's
+    ranks add the labels (a row of shape ())."""
+    from pycaffe_mct.parallel.groups import allgather_rows
     samples = 11
-    contributions = {}
+    pieces = {}
     for model in groups.models:
         members = groups.ranks_of(model)
         mine = np.arange(members.index(rank), samples, len(members))
-        contributions[model] = (mine, [confidence(model, i) for i in mine])
-    gathered = groups.allgather_confidences(contributions, samples)
-    for model, dense in gathered.items():
-        np.testing.assert_array_equal(dense, [confidence(model, i) for i in range(samples)])
-    needed = contributions.get("primary", (None,))[0]
-    held_indices, held_targets = contributions.get("auxiliary", (None, None))
-    targets = groups.exchange_soft_targets(needed, held_indices, held_targets)
-    if "primary" in groups.models:
-        np.testing.assert_array_equal(targets, [confidence("auxiliary", i) for i in needed])
-    else:
-        assert targets is None
+        pieces[model] = (mine, [row(model, i) for i in mine])
+        if model == "primary":
+            pieces["label"] = (mine, mine.astype(np.float32))
+    gathered = allgather_rows(groups.world, pieces, samples)
+    assert sorted(gathered) == ["aux", "label", "primary"]
+    for model in ("aux", "primary"):
+        np.testing.assert_array_equal(gathered[model], [row(model, i) for i in range(samples)])
+    np.testing.assert_array_equal(gathered["label"], np.arange(samples))
+
+
+def check_hand_over(world, previous, groups):
+    """Ranks new to a model get the arrays of the root of that model's old group."""
+    from pycaffe_mct.parallel.groups import broadcast_state
+    rank = world.Get_rank()
+    for model in ("primary", "aux"):
+        source = previous.ranks_of(model)[0]
+        receivers = [r for r in groups.ranks_of(model) if r not in previous.ranks_of(model)]
+        if not receivers:
+            continue
+        arrays = [np.full(5, rank, np.float32), np.array([rank, 7 * rank], np.int64)]
+        broadcast_state(world, arrays if rank in receivers or rank == source else None,
+                        source, receivers)
+        if rank in receivers:
+            np.testing.assert_array_equal(arrays[0], np.full(5, source))
+            np.testing.assert_array_equal(arrays[1], [source, 7 * source])
 
 
 def fail(how):

@@ -29,7 +29,35 @@ def test_bad_phase_and_ratio_are_named():
 @pytest.mark.slow
 @pytest.mark.mpi
 @needs_mpi
-@pytest.mark.parametrize("ranks, division", [(1, "1+1"), (3, "2+1"), (4, "2+2")])
-def test_groups_resplit_and_exchange_confidences_and_soft_targets(ranks, division):
-    out = run_mpi_ok(ranks, "groups", 3.0)
+@pytest.mark.parametrize("ranks, ratio, division", [(1, 3.0, "1+1"), (3, 3.0, "2+1"),
+                                                     (4, 3.0, "2+2"), (4, 0.5, "2+2")])
+def test_groups_resplit_gather_rows_and_hand_over_state(ranks, ratio, division):
+    # 4 ranks at 3.0 go 3+1 -> 2+2 (rank 2 joins M_a); at 0.5 1+3 -> 2+2 (rank 1,
+    # M_a's old root, joins M_p).
+    out = run_mpi_ok(ranks, "groups", ratio)
     assert out.count(f"groups ok ({division})") == ranks
+
+
+def _splits(noisy, clean):
+    """A ``problem`` function: M_p's ranks must split ``noisy``, M_a's ``clean``."""
+    def problem(primary, aux):
+        if noisy % primary:
+            return f"noisy batch {noisy} over {primary}"
+        if clean % aux:
+            return f"clean batch {clean} over {aux}"
+        return None
+    return problem
+
+
+def test_pretraining_takes_the_nearest_division_that_splits_the_batches():
+    assert group_sizes(4, PRETRAIN, 2.0) == (3, 1)                      # 2.67 rounds to 3
+    assert group_sizes(4, PRETRAIN, 2.0, _splits(64, 32)) == (2, 2)     # 64 % 3 != 0
+    assert group_sizes(6, PRETRAIN, 2.0, _splits(42, 9)) == (3, 3)      # 4+2, 5+1 fail
+
+
+def test_a_division_that_cannot_split_is_refused_with_the_reason():
+    with pytest.raises(CaffeError, match="4 ranks cannot be divided between M_p and M_a "
+                                         "for calibrate: noisy batch 9 over 2"):
+        group_sizes(4, CALIBRATE, 1.0, _splits(9, 4))
+    with pytest.raises(CaffeError, match="for pretrain: noisy batch 7 over 3"):
+        group_sizes(4, PRETRAIN, 2.0, _splits(7, 5))
