@@ -15,7 +15,7 @@ import numpy as np
 
 from . import hdf5, net_passes
 from .blob import Blob, has_legacy_shape, legacy_shape_equals, proto_array, proto_shape
-from .errors import CaffeError, ModelFileError, NetError, layer_error
+from .errors import CaffeError, ModelFileError, NetError, in_file, layer_error
 from .layer import TRAIN, create_layer
 from .proto import caffe_pb2
 from .proto_io import read_binary_proto, read_prototxt, write_binary_proto
@@ -67,12 +67,14 @@ class Net:
         self.source = source
         self.name = net_param.name
         self.state = state
-        param = net_passes.upgrade(net_param, source)
-        param = net_passes.filter_by_state(param, state)
-        param = net_passes.insert_splits(param)
-        self.param = param
         self._backward_hooks = []
-        self._wire(param)
+        try:
+            param = net_passes.upgrade(net_param, source)
+            param = net_passes.filter_by_state(param, state)
+            self.param = net_passes.insert_splits(param)
+            self._wire(self.param)
+        except CaffeError as exc:
+            raise in_file(exc, source) from None
         if weights is not None:
             self.copy_from(weights)
 
@@ -98,6 +100,7 @@ class Net:
         self.param_owners = []
         self.param_display_names = []
         self._param_index_by_name = {}
+        self._names_taken = set()
         for layer_param in param.layer:
             if not layer_param.HasField("phase"):
                 layer_param.phase = self.state.phase
@@ -113,7 +116,7 @@ class Net:
     def _add_layer(self, layer_param):
         layer = create_layer(layer_param)
         name = layer_param.name
-        if name in self.layer_dict_names():
+        if name in self._names_taken:
             raise NetError(f"two layers are named '{name}'")
         propagate = list(layer_param.propagate_down)
         if propagate and len(propagate) != len(layer_param.bottom):
@@ -138,6 +141,7 @@ class Net:
                 tops.append(Blob())          # anonymous: not reachable by name
         self._setup_layer(layer, bottoms, tops)
         self.layers.append(layer)
+        self._names_taken.add(name)
         self.bottom_vecs.append(bottoms)
         self.top_vecs.append(tops)
         self.bottom_names[name] = list(layer_param.bottom)
@@ -170,17 +174,14 @@ class Net:
     def _setup_layer(layer, bottoms, tops):
         try:
             layer.setup(bottoms, tops)
-        except CaffeError:
-            raise
+        except CaffeError as exc:
+            raise exc if str(exc).startswith("layer '") else layer.error(str(exc)) from None
         except Exception as exc:  # a bug or an unforeseen shape: still name the layer
             if layer.passes_errors_through:
                 raise
             shapes = ", ".join(str(b.shape) for b in bottoms) or "none"
             raise layer.error(f"setup failed for bottom shapes {shapes}: "
                               f"{type(exc).__name__}: {exc}") from exc
-
-    def layer_dict_names(self):
-        return {layer.name for layer in self.layers}
 
     def _add_params(self, layer_index, layer):
         layer_param = layer.param

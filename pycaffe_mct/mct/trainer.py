@@ -52,6 +52,7 @@ from ..solvers.params import read_solver_param
 from ..solvers.solver import get_solver
 from . import selection
 from .layouts import AUX, LAYOUTS, PRIMARY, Grouped, OneProcess, Replicated
+from .outputs import check_outputs_distinct
 
 PRETRAIN, CALIBRATE = "mct_pretrain", "mct_calibrate"
 MODEL_TAGS = {AUX: "[M_a] ", PRIMARY: "[M_p] "}
@@ -130,6 +131,7 @@ class MCTConfig:
                 raise CaffeError(f"{where} needs {name} (a Data layer)")
         if self.mct.clean_weight < 0:
             raise CaffeError(f"{where}.clean_weight must not be negative")
+        check_outputs_distinct(self)
 
     def stage_param(self, role, stage, pretraining=True):
         """The role's SolverParameter for one stage (pretraining: fixed large rate)."""
