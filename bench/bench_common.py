@@ -11,16 +11,17 @@ import os
 import time
 
 import numba
+import numpy as np
 
 from pycaffe_mct.cg import scheduler
 
-VARIABLES = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-             "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+             "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def describe_threads():
     lines = [f"cores available: {len(os.sched_getaffinity(0))}"]
-    lines.append("env: " + ", ".join(f"{v}={os.environ.get(v, '(unset)')}" for v in VARIABLES))
+    lines.append(describe_environment(os.environ))
     lines.append(f"numba: {numba.get_num_threads()} threads, layer "
                  f"{numba.config.THREADING_LAYER}")
     lines.append(f"pycaffe_mct GEMMs: split over {scheduler.gemm_threads()} host thread(s), "
@@ -35,6 +36,17 @@ def describe_threads():
                      f"{pool['num_threads']} threads, kernel {pool.get('architecture')}, "
                      f"{os.path.basename(pool['filepath'])}")
     return "\n".join(lines)
+
+
+def describe_environment(environ):
+    """The thread-related variables of ``environ``, on one line."""
+    return "env: " + ", ".join(f"{v}={environ.get(v, '(unset)')}" for v in VARIABLES)
+
+
+def gemm_flops_per_second(size=2048, repeats=3):
+    """This machine's float32 GEMM throughput: numpy matmul of two size x size matrices."""
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    return 2 * size ** 3 / best_seconds(lambda: a @ a, repeats)
 
 
 def timed(function):

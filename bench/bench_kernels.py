@@ -1,9 +1,10 @@
 """The core group's non-GEMM kernels against numpy and PyTorch CPU on the same shapes.
 
 ``python bench/bench_kernels.py`` times each op of ``pycaffe_mct.cg.ops`` that
-the layers call (pooling, ReLU, Eltwise sum, softmax, LRN, BatchNorm statistics
-and affine map) on CIFAR10-quick, AlexNet and ResNet-50 shapes, and in the same
-run a plain numpy version of the same computation and PyTorch's CPU op (skipped
+the layers call (pooling, ReLU, Eltwise sum, softmax, LRN forward and
+forward+backward, BatchNorm statistics, gradient sums and affine map) on
+CIFAR10-quick, AlexNet and ResNet-50 shapes, and in the same run a plain
+numpy version of the same computation and PyTorch's CPU op (skipped
 with a message where torch is not installed; given numba's thread count).
 Ratios are baseline time / our time: above 1 means ours is faster.  Best of
 ``--repeats``, the three measured alternately so that all see the same load.
@@ -168,33 +169,46 @@ def lrn_cases(name, shape, size=5, alpha=1e-4, beta=0.75, k=1.0):
     def numpy_forward():
         return x * numpy_scale() ** np.float32(-beta)
 
-    def numpy_backward():
+    def numpy_backward(scale, out):
         ratio = np.pad(dy * out / scale, ((0, 0), (size - 1 - pre, pre), (0, 0)))
         window = ratio[:, :shape[1]].copy()
         for j in range(1, size):
             window += ratio[:, j:j + shape[1]]
         return dy * scale ** np.float32(-beta) - 2 * alpha * beta / size * x * window
-    ops.lrn_across_forward(x, size, alpha, beta, k, scale, out)
+
+    def ours_forward():
+        ops.lrn_across_forward(x, size, alpha, beta, k, scale, out)
+
+    def ours_forward_backward():
+        ours_forward()
+        ops.lrn_across_backward(x, out, scale, dy, size, alpha, beta, dx)
+
+    def numpy_forward_backward():
+        numpy_scaled = numpy_scale()
+        return numpy_backward(numpy_scaled, x * numpy_scaled ** np.float32(-beta))
+    ours_forward()
     torch_cases = [None, None]
     if torch is not None:
         xt = torch.from_numpy(x4).requires_grad_()
         dyt = torch.from_numpy(dy4)
 
-        def torch_backward():
+        def torch_forward_backward():
             y = F.local_response_norm(xt, size, alpha, beta, k)
             (grad,) = torch.autograd.grad(y, xt, dyt)
             return grad
         torch_cases = [lambda: F.local_response_norm(xt.detach(), size, alpha, beta, k),
-                       torch_backward]
-    return [(f"{name} LRN fwd", lambda: ops.lrn_across_forward(x, size, alpha, beta, k, scale,
-                                                                 out),
-             numpy_forward, torch_cases[0]),
-            (f"{name} LRN bwd (torch: fwd+bwd)", lambda: ops.lrn_across_backward(
-                x, out, scale, dy, size, alpha, beta, dx), numpy_backward, torch_cases[1])]
+                       torch_forward_backward]
+    return [(f"{name} LRN fwd", ours_forward, numpy_forward, torch_cases[0]),
+            (f"{name} LRN fwd+bwd", ours_forward_backward, numpy_forward_backward,
+             torch_cases[1])]
 
 
 def batch_norm_cases(name, shape):
-    """BatchNorm's statistics, its gradient sums and its per-channel affine map."""
+    """BatchNorm's statistics, its gradient sums and its per-channel affine map.
+
+    PyTorch's statistics are its own batch-norm kernel's (``batch_norm_update_stats``,
+    what ``F.batch_norm(training=True)`` runs first on the CPU): mean and 1/std.
+    """
     x4, dy4 = rand(*shape), rand(*shape)
     x, dy = x4.reshape(shape[0], shape[1], -1), dy4.reshape(shape[0], shape[1], -1)
     out = np.empty_like(x)
@@ -206,7 +220,8 @@ def batch_norm_cases(name, shape):
         scale_t = torch.from_numpy(scale).view(column)
         shift_t = torch.from_numpy(shift).view(column)
         torch_cases = [
-            lambda: torch.var_mean(xt, dim=(0, 2), unbiased=False),
+            lambda: torch.ops.aten.batch_norm_update_stats(torch.from_numpy(x4), None, None,
+                                                           0.1),
             lambda: (dyt.sum(dim=(0, 2)), (dyt * xt).sum(dim=(0, 2))),
             lambda: torch.addcmul(shift_t, xt, scale_t, out=outt)]
     return [

@@ -4,20 +4,37 @@
 builds each net from ``models/`` (data layers become random inputs, as in
 ``pycaffe_mct time``), builds the same architecture in PyTorch from our net's
 own layers and weights, and prints the best time of both and ours / torch
-(target <= 1.5): each round times ours (best of ``--repeats``), then torch, and
-the ratio is the median over rounds.  Each side runs in a process of its own,
-as a user would run it: ours in this one, which never imports torch, and torch
-in a child process (kept for the whole run) that imports torch before pycaffe_mct, so that neither OpenMP runtime idles
-against the other and the OpenMP settings pycaffe_mct makes for itself (see
+(target <= 1.0): each round times ours (best of ``--repeats``), then torch, and
+the ratio is the median over rounds.
+
+Both sides time what a training iteration pays: ours zeroes the parameter
+gradients (as the solver does every iteration) and runs forward + backward;
+torch runs its forward + backward and drops the gradients (``grad = None``,
+``zero_grad``'s default).  Torch is written as a PyTorch user writes it:
+BatchNorm followed by Caffe's in-place Scale is one ``F.batch_norm`` with
+weight and bias, an in-place Caffe ReLU is ``relu(inplace=True)``, an Eltwise
+SUM with unit coefficients is ``a + b``.
+
+Each side runs in a process of its own, as a user would run it: ours in this
+one, which never imports torch, and torch in a child process (kept for the
+whole run) started from the environment as it was before pycaffe_mct was
+imported, so the OpenMP settings pycaffe_mct makes for itself (see
 ``pycaffe_mct/cg/__init__.py``) do not reach torch's.  Both use the same thread
 count: numba, our GEMM shares and torch are set to the cores this process may
-use (or OMP_NUM_THREADS), and the header shows the settings.  Last, the
+use (or OMP_NUM_THREADS); the header shows both sides' settings.
+
+The last column is the share of this machine's float32 GEMM throughput
+(numpy ``matmul`` of 2048x2048 matrices, measured in the same run) our whole
+step reaches, counting only its convolution and inner-product FLOPs (forward,
+weight gradient, and input gradient where the net propagates one).  Last, the
 start-up time of a fresh process to its first LeNet iteration, with an empty
 numba cache (cold) and then a filled one (warm).  Nets whose prototxt is
 missing, or a missing torch, are skipped with a message.
 """
 import argparse
+import functools
 import importlib.util
+import operator
 import os
 import statistics
 import subprocess
@@ -25,6 +42,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+# The environment as the user gave it: importing pycaffe_mct adds OpenMP settings of its own.
+ENVIRONMENT_BEFORE_PYCAFFE_MCT = dict(os.environ)
 TORCH_WORKER = "--torch-worker" in sys.argv
 if TORCH_WORKER:
     import torch  # before pycaffe_mct: see the module doc
@@ -35,7 +54,8 @@ import numpy as np
 from pycaffe_mct.commands.timing import build_timing_net
 from pycaffe_mct.proto import caffe_pb2
 
-from bench_common import best_seconds, describe_threads  # noqa: E402  (a sibling script)
+from bench_common import (  # noqa: E402  (a sibling script)
+    best_seconds, describe_environment, describe_threads, gemm_flops_per_second)
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 NETS = {  # name: (prototxt, batch, data shape C,H,W)
@@ -87,7 +107,8 @@ def _inner_product(torch, layer, inputs, weights):
 
 
 def _batch_norm(torch, layer, inputs, weights):
-    return torch.nn.functional.batch_norm(inputs[0], None, None, training=True,
+    """``weights``: running mean and variance, then the folded Scale's weight and bias."""
+    return torch.nn.functional.batch_norm(inputs[0], *weights[:2], *weights[2:4], training=True,
                                           eps=layer.param.batch_norm_param.eps)
 
 
@@ -104,13 +125,20 @@ def _eltwise(torch, layer, inputs, weights):
     if p.operation == _ELTWISE.MAX:
         return torch.amax(torch.stack(inputs), 0)
     coeffs = list(p.coeff) or [1.0] * len(inputs)
-    return sum(c * x for c, x in zip(coeffs, inputs))
+    if all(c == 1 for c in coeffs):
+        return functools.reduce(operator.add, inputs)
+    return functools.reduce(operator.add, (c * x for c, x in zip(coeffs, inputs)))
 
 
 def _lrn(torch, layer, inputs, weights):
     p = layer.param.lrn_param
     return torch.nn.functional.local_response_norm(inputs[0], p.local_size, p.alpha, p.beta,
                                                    p.k)
+
+
+def _relu(torch, layer, inputs, weights):
+    in_place = list(layer.param.bottom) == list(layer.param.top)
+    return torch.nn.functional.relu(inputs[0], inplace=in_place)
 
 
 def _softmax_loss(torch, layer, inputs, weights):
@@ -126,7 +154,7 @@ TORCH_LAYERS = {
     "Eltwise": _eltwise,
     "LRN": _lrn,
     "SoftmaxWithLoss": _softmax_loss,
-    "ReLU": lambda torch, layer, inputs, weights: torch.relu(inputs[0]),
+    "ReLU": _relu,
     "Dropout": lambda torch, layer, inputs, weights: torch.nn.functional.dropout(
         inputs[0], layer.param.dropout_param.dropout_ratio),
     "Concat": lambda torch, layer, inputs, weights: torch.cat(
@@ -136,10 +164,40 @@ TORCH_LAYERS = {
 PASS_THROUGH = {"Split", "Accuracy", "Silence"}
 
 
-def torch_step(torch, net):
-    """A function running one forward+backward of ``net``'s architecture in torch."""
-    params = [[torch.tensor(b.data, requires_grad=True) for b in layer.blobs]
-              for layer in net.layers]
+def scales_after_batch_norm(net):
+    """{BatchNorm layer index: index of the Scale applied in place to its output}."""
+    folded = {}
+    for i, (layer, after) in enumerate(zip(net.layers, net.layers[1:])):
+        if layer.type == "BatchNorm" and after.type == "Scale" and \
+                net.bottom_names[after.name] == net.top_names[layer.name] and \
+                len(after.blobs) == 2:
+            folded[i] = i + 1
+    return folded
+
+
+def torch_parameters(torch, net):
+    """Per layer, the tensors its torch function takes, and the learnable ones among them."""
+    learnable = [[torch.tensor(b.data, requires_grad=True) for b in layer.blobs]
+                 if layer.type != "BatchNorm" else [] for layer in net.layers]
+    weights = [list(group) for group in learnable]
+    for bn, scale in scales_after_batch_norm(net).items():
+        weights[bn], weights[scale] = weights[scale], []
+    for i, layer in enumerate(net.layers):
+        if layer.type == "BatchNorm":
+            channels = layer.blobs[0].data.shape[0]
+            weights[i][:0] = [torch.zeros(channels), torch.ones(channels)]   # running stats
+    return weights, [p for group in learnable for p in group]
+
+
+def torch_step(torch, net, inputs=None):
+    """A function running one forward+backward of ``net``'s architecture in torch.
+
+    It returns the loss (to compare with our net's).  The Input layers' tops come
+    from ``inputs`` (name: array) where given, else from the net's own blobs.
+    """
+    inputs = inputs or {}
+    weights, learnable = torch_parameters(torch, net)
+    folded_scales = set(scales_after_batch_norm(net).values())
     unsupported = {layer.type for layer in net.layers} - set(TORCH_LAYERS) - PASS_THROUGH \
         - {"Input"}
     if unsupported:
@@ -151,27 +209,35 @@ def torch_step(torch, net):
             bottoms = [blobs[name] for name in net.bottom_names[layer.name]]
             tops = net.top_names[layer.name]
             if layer.type == "Input":
-                outputs = [torch.from_numpy(net.blobs[name].data) for name in tops]
-            elif layer.type in PASS_THROUGH:
+                outputs = [torch.from_numpy(inputs.get(name, net.blobs[name].data))
+                           for name in tops]
+            elif layer.type in PASS_THROUGH or i in folded_scales:
                 outputs = bottoms[:1] * len(tops)
             else:
-                outputs = [TORCH_LAYERS[layer.type](torch, layer, bottoms, params[i])]
+                outputs = [TORCH_LAYERS[layer.type](torch, layer, bottoms, weights[i])]
             blobs.update(zip(tops, outputs))
-        loss = sum(blobs[name] for name in net.outputs if blobs[name].dim() == 0)
+        loss = functools.reduce(operator.add,
+                                [blobs[name] for name in net.outputs if blobs[name].dim() == 0])
         loss.backward()
-        for group in params:
-            for p in group:
-                p.grad = None
+        for p in learnable:
+            p.grad = None         # what optimizer.zero_grad() does by default
+        return loss.item()
     return step
 
 
 class TorchWorker:
-    """A child process that times torch on request: one line "net repeats" in, seconds out."""
+    """A child process that times torch on request: one line "net repeats" in, seconds out.
+
+    It starts from the environment saved before pycaffe_mct was imported here, and
+    first describes its version and thread settings (lines up to an empty one).
+    """
 
     def __init__(self):
         self.process = subprocess.Popen([sys.executable, __file__, "--torch-worker"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.version = self.process.stdout.readline().strip()
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        env=ENVIRONMENT_BEFORE_PYCAFFE_MCT)
+        self.description = "\n".join(iter(lambda: self.process.stdout.readline().rstrip("\n"),
+                                          ""))
 
     def seconds(self, name, repeats):
         self.process.stdin.write(f"{name} {repeats}\n")
@@ -186,37 +252,67 @@ class TorchWorker:
         self.process.wait()
 
 
-def compare(name, repeats, rounds, worker):
-    """A table row: best times of both and the median over rounds of ours / torch.
+def gemm_flops(net):
+    """Floating-point operations of the convolutions and inner products in one training step.
+
+    Each is a GEMM of 2 * (top elements) * (weights per output channel) FLOPs
+    forward, as many for the weight gradient, and as many again for the input
+    gradient when the net propagates one to its bottom.
+    """
+    total = 0
+    for facts in net.layer_facts:
+        if facts.layer.type in ("Convolution", "InnerProduct"):
+            weights = facts.layer.blobs[0].data
+            forward = 2 * facts.tops[0].count * (weights.size // weights.shape[0])
+            total += forward * (2 + bool(facts.bottom_need_backward[0]))
+    return total
+
+
+def solver_iteration(net):
+    """What the solver pays per iteration besides the update: zero the gradients, then run."""
+    def step():
+        net.clear_param_diffs()
+        net.forward_backward()
+    return step
+
+
+def compare(name, repeats, rounds, worker, machine_flops):
+    """A table row: best times of both, the median over rounds of ours / torch, % of GEMM peak.
 
     Each round times ours, then torch, so both see the same machine; on a
     shared machine the median ratio moves less than the times do.
     """
     prototxt, batch, shape = NETS[name]
     if not (MODELS / prototxt).is_file():
-        return f"| {name} | skipped: models/{prototxt} not present | | |"
+        return f"| {name} | skipped: models/{prototxt} not present | | | |"
     net = build_timing_net(MODELS / prototxt, batch=batch, data_shape=shape)
     ours, theirs = [], []
     for _ in range(rounds):
-        ours.append(best_seconds(net.forward_backward, repeats))
+        ours.append(best_seconds(solver_iteration(net), repeats))
         if worker is None:
             continue
         try:
             theirs.append(worker.seconds(name, repeats))
         except RuntimeError as exc:
-            return f"| {name} (batch {batch}) | {min(ours) * 1e3:.1f} | skipped: {exc} | |"
-    if worker is None:
-        return f"| {name} (batch {batch}) | {min(ours) * 1e3:.1f} | torch not installed | |"
+            theirs = f"skipped: {exc}"
+            break
+    peak = f"{100 * gemm_flops(net) / min(ours) / machine_flops:.0f} %"
+    if worker is None or isinstance(theirs, str):
+        return f"| {name} (batch {batch}) | {min(ours) * 1e3:.1f} | " \
+               f"{theirs or 'torch not installed'} | | {peak} |"
     ratio = statistics.median(o / t for o, t in zip(ours, theirs))
     return f"| {name} (batch {batch}) | {min(ours) * 1e3:.1f} | {min(theirs) * 1e3:.1f} | " \
-           f"{ratio:.2f} |"
+           f"{ratio:.2f} | {peak} |"
 
 
 def torch_worker():
     """(In the child process) answer TorchWorker's requests until stdin closes."""
     torch.set_num_threads(threads())
-    print(f"torch {torch.__version__} (own process): {torch.get_num_threads()} threads",
-          flush=True)
+    backend = next((line for line in torch.__config__.parallel_info().splitlines()
+                    if "parallel backend" in line), "")
+    print(f"torch {torch.__version__} (own process): {torch.get_num_threads()} threads, "
+          f"{torch.get_num_interop_threads()} inter-op threads; {backend.strip()}\n"
+          f"torch side {describe_environment(ENVIRONMENT_BEFORE_PYCAFFE_MCT)}\n", flush=True)
     steps = {}
     for line in sys.stdin:
         name, repeats = line.split()
@@ -264,15 +360,18 @@ def main(argv=None):
         return
     limit_threads(threads())
     worker = TorchWorker() if importlib.util.find_spec("torch") is not None else None
-    print(describe_threads())
-    print(worker.version if worker else
+    print("ours: " + describe_threads())
+    print(worker.description if worker else
           "torch is not installed (pip install torch): printing our times only")
+    machine_flops = gemm_flops_per_second()
+    print(f"float32 GEMM peak of this machine (numpy matmul 2048^3, best of 3): "
+          f"{machine_flops / 1e9:.1f} GFLOP/s")
     print(f"best of {args.repeats} per round, {args.rounds} rounds; ratio: median over rounds")
-    print("| net | ours ms | torch ms | ours / torch |")
-    print("|---|---:|---:|---:|")
+    print("| net | ours ms | torch ms | ours / torch | ours: conv+IP GFLOP/s / GEMM peak |")
+    print("|---|---:|---:|---:|---:|")
     np.random.seed(0)
     for name in args.nets:
-        print(compare(name, args.repeats, args.rounds, worker), flush=True)
+        print(compare(name, args.repeats, args.rounds, worker, machine_flops), flush=True)
     if worker is not None:
         worker.close()
     if not args.skip_start_up:

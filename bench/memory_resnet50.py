@@ -10,16 +10,32 @@ their diffs, layer-internal blobs such as BatchNorm's normalised copy and
 in-place Scale's saved input; shared storage counted once), and the overhead:
 peak growth / blob bytes - 1.  Also checks that a second iteration allocates no
 new blob storage (activations are allocated once per shape).
+
+Then, unless ``--skip-torch`` or torch is not installed, the same step in
+PyTorch (the architecture and weights of our net, written as in
+``bench_nets_vs_torch.py``, the same batch and random data) measured the same
+way in a process of its own: peak RSS growth from just before its parameters
+are created over ``iterations`` forward + backward passes.
 """
 import argparse
+import importlib.metadata
+import importlib.util
+import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+# The environment as the user gave it (importing pycaffe_mct adds OpenMP settings of its own).
+ENVIRONMENT_BEFORE_PYCAFFE_MCT = dict(os.environ)
+if "--torch-worker" in sys.argv:
+    import torch  # before pycaffe_mct, as a PyTorch user's process would have it
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models/resnet50/train_val.prototxt"
 sys.path.insert(0, str(ROOT))
 from pycaffe_mct.blob import Blob  # noqa: E402
 from pycaffe_mct.cg.workspace import workspace_bytes  # noqa: E402
@@ -54,8 +70,7 @@ def storages(net):
 
 
 def train_net(batch, size):
-    param = read_prototxt(str(ROOT / "models/resnet50/train_val.prototxt"),
-                          caffe_pb2.NetParameter())
+    param = read_prototxt(str(MODEL), caffe_pb2.NetParameter())
     for layer in param.layer:
         if layer.type == "Data":
             layer.type = "Input"
@@ -66,17 +81,62 @@ def train_net(batch, size):
     return Net(param, TRAIN)
 
 
+def random_batch(batch, size):
+    """The data and labels both sides train on."""
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+    return data, rng.integers(0, 1000, batch)
+
+
+def torch_peak_growth(batch, size, iterations):
+    """(In the torch worker) peak RSS growth of ``iterations`` PyTorch training steps.
+
+    The architecture comes from our net built at batch 1, before the baseline
+    is taken, so that none of our own blobs is counted.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_nets_vs_torch import torch_step
+    from pycaffe_mct.commands.timing import build_timing_net
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    architecture = build_timing_net(MODEL, batch=1, data_shape=(3, size, size))
+    data, labels = random_batch(batch, size)
+    inputs = {"data": data, "label": labels.astype(np.float32)}
+    before = current_rss_bytes()
+    step = torch_step(torch, architecture, inputs)
+    for _ in range(iterations):
+        step()
+    return peak_rss_bytes() - before
+
+
+def torch_line(args):
+    """The torch worker's result line, or why there is none."""
+    if importlib.util.find_spec("torch") is None:
+        return "  PyTorch                  not installed (pip install torch)"
+    command = [sys.executable, __file__, "--torch-worker", "--batch", str(args.batch),
+               "--size", str(args.size), "--iterations", str(args.iterations)]
+    done = subprocess.run(command, env=ENVIRONMENT_BEFORE_PYCAFFE_MCT, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        return f"  PyTorch                  failed: {reason}"
+    return f"  PyTorch peak RSS growth  {float(done.stdout) / 1024 ** 3:7.3f} GiB " \
+           f"(torch {importlib.metadata.version('torch')}, its own process)"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.torch_worker:
+        print(torch_peak_growth(args.batch, args.size, args.iterations))
+        return
     before = current_rss_bytes()
     net = train_net(args.batch, args.size)
-    rng = np.random.default_rng(0)
-    data = rng.standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32)
-    labels = rng.integers(0, 1000, args.batch)
+    data, labels = random_batch(args.batch, args.size)
     storage_ids = None
     for iteration in range(args.iterations):
         start = time.time()
@@ -97,6 +157,8 @@ def main():
     print(f"  scratch workspace        {workspace_bytes() / gib:7.3f} GiB")
     print(f"  peak RSS growth          {growth / gib:7.3f} GiB")
     print(f"  overhead beyond blobs    {100 * (growth / blob_bytes - 1):6.1f} %")
+    if not args.skip_torch:
+        print(torch_line(args), flush=True)
 
 
 if __name__ == "__main__":

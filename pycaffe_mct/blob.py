@@ -5,11 +5,29 @@ net allocates its activations once and reuses them every iteration; only
 growth reallocates.  ``data`` and ``diff`` are numpy views onto that storage,
 so ``blob.data[...] = x`` writes straight into the net.
 """
+import math
+
 import numpy as np
 
-from .errors import CaffeError
+from .errors import CaffeError, quote
 
 MAX_AXES = 32  # Caffe's kMaxBlobAxes
+INT_MAX = 2**31 - 1
+
+
+def checked_count(shape):
+    """The element count of ``shape``, refused as Caffe refuses it: more than
+    ``MAX_AXES`` axes, a negative dimension, or more than INT_MAX elements."""
+    if len(shape) > MAX_AXES:
+        raise CaffeError(f"blob shape {quote(shape)} has {len(shape)} axes, more than "
+                         f"{MAX_AXES} axes")
+    if any(d < 0 for d in shape):
+        raise CaffeError(f"blob shape {shape} has a negative dimension")
+    count = math.prod(shape)                 # exact: Python integers do not overflow
+    if count > INT_MAX:
+        raise CaffeError(f"blob shape {shape} holds {count} elements, more than INT_MAX "
+                         f"({INT_MAX}), Caffe's limit for one blob")
+    return count
 
 
 class _Storage:
@@ -41,12 +59,8 @@ class Blob:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         shape = tuple(int(d) for d in shape)
-        if len(shape) > MAX_AXES:
-            raise CaffeError(f"blob shape {shape} has more than {MAX_AXES} axes")
-        if any(d < 0 for d in shape):
-            raise CaffeError(f"blob shape {shape} has a negative dimension")
+        count = checked_count(shape)
         self._shape = shape
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
         self._data.ensure(count)
         self._diff.ensure(count)
 

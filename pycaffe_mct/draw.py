@@ -2,13 +2,13 @@
 
 Layers are boxes (in-place layers green, others coloured by type), blobs are
 octagons, edges run bottom -> layer -> top as in Caffe's pictures.  The graph
-is built with pydot (``pip install 'pycaffe_mct[draw]'``); turning it into an
+is built with pydot (the ``[draw]`` extra); turning it into an
 image needs Graphviz's ``dot`` program, except for the ``.raw`` extension, which
 writes the dot source itself.
 """
 import shutil
 
-from .errors import CaffeError
+from .errors import CaffeError, install_command
 from .proto import caffe_pb2
 from .proto_io import write_atomically
 
@@ -26,7 +26,7 @@ def _pydot():
     try:
         import pydot
     except ImportError:
-        raise CaffeError("drawing nets needs pydot: pip install 'pycaffe_mct[draw]' "
+        raise CaffeError(f"drawing nets needs pydot: {install_command('draw')} "
                          "(and Graphviz for images)") from None
     return pydot
 

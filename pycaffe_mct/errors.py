@@ -5,11 +5,34 @@ parameter) is raised as a ``CaffeError`` whose message names the file, line,
 layer or record involved, so that nobody has to read a numpy traceback to find
 out what went wrong.  Subclasses only exist where callers may want to catch one
 kind of problem separately.
+
+A message quotes what the user wrote, which may be a name or a value of
+hundreds of kilobytes: every word longer than ``QUOTE_LIMIT`` characters keeps
+its beginning and its end (a long path keeps its file name) and says how much
+was left out between them; ``quote`` does the same for values that contain
+spaces.  So a message stays one readable line.
 """
+import re
+
+QUOTE_LIMIT = 200                # characters of a user's value quoted in a message
+_LONG_WORD = re.compile(r"\S{%d,}" % (QUOTE_LIMIT + 1))
+
+
+def quote(value, limit=QUOTE_LIMIT):
+    """``value`` as text of about ``limit`` characters: its beginning and end, and how
+    many characters were left out between them."""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 3 // 5, limit * 2 // 5
+    return f"{text[:head]} ...[{len(text) - head - tail} characters left out]... {text[-tail:]}"
 
 
 class CaffeError(ValueError):
     """A problem with user input, described in terms the user wrote."""
+
+    def __init__(self, message=""):
+        super().__init__(_LONG_WORD.sub(lambda word: quote(word[0]), str(message)))
 
 
 class PrototxtError(CaffeError):
@@ -22,6 +45,16 @@ class NetError(CaffeError):
 
 class ModelFileError(CaffeError):
     """A binary model, solver state or blob file is unreadable or does not fit."""
+
+
+class OutputError(CaffeError):
+    """A file could not be written (full disk, no permission); the message names it."""
+
+
+def in_file(exc, source):
+    """``exc``, or one like it whose message starts with ``source`` if it does not name it."""
+    message = str(exc)
+    return exc if source in message else type(exc)(f"{source}: {message}")
 
 
 class MissingDependencyError(CaffeError):

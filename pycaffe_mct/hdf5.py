@@ -1,4 +1,4 @@
-"""Caffe's HDF5 files, through h5py (the optional extra ``pip install 'pycaffe_mct[hdf5]'``).
+"""Caffe's HDF5 files, through h5py (the optional extra ``[hdf5]``).
 
 Weights (``Net::ToHDF5``): group ``data`` holds one group per layer, named as
 the layer, holding float32 datasets ``0``, ``1``, ... (its blobs, each in its
@@ -13,11 +13,11 @@ import os
 
 import numpy as np
 
-from .errors import CaffeError, ModelFileError
+from .errors import CaffeError, ModelFileError, install_command
 from .proto import caffe_pb2
 from .proto_io import write_atomically
 
-EXTRA_HINT = "pip install 'pycaffe_mct[hdf5]'"
+EXTRA_HINT = install_command("hdf5")
 
 
 def h5py_missing_reason(what):

@@ -64,12 +64,12 @@ def datum_to_array(datum):
 
 def load_image(filename, color=True):
     """An image as float32 in [0, 1], (H, W, 3) RGB or (H, W, 1) gray, as pycaffe gives."""
-    from PIL import Image
+    from .data.image import ImageDecodeError, open_within_limit
     try:
-        with Image.open(filename) as image:
-            image = image.convert("RGB" if color else "L")
-            array = np.asarray(image, dtype=np.float32) / 255.0
-    except OSError as exc:
+        with open(filename, "rb") as handle:
+            image = open_within_limit(handle.read()).convert("RGB" if color else "L")
+        array = np.asarray(image, dtype=np.float32) / 255.0
+    except (OSError, ImageDecodeError) as exc:
         raise CaffeError(f"{filename}: cannot read image: {exc}") from None
     return array if color else array[:, :, None]
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import hdf5, net_passes
 from .blob import Blob, has_legacy_shape, legacy_shape_equals, proto_array, proto_shape
-from .errors import CaffeError, ModelFileError, NetError, layer_error
+from .errors import CaffeError, ModelFileError, NetError, in_file, layer_error
 from .layer import TRAIN, create_layer
 from .net_facts import LayerFacts, LayerParam, LearnableParam
 from .proto import caffe_pb2
@@ -71,12 +71,14 @@ class Net:
         self.source = source
         self.name = net_param.name
         self.state = state
-        param = net_passes.upgrade(net_param, source)
-        param = net_passes.filter_by_state(param, state)
-        param = net_passes.insert_splits(param)
-        self.param = param
         self._backward_hooks = []
-        self._wire(param)
+        try:
+            param = net_passes.upgrade(net_param, source)
+            param = net_passes.filter_by_state(param, state)
+            self.param = net_passes.insert_splits(param)
+            self._wire(self.param)
+        except CaffeError as exc:
+            raise in_file(exc, source) from None
         if weights is not None:
             self.copy_from(weights)
 
@@ -165,8 +167,8 @@ class Net:
     def _setup_layer(layer, bottoms, tops):
         try:
             layer.setup(bottoms, tops)
-        except CaffeError:
-            raise
+        except CaffeError as exc:
+            raise exc if str(exc).startswith("layer '") else layer.error(str(exc)) from None
         except Exception as exc:  # a bug or an unforeseen shape: still name the layer
             if layer.passes_errors_through:
                 raise

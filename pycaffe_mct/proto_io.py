@@ -5,15 +5,21 @@ column we put in front of the file name.  Binary files (caffemodel, solverstate,
 binaryproto) are parsed whole; a file that is not the expected message is
 reported as such.  Every write goes to a temporary file in the same directory
 that is then renamed over the target, so a crash mid-write leaves the previous
-file intact.
+file intact; a failed write names the file and the reason and removes its
+temporary file.  A temporary file carries our mark and its writer's process id,
+so the next start can remove the ones a killed process left behind.
 """
 import os
+import re
 import tempfile
 
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
-from .errors import ModelFileError, PrototxtError
+from .errors import CaffeError, ModelFileError, OutputError, PrototxtError, quote
+
+TEMP_MARK = ".pycaffe_mct-tmp-"
+_TEMP_NAME = re.compile(r"^(?P<target>.+)" + re.escape(TEMP_MARK) + r"(?P<pid>\d+)-\w+$")
 
 
 def parse_prototxt(text, message, source="<string>"):
@@ -25,19 +31,33 @@ def parse_prototxt(text, message, source="<string>"):
         where = f"{source}:{line}:{col}" if line else source
         detail = str(exc).split(" : ", 1)[-1] if line else str(exc)
         raise PrototxtError(
-            f"{where}: cannot parse as {message.DESCRIPTOR.name}: {detail}") from None
+            f"{where}: cannot parse as {message.DESCRIPTOR.name}: {quote(detail)}") from None
     return message
 
 
 def read_prototxt(path, message):
     """Parse the text-format file ``path`` into ``message`` and return it."""
     path = os.fspath(path)
+    return parse_prototxt(read_text(path, PrototxtError), message, source=path)
+
+
+def read_text(path, error=CaffeError):
+    """The UTF-8 text of ``path``; unreadable files and invalid bytes raise ``error``
+    naming the file (and the line and column of the first byte that is not UTF-8)."""
+    path = os.fspath(path)
     try:
-        with open(path, "r", encoding="utf-8") as handle:
-            text = handle.read()
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as exc:
-        raise PrototxtError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_prototxt(text, message, source=path)
+        raise error(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise error(f"{path}:{line}:{column}: not UTF-8 text (byte "
+                    f"0x{data[exc.start]:02x}); save the file as UTF-8") from None
+
 
 
 def read_binary_proto(path, message):
@@ -68,14 +88,27 @@ def _looks_like_text(data):
 
 
 def write_atomically(path, data):
-    """Write ``data`` (bytes or str) to ``path`` through a temporary file and a rename."""
+    """Write ``data`` (bytes or str) to ``path`` through a temporary file and a rename.
+
+    A failing write (full disk, no permission, file too large) raises an
+    ``OutputError`` naming ``path`` and the reason; ``path`` keeps its previous
+    contents and the temporary file is removed.
+    """
     path = os.fspath(path)
+    try:
+        _write_through_temporary(path, data)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}; the previous "
+                          f"file, if any, is kept") from None
+
+
+def _write_through_temporary(path, data):
     directory = os.path.dirname(os.path.abspath(path))
     mode = "wb" if isinstance(data, (bytes, bytearray)) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+    fd, tmp = tempfile.mkstemp(prefix=f"{os.path.basename(path)}{TEMP_MARK}{os.getpid()}-",
                                dir=directory)
     try:
-        with os.fdopen(fd, mode) as handle:
+        with os.fdopen(fd, mode, encoding=None if mode == "wb" else "utf-8") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -86,6 +119,46 @@ def write_atomically(path, data):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def make_directory(path):
+    """``os.makedirs(path, exist_ok=True)``; a failure names the directory and the reason."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create the directory: {exc.strerror}") from None
+
+
+def remove_stale_temporaries(prefix):
+    """Remove the temporary files of ours whose target starts with ``prefix`` and
+    whose writer is no longer running (a kill mid-write); returns their paths."""
+    directory = os.path.dirname(os.path.abspath(prefix))
+    stem = os.path.basename(prefix)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        match = _TEMP_NAME.match(name)
+        if match and match["target"].startswith(stem) and not _running(int(match["pid"])):
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed.append(os.path.join(directory, name))
+            except OSError:
+                pass
+    return removed
+
+
+def _running(pid):
+    """Whether process ``pid`` exists on this machine (ours counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _umask():

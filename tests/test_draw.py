@@ -88,7 +88,7 @@ def test_raw_needs_no_graphviz_and_an_image_names_it(tmp_path, monkeypatch):
 
 def test_without_pydot_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pydot", None)
-    with pytest.raises(CaffeError, match=r"pip install 'pycaffe_mct\[draw\]'"):
+    with pytest.raises(CaffeError, match=r"pip install -e '.\[draw\]'"):
         draw.get_pydot_graph(caffe_pb2.NetParameter(), "LR")
 
 

@@ -95,11 +95,11 @@ def test_bad_weight_files_are_clear_errors(tmp_path, net_file, layout, expected)
 def test_without_h5py_the_errors_name_the_extra(tmp_path, net_file, monkeypatch):
     monkeypatch.setitem(sys.modules, "h5py", None)
     net = caffe.Net(net_file, caffe.TEST)
-    with pytest.raises(CaffeError, match=r"needs h5py.*pip install 'pycaffe_mct\[hdf5\]'"):
+    with pytest.raises(CaffeError, match=r"needs h5py.*pip install -e '\.\[hdf5\]'"):
         net.save_hdf5(str(tmp_path / "w.h5"))
     assert "HDF5Data" not in caffe.layer_type_list()
     with pytest.raises(NetError, match=r"layer 'h5' \(type HDF5Data\): the HDF5Data layer needs "
-                                       r"h5py.*pycaffe_mct\[hdf5\]"):
+                                       r"h5py.*pip install -e '\.\[hdf5\]'"):
         caffe.Net(_data_net(tmp_path, "list.txt"), caffe.TEST)
 
 

@@ -4,7 +4,7 @@ One CG is a management element (MPE) plus an 8x8 mesh of compute elements
 (CPEs), each with a 64 KB local data memory (LDM) filled by DMA from main
 memory; CPEs of one mesh row or column exchange registers (``getr``/``getc``).
 Every figure below is a field with its source; figures no public source gives
-are marked as our choice (see ``../shared/reference/sw26010.md``).
+are marked as our choice (see ``docs/reference/sw26010.md``).
 """
 from dataclasses import dataclass
 

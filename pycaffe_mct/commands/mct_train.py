@@ -12,6 +12,7 @@ is imported; the layouts are described in ``mct.layouts``.
 import argparse
 import sys
 
+from ..kernel_cache import announce_compilation
 from ..proto import caffe_pb2
 from ..proto_io import read_prototxt
 from ..mct.layouts import LAYOUTS
@@ -50,15 +51,18 @@ def mct_train_main(argv=None):
         return train_main(argv)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.log:
-        log_to_file(args.log)
     if args.label_issues:
         from ..mct.label_report import check_out_dir
         check_out_dir(args.label_issues)        # before training, not after
+    from ..mct.outputs import check_outputs_distinct
     from ..mct.trainer import MCTTrainer
     from ..parallel import world_if_launched
     world = world_if_launched()
     trainer = MCTTrainer(args.solver, world, layout=args.layout)
+    check_outputs_distinct(trainer.config, args.log)
+    if args.log:
+        log_to_file(args.log)
+    announce_compilation(default_writer())
     mct_result = trainer.train(args.snapshot)
     if args.label_issues and trainer.rank == 0:
         from ..mct.label_command import report_for_mct

@@ -16,10 +16,12 @@ layer's ``batch_size`` (``--batch`` overrides it); the image shape comes from
 """
 import argparse
 import sys
+import os
 
 import numpy as np
 
 from .. import net_passes
+from ..data.lmdb_io import check_lmdb_file
 from ..errors import CaffeError, layer_error
 from ..layer import TEST, TRAIN
 from ..net import Net, _make_state, load_net_param
@@ -41,6 +43,8 @@ def _lmdb_image_shape(layer):
     source = layer.data_param.source
     if layer.data_param.backend != caffe_pb2.DataParameter.LMDB or not source:
         return None
+    if os.path.exists(source):
+        check_lmdb_file(source)         # a damaged file is an error, not a SIGBUS
     try:
         import lmdb
         with lmdb.open(source, readonly=True, lock=False, subdir=True) as env:

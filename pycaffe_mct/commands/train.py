@@ -15,6 +15,7 @@ import signal
 import numpy as np
 
 from ..errors import CaffeError
+from ..kernel_cache import announce_compilation
 from ..layer import TEST
 from ..net import Net
 from ..solvers.log import default_writer, format_number, log_to_file, logged_command, loss_note
@@ -128,6 +129,7 @@ def train_main(argv):
     if parallel:
         parallel.init_parallel()     # before nets are built: data partition, rank-0 log
     _start(args)
+    announce_compilation(default_writer())
     solver = build_train_solver(args)
     if parallel:
         parallel.attach_data_parallel(solver)

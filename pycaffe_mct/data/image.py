@@ -6,20 +6,79 @@ no anti-aliasing).  Pillow's own bilinear filter anti-aliases when shrinking and
 would give visibly different pixels, so ``resize_linear`` re-derives OpenCV's
 arithmetic in numpy.  Everything here works on (H, W, C) uint8 arrays in BGR
 order, C = 1 or 3, as OpenCV's Mat does.
+
+A file's header may declare far more pixels than its few bytes hold (a
+decompression bomb).  Images declaring more than ``max_image_pixels()`` pixels
+are refused from the header, before any pixel is decoded.  The limit is
+Pillow's own warning threshold (89,478,485 pixels, about 9459 x 9459) unless
+the environment variable ``PYCAFFE_MCT_MAX_IMAGE_PIXELS`` sets another (0: no
+limit); worker processes and MPI ranks inherit it.
 """
 import io
+import os
+import re
+import warnings
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from ..errors import quote
 from .kernels_image import resize_linear_u8
 
 COEF_BITS = 11                  # OpenCV's INTER_RESIZE_COEF_BITS
 COEF_SCALE = 1 << COEF_BITS
 
 
+PIXEL_LIMIT_VARIABLE = "PYCAFFE_MCT_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485     # PIL.Image.MAX_IMAGE_PIXELS's default
+
+
 class ImageDecodeError(ValueError):
     """Bytes that are not a readable image; callers add the file or record."""
+
+
+def max_image_pixels():
+    """The most pixels an image may declare (0: no limit), from the environment."""
+    text = os.environ.get(PIXEL_LIMIT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = -1
+    if limit < 0:
+        raise ImageDecodeError(f"{PIXEL_LIMIT_VARIABLE}={text!r} is not a pixel count "
+                               f"(a non-negative integer; 0 means no limit)")
+    return limit
+
+
+def open_within_limit(data):
+    """Pillow's lazily decoding image of ``data``, refused if its header declares more
+    pixels than the limit.  Pillow's own bomb check (at twice its MAX_IMAGE_PIXELS) is
+    raised along with a larger limit of ours, never lowered; what it refuses is over
+    ours too."""
+    limit = max_image_pixels()
+    pillows = Image.MAX_IMAGE_PIXELS
+    if pillows is not None and (not limit or limit > pillows):
+        Image.MAX_IMAGE_PIXELS = limit or None
+    try:
+        with warnings.catch_warnings():     # ours below is the one that speaks
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_many_pixels(f"{declared[1] if declared else 'too many'} pixels", limit) \
+            from None
+    width, height = image.size
+    if limit and width * height > limit:
+        raise _too_many_pixels(f"{width} x {height} = {width * height} pixels", limit)
+    return image
+
+
+def _too_many_pixels(declared, limit):
+    return ImageDecodeError(
+        f"its header declares {declared}, more than the limit of {limit} (a decompression "
+        f"bomb?); set {PIXEL_LIMIT_VARIABLE} to allow larger images")
 
 
 def decode_image(data, color=None):
@@ -29,12 +88,15 @@ def decode_image(data, color=None):
     own kind (OpenCV's IMREAD_ANYCOLOR, used for encoded datums).
     """
     try:
-        image = Image.open(io.BytesIO(data))
+        image = open_within_limit(data)
         if color is False and image.format == "JPEG" and image.mode != "L":
             image.draft("L", image.size)   # libjpeg's own gray output, as OpenCV asks for
         image.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageDecodeError(f"cannot decode image: {exc}") from None
+    except ImageDecodeError:
+        raise
+    except Exception as exc:       # noqa: BLE001 - any decoder failure on hostile bytes
+        raise ImageDecodeError(f"cannot decode image: {type(exc).__name__}: "
+                               f"{quote(exc)}") from None
     if image.mode == "L":
         gray = np.asarray(image)
         return gray[:, :, None] if color is not True else np.repeat(gray[:, :, None], 3, 2)

@@ -13,12 +13,13 @@ finished conversion removes it.  If the process dies, the database holds a
 valid prefix and the marker tells the next reader or writer so.
 """
 import os
+import struct
 
 import lmdb
 import numpy as np
 
-from ..errors import CaffeError
-from ..proto_io import write_atomically
+from ..errors import CaffeError, OutputError
+from ..proto_io import make_directory, write_atomically
 
 INCOMPLETE_MARKER = "CONVERSION_INCOMPLETE"
 INITIAL_MAP_SIZE = 1 << 26
@@ -43,6 +44,61 @@ def _check_is_lmdb(source):
             raise CaffeError(f"data source '{source}' is a LevelDB: not supported, convert "
                              f"it with convert_imageset --backend lmdb")
         raise CaffeError(f"data source '{source}' is not an LMDB (no data.mdb in it)")
+
+
+_META = struct.Struct("<IIQQI")            # magic, version, address, map size, page size
+_META_TAIL = struct.Struct("<QQQ")         # main tree's root page, last page, txn id
+_META_OFFSET, _META_TAIL_OFFSET = 16, 128  # after the page header; after the trees' counts
+LMDB_MAGIC, LMDB_VERSION = 0xBEEFC0DE, 1
+_NO_PAGE = (1 << 64) - 1
+
+
+def check_lmdb_file(source):
+    """Refuse a data file cut short or with garbage meta pages, before LMDB maps it.
+
+    LMDB trusts its two meta pages: reading a page past the end of a truncated
+    file kills the process with SIGBUS.  The newer meta page records the last
+    page in use and the root of the main tree; the file must hold both.
+    """
+    path = os.path.join(source, "data.mdb") if os.path.isdir(source) else source
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_META_OFFSET + _META.size)
+            size = os.fstat(handle.fileno()).st_size
+            metas = [_read_meta(handle, head, page) for page in (0, 1)]
+    except OSError as exc:
+        raise CaffeError(f"data source '{source}': cannot read {path}: {exc.strerror}") \
+            from None
+    damaged = f"data source '{source}': {path} is damaged"
+    advice = "copy the database again from its origin, or convert it again"
+    if None in metas:
+        raise CaffeError(f"{damaged}: its meta pages are not LMDB's ({size} bytes); {advice}")
+    page_size, root, last_page = max(metas, key=lambda meta: meta[3])[:3]
+    needed = (last_page + 1) * page_size
+    if size < needed:
+        raise CaffeError(f"{damaged}: it is {size} bytes, but its meta page records "
+                         f"{needed} bytes ({last_page + 1} pages of {page_size}); the file "
+                         f"was cut short (an unfinished copy?); {advice}")
+    if root != _NO_PAGE and root > last_page:
+        raise CaffeError(f"{damaged}: its meta page names root page {root} beyond the "
+                         f"last page {last_page}; {advice}")
+
+
+def _read_meta(handle, head, page):
+    """(page size, root page, last page, txn id) of meta page ``page``, or None if garbage."""
+    if len(head) < _META_OFFSET + _META.size:
+        return None
+    page_size = _META.unpack_from(head, _META_OFFSET)[4]
+    if page_size < 512 or page_size & (page_size - 1) or page_size > 1 << 16:
+        return None
+    handle.seek(page * page_size)
+    data = handle.read(_META_TAIL_OFFSET + _META_TAIL.size)
+    if len(data) < _META_TAIL_OFFSET + _META_TAIL.size:
+        return None
+    magic, version = _META.unpack_from(data, _META_OFFSET)[:2]
+    if magic != LMDB_MAGIC or version != LMDB_VERSION:
+        return None
+    return (page_size,) + _META_TAIL.unpack_from(data, _META_TAIL_OFFSET)
 
 
 # python-lmdb allows one open Environment per database and process, but two
@@ -79,6 +135,7 @@ class LMDBReader:
     def __init__(self, source):
         self.source = os.fspath(source)
         _check_is_lmdb(self.source)
+        check_lmdb_file(self.source)
         try:
             self.env = _open_shared(self.source)
         except lmdb.Error as exc:
@@ -152,7 +209,7 @@ class LMDBWriter:
             note = interrupted_conversion_note(self.path)
             raise CaffeError((note + "; delete it to convert again") if note else
                              f"{self.path} already exists; choose a new name or delete it")
-        os.makedirs(self.path)
+        make_directory(self.path)
         self.batch = batch
         self.committed = 0
         self._pending = []
@@ -179,14 +236,21 @@ class LMDBWriter:
                 break
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.Error as exc:
+                self._pending = []         # not retried when the writer closes
+                raise OutputError(f"{self.path}: cannot write records: {exc}; the "
+                                  f"{self.committed} records committed before are "
+                                  f"kept") from None
         self.committed += len(self._pending)
         self._pending = []
         self._write_marker()
 
     def close(self, complete=True):
-        self.commit()
-        self.env.sync()
-        self.env.close()
+        try:
+            self.commit()
+            self.env.sync()
+        finally:
+            self.env.close()
         if complete:
             os.unlink(os.path.join(self.path, INCOMPLETE_MARKER))
 

@@ -11,7 +11,8 @@ import os
 
 import numpy as np
 
-from ..errors import CaffeError
+from ..errors import CaffeError, quote
+from ..proto_io import read_text
 from .datum import datum_pixels, parse_datum
 from .image import ImageDecodeError, read_image, resize_linear
 
@@ -104,19 +105,18 @@ def read_list_file(path):
     if not os.path.isfile(path):
         raise CaffeError(f"list file '{path}' does not exist")
     entries = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            name, _, label = line.rpartition(" ")
-            try:
-                entries.append((name, int(label), number))
-            except ValueError:
-                raise CaffeError(f"{path}:{number}: label '{label}' is not an integer "
-                                 f"(expected 'path label')") from None
-            if not name:
-                raise CaffeError(f"{path}:{number}: expected 'path label', got '{line}'")
+    for number, line in enumerate(read_text(path).split("\n"), 1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        name, _, label = line.rpartition(" ")
+        try:
+            entries.append((name, int(label), number))
+        except ValueError:
+            raise CaffeError(f"{path}:{number}: label '{quote(label)}' is not an integer "
+                             f"(expected 'path label')") from None
+        if not name:
+            raise CaffeError(f"{path}:{number}: expected 'path label', got '{quote(line)}'")
     return entries
 
 

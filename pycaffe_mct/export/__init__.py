@@ -10,10 +10,10 @@ model when the extra is installed and say so when it is not.
 import importlib.util
 import os
 
-from ..errors import CaffeError
+from ..errors import CaffeError, install_command
 from ..layer import TEST
 
-INSTALL_HINT = "pip install 'pycaffe_mct[onnx]'"
+INSTALL_HINT = install_command("onnx")
 
 
 def onnx_available():

@@ -50,10 +50,7 @@ def write_model(net, path, opset=17, dynamic_batch=False):
     if weight_bytes > PROTOBUF_LIMIT:
         raise CaffeError(f"net '{net.name}' has {weight_bytes / 2 ** 30:.2f} GiB of weights, "
                          f"above the 2 GiB a single ONNX file (one protobuf message) can hold")
-    try:
-        write_atomically(path, model.SerializeToString())
-    except OSError as exc:
-        raise CaffeError(f"{path}: cannot write: {exc.strerror}") from None
+    write_atomically(path, model.SerializeToString())   # a failure names path and reason
     return model
 
 

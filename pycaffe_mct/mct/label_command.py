@@ -14,7 +14,7 @@ import os
 import shutil
 
 from ..data.sources import LMDBSource
-from ..errors import CaffeError
+from ..errors import CaffeError, OutputError
 from ..proto import caffe_pb2
 from ..proto_io import parse_prototxt, write_atomically
 from ..solvers.log import default_writer
@@ -104,6 +104,10 @@ def write_report(source, ensemble, out, probs=False, cleaned=None, batch_size=64
         del scores
         os.remove(os.path.join(staging, PROBS_FILE))
         label_report.publish(staging, out)
+    except OSError as exc:                  # a full disk, say: one line, the old report kept
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(f"{out}: cannot write the label-issue report: {exc.strerror or exc}"
+                          f"; the previous report, if any, is kept") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

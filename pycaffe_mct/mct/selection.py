@@ -29,7 +29,8 @@ import math
 
 import numpy as np
 
-from ..errors import CaffeError
+from ..errors import CaffeError, quote
+from ..proto_io import read_text
 
 
 def check_noise_rate(noise_rate, where="noise_rate"):
@@ -122,21 +123,16 @@ def calibration_masks(confidence, noise_rate, significance=0.01):
 def read_label_list(path):
     """{image path: label} from a "path label" list file; errors name file and line."""
     labels = {}
-    try:
-        handle = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise CaffeError(f"{path}: cannot read the label list: {exc.strerror}") from exc
-    with handle:
-        for number, line in enumerate(handle, 1):
-            text = line.strip()
-            if not text:
-                continue
-            name, _, label = text.rpartition(" ")
-            try:
-                labels[name.strip()] = int(label)
-            except ValueError:
-                raise CaffeError(f"{path}:{number}: expected 'path label', got {text!r}") \
-                    from None
+    for number, line in enumerate(read_text(path).split("\n"), 1):
+        text = line.strip()
+        if not text:
+            continue
+        name, _, label = text.rpartition(" ")
+        try:
+            labels[name.strip()] = int(label)
+        except ValueError:
+            raise CaffeError(f"{path}:{number}: expected 'path label', "
+                             f"got {quote(repr(text))}") from None
     return labels
 
 

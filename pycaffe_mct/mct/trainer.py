@@ -44,7 +44,7 @@ from ..export import export_deploy_if_available
 from ..layer import TRAIN
 from ..net import Net, load_net_param
 from ..proto import caffe_pb2
-from ..proto_io import write_atomically
+from ..proto_io import parse_prototxt, write_atomically
 from ..data.partition import set_default_partition
 from ..layers.softmax import LossLayer
 from ..solvers.log import GlogWriter, default_writer
@@ -52,6 +52,7 @@ from ..solvers.params import read_solver_param
 from ..solvers.solver import get_solver
 from . import selection
 from .layouts import AUX, LAYOUTS, PRIMARY, Grouped, OneProcess, Replicated
+from .outputs import check_outputs_distinct
 
 PRETRAIN, CALIBRATE = "mct_pretrain", "mct_calibrate"
 MODEL_TAGS = {AUX: "[M_a] ", PRIMARY: "[M_p] "}
@@ -130,6 +131,7 @@ class MCTConfig:
                 raise CaffeError(f"{where} needs {name} (a Data layer)")
         if self.mct.clean_weight < 0:
             raise CaffeError(f"{where}.clean_weight must not be negative")
+        check_outputs_distinct(self)
 
     def stage_param(self, role, stage, pretraining=True):
         """The role's SolverParameter for one stage (pretraining: fixed large rate)."""
@@ -161,6 +163,30 @@ def _set_distillation(solver_param, distillation):
         p.ClearField(field)
     # A `net` serves the test nets too: keep it in that role, inline.
     (p.train_net_param if separate else p.net_param).CopyFrom(net_param)
+
+
+# SoftTargetLoss on one sample of two classes, with the bottoms the calibration stage gives it.
+_SOFT_TARGET_WARM_UP = """
+force_backward: true
+layer { name: "scores" type: "Input" top: "primary" top: "aux" top: "label" top: "mask"
+        input_param { shape { dim: 1 dim: 2 } shape { dim: 1 dim: 2 } shape { dim: 1 }
+                      shape { dim: 1 } } }
+layer { name: "distill" type: "SoftTargetLoss" top: "loss"
+        bottom: "primary" bottom: "aux" bottom: "label" bottom: "mask" }
+"""
+
+
+def compile_calibration_kernels():
+    """Compile (or load from numba's cache) the kernels only the calibration stage runs.
+
+    The calibration nets, the only ones with a SoftTargetLoss, and the selection
+    net are built at the phase change; running them once on one or two samples
+    before the first iteration moves their compilation to the start of training,
+    where it is announced, instead of a silent pause in the middle of it.
+    """
+    net_param = parse_prototxt(_SOFT_TARGET_WARM_UP, caffe_pb2.NetParameter())
+    Net(net_param, TRAIN).forward_backward()
+    selection_net(0.5, 0.01, 2, 2).forward_prefilled()     # Softmax and ConfidenceMask
 
 
 def train_net_param(solver_param):
@@ -545,6 +571,8 @@ class MCTTrainer:
         self._check_models()
         if self.stage == CALIBRATE:
             self._start_selection()
+        else:
+            compile_calibration_kernels()
         if resume_file:
             self._restore(resume_file, start)
         for iteration in range(start, self.config.max_iter):

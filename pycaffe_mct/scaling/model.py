@@ -54,7 +54,7 @@ class NetworkSpec:
     # 2 microseconds, typical of the InfiniBand-class MPI the network is built on.
     latency_s: float = 2e-6
     # 1/b: 128 Gb/s injection bandwidth per node (glennklockwood.com TaihuLight notes,
-    # ../shared/reference/sw26010.md).
+    # docs/reference/sw26010.md).
     node_bytes_per_s: float = 128 * GBIT
     # Training processes sharing one node's injection bandwidth.  The paper trains
     # with one core group per process in the "large shared memory" mode (its

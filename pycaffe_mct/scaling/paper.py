@@ -42,7 +42,7 @@ ALLGATHER_BATCH = {"AlexNet": 128, "ResNet-50": 32}
 CLOTHING1M_CLASSES = 14
 
 # swDNN: >1.6 TFLOP/s double precision on convolution, 54% of the chip's peak
-# (../shared/reference/sw26010.md).
+# (docs/reference/sw26010.md).
 SWDNN_CONV_EFFICIENCY = 0.54
 
 # THE compute-efficiency assumption, stated once: the paper's Caffe on SW26010 sustains

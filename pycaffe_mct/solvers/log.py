@@ -28,6 +28,9 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ..errors import OutputError
+from ..proto_io import make_directory
+
 
 def format_number(value):
     """A number as C++'s ``ostream << float`` prints it (6 significant digits, %g)."""
@@ -57,6 +60,27 @@ class GlogFormatter(logging.Formatter):
         when = datetime.datetime.fromtimestamp(record.created)
         return (glog_prefix(record.levelname[0], where, when, record.native_thread_id)
                 + getattr(record, "message_prefix", "") + record.getMessage())
+
+
+class _LogFile(logging.FileHandler):
+    """A log file whose failed write (a full disk) is one OutputError naming it, instead
+    of logging's printed traceback; the file then leaves its logger, so the error's own
+    report does not try it again."""
+
+    def __init__(self, path, logger):
+        super().__init__(path, encoding="utf-8", delay=True)
+        self.owner = logger
+
+    def handleError(self, record):
+        reason = sys.exc_info()[1]
+        self.owner.removeHandler(self)
+        try:
+            self.close()
+        except OSError:
+            pass                       # the same failure again, when flushing
+        raise OutputError(f"{self.baseFilename}: cannot append to the log: "
+                          f"{getattr(reason, 'strerror', None) or reason}; the lines "
+                          f"written before are kept") from None
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -103,8 +127,8 @@ class GlogWriter:
 
     def add_file(self, path):
         """Also append every line to ``path`` (glog's --log_dir); returns the handler."""
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        return self._add(logging.FileHandler(path, encoding="utf-8", delay=True))
+        make_directory(os.path.dirname(os.path.abspath(path)))
+        return self._add(_LogFile(path, self.logger))
 
     def close(self):
         """Close the writer's log files (its stream stays open: it is the caller's)."""

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import CaffeError
 from ..hdf5 import h5py_missing_reason
 from ..proto import caffe_pb2
-from ..proto_io import read_prototxt
+from ..proto_io import read_prototxt, read_text
 
 _P = caffe_pb2.SolverParameter
 
@@ -26,12 +26,12 @@ _LEGACY_TYPES = {_P.SGD: "SGD", _P.NESTEROV: "Nesterov", _P.ADAGRAD: "AdaGrad",
 def field_line(source, field):
     """``source:line`` of the first ``field:`` in the file ``source``, else just ``source``."""
     try:
-        with open(source, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if re.match(rf"\s*{field}\s*[:{{]", line):
-                    return f"{source}:{number}"
-    except OSError:
-        pass
+        text = read_text(source)
+    except CaffeError:
+        return source
+    for number, line in enumerate(text.split("\n"), 1):
+        if re.match(rf"\s*{field}\s*[:{{]", line):
+            return f"{source}:{number}"
     return source
 
 

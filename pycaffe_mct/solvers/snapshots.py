@@ -14,7 +14,7 @@ from .. import hdf5
 from ..blob import proto_array, proto_shape
 from ..errors import CaffeError, ModelFileError
 from ..proto import caffe_pb2
-from ..proto_io import read_binary_proto, write_binary_proto
+from ..proto_io import read_binary_proto, remove_stale_temporaries, write_binary_proto
 
 
 def prepare_prefix(param, source):
@@ -37,6 +37,19 @@ def prepare_prefix(param, source):
     if not os.access(directory, os.W_OK):
         raise CaffeError(f"{source}: cannot write to snapshot_prefix "
                          f"'{param.snapshot_prefix}'; make sure the directory is writable")
+
+
+def remove_stale_temporaries_of(solver):
+    """Remove the temporary snapshot files a killed run left (see proto_io).
+
+    Only MPI rank 0, the one rank that writes snapshots, looks: another rank on
+    another host could not tell a live writer's file from a dead one's.
+    """
+    from ..parallel.launch import mpi_rank       # reads the environment only
+    if solver.param.snapshot_prefix and mpi_rank() == 0:
+        for path in remove_stale_temporaries(solver.param.snapshot_prefix):
+            solver.info(f"Removed {path}: a temporary file an interrupted snapshot left", 0,
+                        "snapshots.py")
 
 
 def write_snapshot(solver):

@@ -106,6 +106,7 @@ class Solver:
             self.info("solver_mode GPU (device_id "
                       f"{param.device_id}) is ignored: pycaffe_mct runs on the CPU", 0)
         snapshots.prepare_prefix(param, source)
+        snapshots.remove_stale_temporaries_of(self)
         self.net = self._train_net()
         self.test_nets = self._test_nets()
         self.info("Solver scaffolding done.", 77)

@@ -246,4 +246,4 @@ def test_missing_onnx_package_is_a_clear_error_and_a_log_line(tmp_path, monkeypa
     lines = []
     assert export_deploy_if_available("any.prototxt", "any.caffemodel", log=lines.append) is None
     assert lines == ["ONNX export skipped: onnx is not installed "
-                     "(pip install 'pycaffe_mct[onnx]')"]
+                     "(pip install -e '.[onnx]' (in a venv, from the repository root))"]

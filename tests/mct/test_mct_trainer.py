@@ -219,3 +219,46 @@ def test_single_process_mct_never_imports_mpi4py():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert done.stdout.strip() == "False", done.stderr
+
+
+# Kernels held by the process (compiled or loaded from numba's cache) when M_p's and M_a's
+# calibration nets are entered, and after the first calibration step.
+PHASE_CHANGE_PROBE = """
+import sys
+from numba.core.dispatcher import Dispatcher
+from pycaffe_mct.mct import trainer
+
+def kernels_held():
+    return sum(len(value.overloads) for name, module in list(sys.modules.items())
+               if name.startswith("pycaffe_mct.cg.ops")
+               for value in vars(module).values() if isinstance(value, Dispatcher))
+
+held = []
+enter, step = trainer.MCTTrainer._enter, trainer.MCTTrainer._calibration_step
+
+def recording_enter(self, stage, iteration):
+    if stage == trainer.CALIBRATE:
+        held.append(kernels_held())
+    enter(self, stage, iteration)
+
+def recording_step(self):
+    step(self)
+    held.append(kernels_held())
+
+trainer.MCTTrainer._enter, trainer.MCTTrainer._calibration_step = recording_enter, recording_step
+trainer.MCTTrainer(sys.argv[1]).train()
+print(held[0], held[1])
+"""
+
+
+@pytest.mark.slow
+def test_no_kernel_is_compiled_or_loaded_at_the_phase_change(tmp_path, digits):
+    """In a new process (numba's cache warm from the tests) the calibration stage's kernels
+    are in place before the first iteration, so a cold start never compiles mid-training."""
+    solver = write_job(tmp_path, digits, pretrain_iter=1, max_iter=2, test_interval=100)
+    done = subprocess.run([sys.executable, "-c", PHASE_CHANGE_PROBE, str(solver)],
+                          capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    before, after = map(int, done.stdout.split()[-2:])
+    assert before > 0 and after == before

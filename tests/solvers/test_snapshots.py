@@ -134,10 +134,10 @@ def test_solverstate_h5_written_by_h5py_in_caffes_layout_restores(tmp_path):
 def test_hdf5_snapshots_without_h5py_name_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(CaffeError, match=r"solver.prototxt:\d+: snapshot_format HDF5 needs "
-                                         r"h5py.*pip install 'pycaffe_mct\[hdf5\]'"):
+                                         r"h5py.*pip install -e '\.\[hdf5\]'"):
         quiet_solver(write_solver(tmp_path, snapshot_format="HDF5"))
     solver, _ = quiet_solver(write_solver(tmp_path))
-    with pytest.raises(CaffeError, match=r"pycaffe_mct\[hdf5\]"):
+    with pytest.raises(CaffeError, match=r"pip install -e '\.\[hdf5\]'"):
         solver.restore(str(tmp_path / "x.solverstate.h5"))
 
 
