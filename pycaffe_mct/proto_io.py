@@ -45,11 +45,7 @@ def read_text(path, error=CaffeError):
     """The UTF-8 text of ``path``; unreadable files and invalid bytes raise ``error``
     naming the file (and the line and column of the first byte that is not UTF-8)."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise error(f"{path}: cannot read: {exc.strerror}") from None
+    data = _read_bytes(path, error)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -59,15 +55,19 @@ def read_text(path, error=CaffeError):
                     f"0x{data[exc.start]:02x}); save the file as UTF-8") from None
 
 
+def _read_bytes(path, error):
+    """The bytes of ``path``; a file that cannot be read raises ``error`` naming it."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror}") from None
+
 
 def read_binary_proto(path, message):
     """Parse the binary protobuf file ``path`` into ``message`` and return it."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read: {exc.strerror}") from None
+    data = _read_bytes(path, ModelFileError)
     try:
         message.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as exc:
