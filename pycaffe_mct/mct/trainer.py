@@ -40,7 +40,7 @@ from ..proto_io import write_atomically
 from ..solvers.log import GlogWriter, default_writer
 from ..solvers.params import read_solver_param
 from ..solvers.solver import get_solver
-from . import selection
+from . import noise_rate, selection
 
 PRETRAIN, CALIBRATE = "mct_pretrain", "mct_calibrate"
 AUX, PRIMARY = "aux", "primary"
@@ -96,9 +96,12 @@ class MCTConfig:
                                                             self.mct.clean_label_list)
             where = (f"P_noise estimated from {self.mct.noisy_label_list} and "
                      f"{self.mct.clean_label_list}")
+        elif self.mct.HasField("clean_validation"):
+            return None               # estimated from M_a when calibration starts
         else:
-            raise CaffeError(f"{self.source}: mct_param needs selection.noise_rate, or "
-                             f"noisy_label_list and clean_label_list to estimate it from")
+            raise CaffeError(f"{self.source}: mct_param needs selection.noise_rate, "
+                             f"noisy_label_list and clean_label_list, or clean_validation "
+                             f"to estimate P_noise from")
         selection.check_noise_rate(rate, where)
         return rate
 
@@ -325,6 +328,9 @@ class MCTTrainer:
             return self.given_feeders
         seed = self.config.param.random_seed
         rng.set_random_seed(seed if seed >= 0 else 1701)
+        return self._data_feeders(whats)
+
+    def _data_feeders(self, whats):
         feeders = {}
         for what in whats:
             try:
@@ -363,16 +369,16 @@ class MCTTrainer:
         self.feeders = self._build_feeders()
         self._enter(stage, start)
         self._check_models()
-        _info(f"P_noise = {self.config.noise_rate:g}; global noisy batch "
-              f"{self._local_batch('noisy_data') * self.size}: M_a takes "
-              f"{self._counts()[0]} samples (eq. 1), M_p {self._counts()[1]} (eq. 2)")
         if resume_file:
             self._restore(resume_file, start)
+        if stage == CALIBRATE:
+            self.resolve_noise_rate()
         for iteration in range(start, self.config.max_iter):
             if iteration == self.config.pretrain_iter and self.models[AUX].stage == PRETRAIN:
                 self._snapshot_both()
                 self._enter(CALIBRATE, iteration,
                             {role: m.solver for role, m in self.models.items()})
+                self.resolve_noise_rate()
             if self.models[AUX].stage == PRETRAIN:
                 self._pretrain_step()
             else:
@@ -380,6 +386,41 @@ class MCTTrainer:
         results = self._finish()
         self.deploy()
         return results
+
+    def resolve_noise_rate(self):
+        """P_noise for calibration: as configured, or estimated now from M_a's
+        predictions on noisy and clean validation data (``noise_rate``)."""
+        if self.config.noise_rate is None:
+            estimate = self._estimate_noise_rate()
+            self.config.noise_rate = estimate.rate
+            _info(f"P_noise estimated from M_a: {estimate.rate:.4f} (accuracy "
+                  f"{estimate.accuracy:.4f} on {estimate.validation_count} clean validation "
+                  f"samples, agreement {estimate.agreement:.4f} with the labels of "
+                  f"{estimate.noisy_count} noisy samples)")
+        _info(f"P_noise = {self.config.noise_rate:g}; global noisy batch "
+              f"{self._local_batch('noisy_data') * self.size}: M_a takes "
+              f"{self._counts()[0]} samples (eq. 1), M_p {self._counts()[1]} (eq. 2)")
+        return self.config.noise_rate
+
+    def _estimate_noise_rate(self):
+        """Counts of M_a's matches on estimate_batches batches of each source, summed
+        over the ranks; fresh feeders, so the training batches stay as they were."""
+        if self.given_feeders is not None:
+            feeders = {"noisy_data": self.given_feeders["noisy_estimate"],
+                       "clean_validation": self.given_feeders["clean_validation"]}
+        else:
+            feeders = self._data_feeders(("noisy_data", "clean_validation"))
+        counts = np.zeros(4, np.int64)
+        for slot, what in enumerate(("noisy_data", "clean_validation")):
+            for _ in range(self.config.mct.estimate_batches):
+                images, labels = feeders[what].next()
+                counts[2 * slot:2 * slot + 2] += noise_rate.matches(
+                    self.models[AUX].logits(images), labels)
+        if self.world is not None:
+            from ..parallel import allgather_array
+            counts = allgather_array(self.world, counts[None]).sum(axis=0)
+        classes = self.models[AUX].net.blobs[self.config.mct.logits_blob].shape[1]
+        return noise_rate.estimate_from_counts(*counts, classes)
 
     def _counts(self):
         batch = self._local_batch("noisy_data") * self.size
