@@ -3,7 +3,7 @@
     python bench/mct_digits_table.py --seeds 1-10 --jobs 2 --json digits.json
     python bench/mct_digits_table.py --data mnist5k --level symmetric:0.4 --seeds 1-5
     python bench/mct_digits_table.py --transition my_noise.npy --seeds 1-5
-    python bench/mct_digits_table.py --level symmetric:0.4 --sensitivity --seeds 1-10
+    python bench/mct_digits_table.py --level symmetric:0.4 --sensitivity symmetric:0.4
 
 The protocol (docs/mct-evidence.md):
 
@@ -74,9 +74,9 @@ from pycaffe_mct.tools.make_digits_dataset import source_images, split_indices  
 
 METHODS = ("noisy", "clean", "mixed", "finetune", "distill", "coteach", "mct", "mct_select",
            "mct_soft", "upper")
-DEFAULT_LEVELS = {"digits": ("symmetric:0.4", "symmetric:0.6", "pairflip:0.45"),
+DEFAULT_LEVELS = {"digits": ("symmetric:0.4", "pairflip:0.45"),
                   "mnist5k": ("symmetric:0.4", "pairflip:0.45")}
-ITERATIONS = 300
+ITERATIONS = 200          # ~10 epochs of the digits' noisy split at batch 64
 BATCH, CLEAN_BATCH = 64, 32
 CLASSES = 10
 TEST_FRACTION, CLEAN_FRACTION, VAL_SHARE = 0.2, 0.1, 1 / 3
@@ -544,10 +544,11 @@ def parse_args(argv):
     parser.add_argument("--seeds", default="10", help="N (1..N), A-B or a comma list (10)")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help="comma separated subset of " + ",".join(METHODS))
-    parser.add_argument("--budget", type=int, default=4,
-                        help="configurations searched per method on validation (4)")
-    parser.add_argument("--sensitivity", action="store_true",
-                        help="also run MCT told the rate as truth -0.2 .. +0.2")
+    parser.add_argument("--budget", type=int, default=3,
+                        help="configurations searched per method on validation (3)")
+    parser.add_argument("--sensitivity", action="append", default=[], metavar="LEVEL",
+                        help="at this level also run MCT told the rate as truth -0.2 .. +0.2 "
+                             "(repeatable)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (1)")
     parser.add_argument("--json", help="write every per-seed number to this file")
     args = parser.parse_args(argv)
@@ -560,6 +561,9 @@ def parse_args(argv):
     if args.transition:
         args.level = (args.level or []) + [args.transition]
     args.level = args.level or list(DEFAULT_LEVELS[args.data])
+    if set(args.sensitivity) - set(args.level):
+        parser.error(f"--sensitivity {sorted(set(args.sensitivity) - set(args.level))} is not "
+                     f"among the levels {args.level}")
     return args
 
 
@@ -568,7 +572,7 @@ def main(argv=None):
     set_default_writer(QUIET)
     for level in args.level:
         level_transition(level)                  # bad levels stop before any training
-    tasks = [(args.data, level, seed, args.methods, args.budget, args.sensitivity)
+    tasks = [(args.data, level, seed, args.methods, args.budget, level in args.sensitivity)
              for level in args.level for seed in parse_seeds(args.seeds)]
     started, load = time.time(), os.getloadavg()
     if args.jobs > 1:

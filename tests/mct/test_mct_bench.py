@@ -49,7 +49,7 @@ def test_tiny_table_runs_end_to_end_and_writes_every_seed(tmp_path, monkeypatch,
     monkeypatch.setattr(bench, "ITERATIONS", 12)
     out = tmp_path / "table.json"
     assert bench.main(["--level", "symmetric:0.4", "--seeds", "2", "--budget", "2",
-                       "--methods", "clean,coteach,mct", "--sensitivity",
+                       "--methods", "clean,coteach,mct", "--sensitivity", "symmetric:0.4",
                        "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "MCT minus each method" in printed and "Sensitivity (symmetric:0.4)" in printed
