@@ -89,7 +89,7 @@ LR = [0.05, 0.02, 0.1, 0.01, 0.2]
 SEARCH_SPACES = {
     "noisy": {"lr": LR}, "clean": {"lr": LR}, "mixed": {"lr": LR}, "upper": {"lr": LR},
     "finetune": {"lr": LR[:3], "tune_share": [1 / 3, 1 / 6, 1 / 2], "tune_lr": [0.1, 0.3]},
-    "distill": {"lr": LR[:3], "temperature": [1, 2, 4], "soft_weight": [0.5, 0.2, 0.8]},
+    "distill": {"lr": LR[:3], "temperature": [1, 2, 4], "soft_weight": [0.2, 0.5, 0.8]},
     "coteach": {"lr": LR[:3], "forget_scale": [1.0, 0.5, 0.75, 1.25],
                 "ramp_share": [1 / 3, 1 / 6, 1 / 2]},
     "mct": {"lr": LR[:3], "temperature": [1, 2, 4], "soft_weight": [0.2, 0.5, 0.8],
