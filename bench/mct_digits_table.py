@@ -55,8 +55,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
-# One thread per process: the table runs as --jobs processes on the machine's cores.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+# One thread per process (the script and its --jobs workers, not an importing test):
+# the table runs as --jobs processes on the machine's cores.
+if __name__ in ("__main__", "__mp_main__"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import numpy as np  # noqa: E402
@@ -500,8 +502,9 @@ def format_tables(levels, methods):
                   "estimate (co-teaching's):"]
     for n in names:
         level = levels[n]
-        triples = zip(level["true_rate"], level["mct_rate_estimate"] or [np.nan] * 99,
-                      level["clean_model_rate_estimate"] or [np.nan] * 99)
+        missing = [float("nan")] * len(level["true_rate"])
+        triples = zip(level["true_rate"], level["mct_rate_estimate"] or missing,
+                      level["clean_model_rate_estimate"] or missing)
         lines.append(f"  {n}: " + "  ".join(f"{t:.2f}/{m:.2f}/{c:.2f}" for t, m, c in triples))
         if level["mct_rate_estimate"]:
             error = np.subtract(level["mct_rate_estimate"], level["true_rate"])

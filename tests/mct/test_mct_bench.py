@@ -10,6 +10,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import mct_digits_table as bench  # noqa: E402
 
+from pycaffe_mct.solvers.log import default_writer, set_default_writer  # noqa: E402
+
 
 def test_mean_std_is_the_sample_std():
     assert bench.mean_std([1.0, 2.0, 3.0, 6.0]) == (3.0, pytest.approx(math.sqrt(14 / 3)))
@@ -45,7 +47,16 @@ def test_split_is_fixed_per_seed_and_validation_comes_from_the_clean_budget():
     np.testing.assert_array_equal(split["true"][0], split["noisy"][0])
 
 
-def test_tiny_table_runs_end_to_end_and_writes_every_seed(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def restore_log_writer():
+    """The bench silences the library's global log writer; later tests need it back."""
+    previous = set_default_writer(default_writer())
+    yield
+    set_default_writer(previous)
+
+
+def test_tiny_table_runs_end_to_end_and_writes_every_seed(tmp_path, monkeypatch, capsys,
+                                                          restore_log_writer):
     monkeypatch.setattr(bench, "ITERATIONS", 12)
     out = tmp_path / "table.json"
     assert bench.main(["--level", "symmetric:0.4", "--seeds", "2", "--budget", "2",
