@@ -121,6 +121,8 @@ class MCTConfig:
         for name in ("clean_data", "noisy_data"):
             if not self.mct.HasField(name):
                 raise CaffeError(f"{where} needs {name} (a Data layer)")
+        if self.mct.HasField("clean_validation") and self.mct.estimate_batches < 1:
+            raise CaffeError(f"{where}.estimate_batches must be at least 1")
         if self.mct.clean_weight < 0:
             raise CaffeError(f"{where}.clean_weight must not be negative")
 
@@ -296,7 +298,8 @@ class MCTTrainer:
         """``solver``: a solver file or SolverParameter with an mct_param section.
         ``feeders``: optional {"clean_data": f, "noisy_data": f} objects with
         ``next() -> (images, labels)`` and ``restore_iteration(i)`` used instead
-        of the data layers (the benchmark feeds arrays held in memory)."""
+        of the data layers (the benchmark feeds arrays held in memory); to
+        estimate P_noise also "noisy_estimate" and "clean_validation"."""
         self.config = MCTConfig(solver)
         self.given_feeders = feeders
         self.world = world            # an mpi4py communicator-like object, or None

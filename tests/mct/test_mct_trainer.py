@@ -153,6 +153,14 @@ def test_without_rate_lists_or_validation_data_the_rate_cannot_be_had(tmp_path, 
         MCTTrainer(str(solver))
 
 
+def test_estimate_batches_must_be_positive(tmp_path, digits):
+    solver = write_job(tmp_path, digits, noise_rate=None, lists=False,
+                       validation=f"{digits}/test_lmdb")
+    solver.write_text(solver.read_text().replace("estimate_batches: 3", "estimate_batches: 0"))
+    with pytest.raises(CaffeError, match="mct_param.estimate_batches must be at least 1"):
+        MCTTrainer(str(solver))
+
+
 def test_noise_rate_is_estimated_from_m_a_when_calibration_starts(tmp_path, digits, capfd):
     solver = write_job(tmp_path, digits, noise_rate=None, lists=False, pretrain_iter=10,
                        clean_batch=16, validation=f"{digits}/test_lmdb", snapshot=0,
