@@ -302,10 +302,10 @@ def mct_solver_param(seed, config, rate=None):
     mct.aux_solver_param.CopyFrom(solver_param(weighted_net(), seed + HELPER_SEED, config["lr"]))
     mct.primary_solver_param.CopyFrom(solver_param(
         distill_net(config.get("temperature", 1), soft_weight), seed, config["lr"]))
-    for role in (mct.aux_solver_param, mct.primary_solver_param):
-        role.snapshot = 0
+    for name, role in (("aux", mct.aux_solver_param), ("primary", mct.primary_solver_param)):
+        role.snapshot = 0             # nothing is written; the prefixes still must differ
         role.snapshot_prefix = os.path.join(os.environ.get("TMPDIR", "/tmp"),
-                                            f"mct_bench_{os.getpid()}")
+                                            f"mct_bench_{os.getpid()}_{name}")
     for name, batch in (("clean_data", CLEAN_BATCH), ("noisy_data", BATCH),
                         ("clean_validation", BATCH)):
         layer = getattr(mct, name)
