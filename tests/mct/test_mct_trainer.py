@@ -1,5 +1,6 @@
 """The MCT trainer: bad configurations stop before training; a tiny run end to end."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from pycaffe_mct.errors import CaffeError
 from pycaffe_mct.commands.mct_train import mct_train_main
+from pycaffe_mct.mct.noise_rate import rate_from_agreement
 from pycaffe_mct.mct.trainer import MCTTrainer
 from pycaffe_mct.net import Net
 from pycaffe_mct.proto import caffe_pb2
@@ -69,8 +71,8 @@ def _solver(net_file, **overrides):
 
 
 def write_job(tmp_path, data, noise_rate="0.4", aux_classes=10, clean_source=None,
-              noisy_batch=8, clean_batch=4, pretrain_iter=4, test_batch=60,
-              **solver_overrides):
+              noisy_batch=8, clean_batch=4, pretrain_iter=4, test_batch=60, lists=True,
+              validation=None, **solver_overrides):
     """A complete MCT job under tmp_path; returns the MCT solver file."""
     (tmp_path / "aux.prototxt").write_text(_aux_net(data, aux_classes, test_batch))
     (tmp_path / "primary.prototxt").write_text(_primary_net(data, 10, test_batch))
@@ -79,6 +81,13 @@ def write_job(tmp_path, data, noise_rate="0.4", aux_classes=10, clean_source=Non
     (tmp_path / "primary_solver.prototxt").write_text(_solver(tmp_path / "primary.prototxt",
                                                               **solver_overrides))
     selection = f"selection {{ noise_rate: {noise_rate} }}" if noise_rate else ""
+    if lists:
+        selection += (f'\n  noisy_label_list: "{data}/noisy.txt"'
+                      f'\n  clean_label_list: "{data}/noisy_true.txt"')
+    if validation:
+        selection += (f'\n  clean_validation {{ name: "val" type: "Data" top: "data" '
+                      f'top: "label" transform_param {{ scale: 0.00390625 }} data_param '
+                      f'{{ source: "{validation}" batch_size: 60 }} }} estimate_batches: 3')
     solver = tmp_path / "mct.prototxt"
     solver.write_text(f"""random_seed: 5
 mct_param {{
@@ -93,8 +102,6 @@ mct_param {{
   pretrain_iter: {pretrain_iter}
   pretrain_lr: 0.1
   {selection}
-  noisy_label_list: "{data}/noisy.txt"
-  clean_label_list: "{data}/noisy_true.txt"
   distillation {{ temperature: 2 soft_weight: 0.5 }}
   aux_snapshot_prefix: "{tmp_path}/snap/aux"
   primary_snapshot_prefix: "{tmp_path}/snap/primary"
@@ -136,6 +143,40 @@ def test_noise_rate_is_estimated_from_label_lists(tmp_path, digits):
     true = dict(line.split() for line in open(f"{digits}/noisy_true.txt"))
     expected = np.mean([noisy[k] != true[k] for k in noisy])
     assert MCTTrainer(str(solver)).config.noise_rate == pytest.approx(expected)
+
+
+def test_without_rate_lists_or_validation_data_the_rate_cannot_be_had(tmp_path, digits):
+    solver = write_job(tmp_path, digits, noise_rate=None, lists=False)
+    with pytest.raises(CaffeError, match="mct_param needs selection.noise_rate, "
+                                         "noisy_label_list and clean_label_list, or "
+                                         "clean_validation"):
+        MCTTrainer(str(solver))
+
+
+def test_estimate_batches_must_be_positive(tmp_path, digits):
+    solver = write_job(tmp_path, digits, noise_rate=None, lists=False,
+                       validation=f"{digits}/test_lmdb")
+    solver.write_text(solver.read_text().replace("estimate_batches: 3", "estimate_batches: 0"))
+    with pytest.raises(CaffeError, match="mct_param.estimate_batches must be at least 1"):
+        MCTTrainer(str(solver))
+
+
+def test_noise_rate_is_estimated_from_m_a_when_calibration_starts(tmp_path, digits, capfd):
+    solver = write_job(tmp_path, digits, noise_rate=None, lists=False, pretrain_iter=10,
+                       clean_batch=16, validation=f"{digits}/test_lmdb", snapshot=0,
+                       test_interval=100)
+    trainer = MCTTrainer(str(solver))
+    assert trainer.config.noise_rate is None
+    trainer.train()
+    logged = [line for line in capfd.readouterr().err.splitlines()
+              if "P_noise estimated from M_a" in line]
+    assert len(logged) == 1
+    found = re.search(r"M_a: ([\d.]+) \(accuracy ([\d.]+) on 180 clean validation samples, "
+                      r"agreement ([\d.]+) with the labels of 24 noisy samples", logged[0])
+    rate, accuracy, agreement = map(float, found.groups())
+    assert accuracy > 0.3                     # M_a learnt something from its clean batches
+    assert rate == pytest.approx(trainer.config.noise_rate, abs=5e-5)
+    assert rate == pytest.approx(rate_from_agreement(agreement, accuracy, 10), abs=1e-3)
 
 
 def test_class_counts_that_differ_are_refused(tmp_path, digits):

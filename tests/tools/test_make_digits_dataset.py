@@ -4,7 +4,7 @@ import pytest
 from data_helpers import golden_records, raw_pixels
 
 from pycaffe_mct.errors import CaffeError
-from pycaffe_mct.tools.make_digits_dataset import corrupt_labels, main, make_digits_dataset
+from pycaffe_mct.tools.make_digits_dataset import main, make_digits_dataset, split_indices
 
 
 def _labels(path):
@@ -47,18 +47,6 @@ def test_lmdbs_hold_the_listed_images_as_convert_imageset_would(digits):
         np.testing.assert_array_equal(raw_pixels(datum)[:, :, 0], png)
 
 
-def test_pairflip_moves_each_class_to_the_next():
-    labels = np.arange(10).repeat(100)
-    moved = corrupt_labels(labels, "pairflip", 1.0, np.random.default_rng(0))
-    np.testing.assert_array_equal(moved, (labels + 1) % 10)
-
-
-def test_symmetric_noise_never_keeps_a_flipped_label_and_reaches_all_others():
-    labels = np.zeros(2000, dtype=np.int64)
-    moved = corrupt_labels(labels, "symmetric", 1.0, np.random.default_rng(0))
-    assert set(moved.tolist()) == set(range(1, 10))
-
-
 def test_bad_noise_settings_are_refused(tmp_path):
     with pytest.raises(CaffeError, match="unknown noise type 'gaussian'"):
         make_digits_dataset(tmp_path / "a", noise="gaussian")
@@ -69,9 +57,50 @@ def test_bad_noise_settings_are_refused(tmp_path):
 def test_overwrite_rewrites_lists_and_lmdbs(digits):
     summary = make_digits_dataset(digits, noise="pairflip", rate=0.2, seed=3, overwrite=True)
     assert summary["noisy"] == 1294 and 0.15 < summary["realised_rate"] < 0.25
-    with pytest.raises(CaffeError, match="already exists"):
+    with pytest.raises(CaffeError, match=r"made with other arguments \(source digits, noise "
+                                         r"pairflip, rate 0.2.*pass --overwrite"):
         make_digits_dataset(digits, seed=3)
     make_digits_dataset(digits, rate=0.4, seed=3, overwrite=True)
+
+
+def test_second_run_with_the_same_arguments_reuses_the_data_set(digits, capsys):
+    before = (digits / "noisy.txt").stat().st_mtime_ns
+    assert main([str(digits), "--rate", "0.4", "--seed", "3"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"make_digits_dataset: {digits} already holds this data set (same arguments); "
+        f"reusing it")
+    assert (digits / "noisy.txt").stat().st_mtime_ns == before
+
+
+def test_lmdbs_of_an_older_run_without_a_manifest_need_overwrite(tmp_path, digits):
+    import shutil
+    shutil.copytree(digits / "test_lmdb", tmp_path / "test_lmdb")
+    with pytest.raises(CaffeError, match="made with unknown arguments; pass --overwrite"):
+        make_digits_dataset(tmp_path)
+
+
+def test_validation_is_drawn_from_the_clean_budget():
+    splits = split_indices(1000, np.random.default_rng(0), 0.2, 0.1, val_fraction=0.25)
+    sizes = {name: len(idx) for name, idx in splits.items()}
+    assert sizes == {"train": 800, "test": 200, "val": 20, "clean": 60, "noisy": 720}
+    parts = np.concatenate([splits[n] for n in ("val", "clean", "noisy")])
+    np.testing.assert_array_equal(np.sort(parts), splits["train"])
+    again = split_indices(1000, np.random.default_rng(0), 0.2, 0.1, val_fraction=0.25)
+    assert all(np.array_equal(again[n], splits[n]) for n in splits)
+
+
+def test_mnist5k_source_writes_real_mnist_digits(tmp_path):
+    summary = make_digits_dataset(tmp_path, source="mnist5k", noise="asymmetric", rate=0.4,
+                                  val_fraction=0.33)
+    assert (summary["train"], summary["test"], summary["val"]) == (4000, 1000, 132)
+    assert 0.17 < summary["realised_rate"] < 0.22        # half the classes flip
+    assert len(golden_records(tmp_path / "val_lmdb")) == 132
+
+
+def test_bad_transition_file_is_refused_with_its_name(tmp_path):
+    np.save(tmp_path / "t.npy", np.full((10, 10), 0.2))
+    with pytest.raises(CaffeError, match=r"t.npy: row 0 sums to 2, not 1"):
+        make_digits_dataset(tmp_path / "out", transition_file=str(tmp_path / "t.npy"))
 
 
 @pytest.mark.slow
