@@ -16,6 +16,7 @@ import numpy as np
 from . import hdf5, net_passes
 from .blob import Blob, has_legacy_shape, legacy_shape_equals, proto_array, proto_shape
 from .errors import CaffeError, ModelFileError, NetError, layer_error
+from .fusion import affine_chains
 from .layer import TRAIN, create_layer
 from .proto import caffe_pb2
 from .proto_io import read_binary_proto, read_prototxt, write_binary_proto
@@ -103,6 +104,10 @@ class Net:
                 layer_param.phase = self.state.phase
             self._add_layer(layer_param)
         self._analyse_backward(param.force_backward)
+        self._chains = affine_chains(self.layers, self.bottom_vecs, self.top_vecs)
+        self._chain_ends = {chain.last: chain for chain in self._chains.values()
+                            if all(self.layer_need_backward[j] and self.bottom_need_backward[j][0]
+                                   for j in range(chain.first, chain.last + 1))}
         self.blob_loss_weights = OrderedDict((n, 0.0) for n in self.blobs)
         for layer in self.layers:
             for name, weight in zip(self.top_names[layer.name], layer.loss_weights):
@@ -276,7 +281,14 @@ class Net:
         """Run layers ``start..end`` (inclusive) and return the summed loss."""
         end = len(self.layers) - 1 if end is None else end
         loss = 0.0
-        for i in range(start, end + 1):
+        i = start - 1
+        while i < end:
+            i += 1
+            chain = self._chains.get(i)
+            if chain is not None and chain.last <= end:      # see fusion.py
+                chain.forward(self.bottom_vecs[i][0])
+                i = chain.last
+                continue
             layer = self.layers[i]
             try:
                 loss += layer.forward(self.bottom_vecs[i], self.top_vecs[i])
@@ -293,7 +305,17 @@ class Net:
     def backward_from_to(self, start=None, end=0):
         """Back-propagate through layers ``start`` down to ``end`` (inclusive)."""
         start = len(self.layers) - 1 if start is None else start
-        for i in range(start, end - 1, -1):
+        i = start + 1
+        while i > end:
+            i -= 1
+            chain = self._chain_ends.get(i)
+            if chain is not None and chain.first >= end:     # see fusion.py
+                chain.backward(self.bottom_vecs[i][0])
+                for j in range(i, chain.first - 1, -1):
+                    for hook in self._backward_hooks:
+                        hook(j)
+                i = chain.first
+                continue
             if self.layer_need_backward[i]:
                 self.layers[i].backward(self.top_vecs[i], self.bottom_need_backward[i],
                                         self.bottom_vecs[i])

@@ -160,6 +160,8 @@ def channel_linear_kernel(arrays, coeffs, shift, out, lo, hi):
 
 
 _SUMS = dict(JIT, fastmath={"reassoc"})
+_ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
 
 
 @numba.njit(parallel=True, **JIT)
@@ -267,3 +269,125 @@ def normalize_rows_kernel(x, mean, divisor, length, out, lo, hi):
         centre, scale = mean[row], divisor[row]
         for i in range(n):
             out[start + i] = (x[start + i] - centre) / scale
+
+
+# ---- BatchNorm -> Scale [-> ReLU] in one pass each way ----------------------------
+
+def affine_chain_forward(x, norm, affine, slope, normalized, out):
+    """BatchNorm's, Scale's and optionally ReLU's forward in one pass over x (N, C, S).
+
+    ``norm`` = (coeff, shift) and ``affine`` = (scale, bias or None) are (C,)
+    arrays; ``slope`` is ReLU's negative slope, or None without a ReLU.
+    normalized = x * coeff + shift (kept for backward), out = relu(normalized *
+    scale + bias), each step rounded to float32 as the three layers round it.
+    out may alias x.
+    """
+    n_img, channels, plane = x.shape
+    scale, bias = affine
+    terms = _chain_terms(slope, bias, channels)
+    # Unit: one (image, channel) row; reads x, writes normalized and out.
+    scheduler.units("affine_chain_forward", n_img * channels, (plane + 4) * x.itemsize,
+                    2 * plane * out.itemsize, 6 * plane,
+                    lambda lo, hi: affine_chain_forward_kernel(
+                        x, norm[0], norm[1], scale, terms[0], terms[1], terms[2],
+                        normalized, out, lo, hi))
+
+
+def affine_chain_sums(y, dy, normalized, slope):
+    """Per-channel sums of dz and dz * normalized, dz = dy through ReLU (if ``slope`` is
+    not None) at output y: the Scale layer's parameter gradients, and the sums
+    BatchNorm's gradient needs."""
+    channels = y.shape[1]
+    sum_dz = np.empty(channels, np.float32)
+    sum_dz_normalized = np.empty(channels, np.float32)
+    relu, slope_value, _ = _chain_terms(slope, None, channels)
+    _per_channel("affine_chain_sums", y.shape, 3, 5,
+                 lambda lo, hi: affine_chain_sums_kernel(
+                     y, dy, normalized, relu, slope_value, sum_dz, sum_dz_normalized, lo, hi))
+    return sum_dz, sum_dz_normalized
+
+
+def affine_chain_backward(y, dy, normalized, slope, coeffs, dx):
+    """dx = dz * coeffs[0] + normalized * coeffs[1] + coeffs[2], dz as in
+    ``affine_chain_sums``; coefficients are (C,) arrays; dx may alias dy."""
+    n_img, channels, plane = y.shape
+    relu, slope_value, _ = _chain_terms(slope, None, channels)
+    scheduler.units("affine_chain_backward", n_img * channels, (3 * plane + 3) * y.itemsize,
+                    plane * dx.itemsize, 7 * plane,
+                    lambda lo, hi: affine_chain_backward_kernel(
+                        y, dy, normalized, relu, slope_value, coeffs[0], coeffs[1], coeffs[2],
+                        dx, lo, hi))
+
+
+def _chain_terms(slope, bias, channels):
+    """(whether a ReLU follows, its slope as float32, the bias or an empty array)."""
+    relu = slope is not None
+    return (relu, np.float32(slope if relu else 0.0),
+            np.empty(0, np.float32) if bias is None else bias)
+
+
+@numba.njit(parallel=True, **JIT)
+def affine_chain_forward_kernel(x, coeff, shift, scale, relu, slope, bias, normalized, out,
+                                lo, hi):
+    """Rows lo..hi of (N, C, S) x: see ``affine_chain_forward``."""
+    n_img, channels, plane = x.shape
+    src, kept, dst = x.reshape(-1), normalized.reshape(-1), out.reshape(-1)
+    inner = U(plane)
+    has_bias = bias.size > 0
+    for row in numba.prange(lo, hi):
+        c = row % channels
+        start = U(row) * inner
+        a, b, s = coeff[c], shift[c], scale[c]
+        offset = bias[c] if has_bias else _ZERO
+        for i in range(inner):
+            value = src[start + i] * a
+            value = value + b
+            kept[start + i] = value
+            value = value * s
+            if has_bias:
+                value = value + offset
+            if relu:
+                value = (_ZERO if value < 0 else value) + slope * (_ZERO if 0 < value else value)
+            dst[start + i] = value
+
+
+@numba.njit(parallel=True, **_SUMS)
+def affine_chain_sums_kernel(y, dy, normalized, relu, slope, sum_dz, sum_dz_normalized, lo, hi):
+    """Channels lo..hi: sums over (N, S) of dz and dz * normalized (see ``affine_chain_sums``)."""
+    n_img, channels, plane = y.shape
+    out, grad, kept = y.reshape(-1), dy.reshape(-1), normalized.reshape(-1)
+    for c in numba.prange(lo, hi):
+        total = 0.0
+        product = 0.0
+        for n in range(n_img):
+            row = U((n * channels + c) * plane)
+            for s in range(U(plane)):
+                dz = grad[row + s]
+                if relu:
+                    value = out[row + s]
+                    dz = dz * ((_ONE if value > 0 else _ZERO) + slope * (_ONE if value <= 0
+                                                                       else _ZERO))
+                total += dz
+                product += dz * kept[row + s]
+        sum_dz[c] = total
+        sum_dz_normalized[c] = product
+
+
+@numba.njit(parallel=True, **JIT)
+def affine_chain_backward_kernel(y, dy, normalized, relu, slope, k_dz, k_normalized, k_shift,
+                                 dx, lo, hi):
+    """Rows lo..hi: dx = dz * k_dz[c] + normalized * k_normalized[c] + k_shift[c]."""
+    n_img, channels, plane = y.shape
+    out, grad, kept, dst = y.reshape(-1), dy.reshape(-1), normalized.reshape(-1), dx.reshape(-1)
+    inner = U(plane)
+    for row in numba.prange(lo, hi):
+        c = row % channels
+        start = U(row) * inner
+        a, b, d = k_dz[c], k_normalized[c], k_shift[c]
+        for i in range(inner):
+            dz = grad[start + i]
+            if relu:
+                value = out[start + i]
+                dz = dz * ((_ONE if value > 0 else _ZERO) + slope * (_ONE if value <= 0
+                                                                   else _ZERO))
+            dst[start + i] = dz * a + kept[start + i] * b + d
