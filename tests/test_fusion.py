@@ -11,30 +11,27 @@ from test_net import make_net, numeric_gradient
 CHAIN = """
 force_backward: true
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 4 dim: 5 } } }
+layer { name: "target" type: "Input" top: "target" input_param { shape { dim: 2 dim: 3 } } }
 layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
         convolution_param { num_output: 4 kernel_size: 3 pad: 1
                             weight_filler { type: "gaussian" std: 0.5 } } }
 layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" }
-layer { name: "scale" type: "Scale" bottom: "conv" top: "conv"
+layer { name: "scale" type: "Scale" bottom: "conv" top: "SCALED"
         scale_param { bias_term: true filler { type: "uniform" min: 0.5 max: 1.5 }
                       bias_filler { type: "uniform" min: -0.5 max: 0.5 } } }
 RELU
-layer { name: "ip" type: "InnerProduct" bottom: "conv" top: "ip"
+layer { name: "ip" type: "InnerProduct" bottom: "SCALED" top: "ip"
         inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.5 } } }
 layer { name: "loss" type: "EuclideanLoss" bottom: "ip" bottom: "target" top: "loss" }
-layer { name: "target" type: "Input" top: "target" input_param { shape { dim: 2 dim: 3 } } }
 """
-RELU = 'layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" relu_param { %s } }'
+RELU = 'layer { name: "relu" type: "ReLU" bottom: "SCALED" top: "RELU_TOP" relu_param { %s } }'
 
 
-def chain_net(relu="negative_slope: 0.1", phase=caffe.TRAIN):
+def chain_net(relu="negative_slope: 0.1", phase=caffe.TRAIN, scaled="conv", relu_top="conv"):
+    """The test net; ``relu`` None leaves the ReLU out, ``scaled``/``relu_top`` name the tops
+    of Scale and ReLU (in place by default)."""
     text = CHAIN.replace("RELU", RELU % relu if relu is not None else "")
-    # The target's Input goes last in the text but must come first: move it.
-    lines = text.split("\n")
-    target = [line for line in lines if '"target" type: "Input"' in line]
-    text = "\n".join([line for line in lines if line not in target][:3] + target
-                     + [line for line in lines if line not in target][3:])
-    net = make_net(text, phase)
+    net = make_net(text.replace("SCALED", scaled).replace("RELU_TOP", relu_top), phase)
     rng = np.random.default_rng(5)
     net.blobs["data"].data[...] = rng.standard_normal(net.blobs["data"].shape)
     net.blobs["target"].data[...] = rng.standard_normal((2, 3))
@@ -110,3 +107,15 @@ def test_chain_gradient_matches_finite_differences():
     net.backward_from_to()
     analytic = net.blobs["data"].diff.copy()
     np.testing.assert_allclose(analytic, numeric_gradient(net, "data"), rtol=5e-3, atol=5e-4)
+
+
+def chain_spans(net):
+    names = list(net._layer_names)
+    return [(names[chain.first], names[chain.last]) for chain in net._chains.values()]
+
+
+def test_only_in_place_runs_of_the_three_layers_are_chains():
+    assert chain_spans(chain_net()) == [("bn", "relu")]
+    assert chain_spans(chain_net(relu=None)) == [("bn", "scale")]
+    assert chain_spans(chain_net(relu_top="r")) == [("bn", "scale")]
+    assert chain_spans(chain_net(scaled="s", relu_top="s")) == []
