@@ -63,7 +63,7 @@ class AffineChain:
         zeros = np.zeros_like(k_dz)
         sums = None
         if not norm.use_global_stats or any(scale.param_propagate_down):
-            sums = ops.affine_chain_sums(y, dy, normalized, self.slope)
+            sums = ops.channel_sums(dy, normalized, *(() if self.relu is None else (y, self.slope)))
             self._accumulate_param_grads(*sums)
         if norm.use_global_stats:
             coeffs = (k_dz, zeros, zeros)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import scheduler
 from ..jit import JIT, U
-from .elementwise import pointwise, product_into
+from .elementwise import pointwise, product_into, relu_gradient, relu_value
 from .pooling import ave_pool_backward, ave_pool_forward
 
 
@@ -85,12 +85,18 @@ def channel_mean_var(x):
     return mean, var
 
 
-def channel_sums(a, b):
-    """Per-channel sums of a and a*b over axes 0 and 2 of (N, C, S) arrays."""
+def channel_sums(a, b, relu_output=None, slope=0.0):
+    """Per-channel sums of a and a*b over axes 0 and 2 of (N, C, S) arrays.
+
+    With ``relu_output`` (a ReLU's output y, of the same shape) a is first taken
+    through that ReLU's gradient: a * ((y > 0) + slope * (y <= 0)).
+    """
     sum_a = np.empty(a.shape[1], np.float32)
     sum_ab = np.empty(a.shape[1], np.float32)
-    _per_channel("channel_sums", a.shape, 2, 3,
-                 lambda lo, hi: channel_sums_kernel(a, b, sum_a, sum_ab, lo, hi))
+    gate = np.empty((0, 0, 0), np.float32) if relu_output is None else relu_output
+    _per_channel("channel_sums", a.shape, 2 + (relu_output is not None), 3,
+                 lambda lo, hi: channel_sums_kernel(a, b, gate, np.float32(slope), sum_a, sum_ab,
+                                                    lo, hi))
     return sum_a, sum_ab
 
 
@@ -160,8 +166,6 @@ def channel_linear_kernel(arrays, coeffs, shift, out, lo, hi):
 
 
 _SUMS = dict(JIT, fastmath={"reassoc"})
-_ZERO = np.float32(0.0)
-_ONE = np.float32(1.0)
 
 
 @numba.njit(parallel=True, **JIT)
@@ -244,18 +248,23 @@ def channel_mean_var_kernel(x, mean, var, lo, hi):
 
 
 @numba.njit(parallel=True, **_SUMS)
-def channel_sums_kernel(a, b, sum_a, sum_ab, lo, hi):
-    """Sums of a and of a*b over (N, S) for channels lo..hi of (N, C, S) arrays."""
+def channel_sums_kernel(a, b, gate, slope, sum_a, sum_ab, lo, hi):
+    """Sums of a and of a*b over (N, S) for channels lo..hi of (N, C, S) arrays, a taken
+    through the gradient of a ReLU whose output is ``gate`` unless gate is empty."""
     n_img, channels, plane = a.shape
-    first, second = a.reshape(-1), b.reshape(-1)
+    first, second, gated = a.reshape(-1), b.reshape(-1), gate.size > 0
+    outputs = gate.reshape(-1)
     for c in numba.prange(lo, hi):
         total = 0.0
         product = 0.0
         for n in range(n_img):
             row = U((n * channels + c) * plane)
             for s in range(U(plane)):
-                total += first[row + s]
-                product += first[row + s] * second[row + s]
+                value = first[row + s]
+                if gated:
+                    value = value * relu_gradient(outputs[row + s], slope)
+                total += value
+                product += value * second[row + s]
         sum_a[c] = total
         sum_ab[c] = product
 
@@ -284,34 +293,22 @@ def affine_chain_forward(x, norm, affine, slope, normalized, out):
     """
     n_img, channels, plane = x.shape
     scale, bias = affine
-    terms = _chain_terms(slope, bias, channels)
+    relu, slope_value = _relu_terms(slope)
+    bias = np.empty(0, np.float32) if bias is None else bias
     # Unit: one (image, channel) row; reads x, writes normalized and out.
     scheduler.units("affine_chain_forward", n_img * channels, (plane + 4) * x.itemsize,
                     2 * plane * out.itemsize, 6 * plane,
                     lambda lo, hi: affine_chain_forward_kernel(
-                        x, norm[0], norm[1], scale, terms[0], terms[1], terms[2],
-                        normalized, out, lo, hi))
-
-
-def affine_chain_sums(y, dy, normalized, slope):
-    """Per-channel sums of dz and dz * normalized, dz = dy through ReLU (if ``slope`` is
-    not None) at output y: the Scale layer's parameter gradients, and the sums
-    BatchNorm's gradient needs."""
-    channels = y.shape[1]
-    sum_dz = np.empty(channels, np.float32)
-    sum_dz_normalized = np.empty(channels, np.float32)
-    relu, slope_value, _ = _chain_terms(slope, None, channels)
-    _per_channel("affine_chain_sums", y.shape, 3, 5,
-                 lambda lo, hi: affine_chain_sums_kernel(
-                     y, dy, normalized, relu, slope_value, sum_dz, sum_dz_normalized, lo, hi))
-    return sum_dz, sum_dz_normalized
+                        x, norm[0], norm[1], scale, relu, slope_value, bias, normalized, out,
+                        lo, hi))
 
 
 def affine_chain_backward(y, dy, normalized, slope, coeffs, dx):
-    """dx = dz * coeffs[0] + normalized * coeffs[1] + coeffs[2], dz as in
-    ``affine_chain_sums``; coefficients are (C,) arrays; dx may alias dy."""
+    """dx = dz * coeffs[0] + normalized * coeffs[1] + coeffs[2] over (N, C, S) arrays, with
+    dz = dy through the ReLU (of output y) unless ``slope`` is None; coefficients are (C,)
+    arrays; dx may alias dy.  (The sums this needs: ``channel_sums`` with relu_output.)"""
     n_img, channels, plane = y.shape
-    relu, slope_value, _ = _chain_terms(slope, None, channels)
+    relu, slope_value = _relu_terms(slope)
     scheduler.units("affine_chain_backward", n_img * channels, (3 * plane + 3) * y.itemsize,
                     plane * dx.itemsize, 7 * plane,
                     lambda lo, hi: affine_chain_backward_kernel(
@@ -319,11 +316,9 @@ def affine_chain_backward(y, dy, normalized, slope, coeffs, dx):
                         dx, lo, hi))
 
 
-def _chain_terms(slope, bias, channels):
-    """(whether a ReLU follows, its slope as float32, the bias or an empty array)."""
-    relu = slope is not None
-    return (relu, np.float32(slope if relu else 0.0),
-            np.empty(0, np.float32) if bias is None else bias)
+def _relu_terms(slope):
+    """(whether a ReLU is part of the chain, its slope as float32)."""
+    return slope is not None, np.float32(slope or 0.0)
 
 
 @numba.njit(parallel=True, **JIT)
@@ -338,7 +333,7 @@ def affine_chain_forward_kernel(x, coeff, shift, scale, relu, slope, bias, norma
         c = row % channels
         start = U(row) * inner
         a, b, s = coeff[c], shift[c], scale[c]
-        offset = bias[c] if has_bias else _ZERO
+        offset = bias[c] if has_bias else np.float32(0)
         for i in range(inner):
             value = src[start + i] * a
             value = value + b
@@ -347,30 +342,8 @@ def affine_chain_forward_kernel(x, coeff, shift, scale, relu, slope, bias, norma
             if has_bias:
                 value = value + offset
             if relu:
-                value = (_ZERO if value < 0 else value) + slope * (_ZERO if 0 < value else value)
+                value = relu_value(value, slope)
             dst[start + i] = value
-
-
-@numba.njit(parallel=True, **_SUMS)
-def affine_chain_sums_kernel(y, dy, normalized, relu, slope, sum_dz, sum_dz_normalized, lo, hi):
-    """Channels lo..hi: sums over (N, S) of dz and dz * normalized (see ``affine_chain_sums``)."""
-    n_img, channels, plane = y.shape
-    out, grad, kept = y.reshape(-1), dy.reshape(-1), normalized.reshape(-1)
-    for c in numba.prange(lo, hi):
-        total = 0.0
-        product = 0.0
-        for n in range(n_img):
-            row = U((n * channels + c) * plane)
-            for s in range(U(plane)):
-                dz = grad[row + s]
-                if relu:
-                    value = out[row + s]
-                    dz = dz * ((_ONE if value > 0 else _ZERO) + slope * (_ONE if value <= 0
-                                                                       else _ZERO))
-                total += dz
-                product += dz * kept[row + s]
-        sum_dz[c] = total
-        sum_dz_normalized[c] = product
 
 
 @numba.njit(parallel=True, **JIT)
@@ -387,7 +360,5 @@ def affine_chain_backward_kernel(y, dy, normalized, relu, slope, k_dz, k_normali
         for i in range(inner):
             dz = grad[start + i]
             if relu:
-                value = out[start + i]
-                dz = dz * ((_ONE if value > 0 else _ZERO) + slope * (_ONE if value <= 0
-                                                                   else _ZERO))
+                dz = dz * relu_gradient(out[start + i], slope)
             dst[start + i] = dz * a + kept[start + i] * b + d

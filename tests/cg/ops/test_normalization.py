@@ -163,7 +163,7 @@ def test_affine_chain_against_numpy(shape, slope, with_bias):
         normalized, y, dx = np.empty_like(x), x.copy(), dy.copy()
         ops.affine_chain_forward(y, (coeff, shift), (scale, bias if with_bias else None), slope,
                                  normalized, y)            # in place, as in a net
-        sums = ops.affine_chain_sums(y, dy, normalized, slope)
+        sums = ops.channel_sums(dy, normalized, *(() if slope is None else (y, slope)))
         ops.affine_chain_backward(y, dx, normalized, slope, (k_dz, k_normalized, k_shift), dx)
         return (normalized, y) + sums + (dx,)
     normalized, y, sum_dz, sum_dz_normalized, dx = both_modes(run)
