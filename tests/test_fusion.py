@@ -46,18 +46,19 @@ def same_weights(*nets):
     return nets
 
 
-def run(net, whole):
+def run(net, whole_forward, whole_backward):
     """Forward and backward, the chain as one (whole) or layer by layer (stopping after the
     BatchNorm, which runs a chain's layers singly); the values a user can read."""
     bn = list(net._layer_names).index("bn")
-    if whole:
+    if whole_forward:
         net.forward_prefilled()
-        net.clear_param_diffs()
-        net.backward_from_to()
     else:
         net.forward_from_to(0, bn)
         net.forward_from_to(bn + 1)
-        net.clear_param_diffs()
+    net.clear_param_diffs()
+    if whole_backward:
+        net.backward_from_to()
+    else:
         net.backward_from_to(None, bn + 1)
         net.backward_from_to(bn, 0)
     layers = net.layer_dict
@@ -71,10 +72,12 @@ def run(net, whole):
 @pytest.mark.parametrize("relu", ["negative_slope: 0.1", "", None])
 def test_chain_matches_layer_by_layer(mode, relu):
     with scheduler.execution(mode):
-        nets = same_weights(chain_net(relu), chain_net(relu))
-        whole, single = run(nets[0], True), run(nets[1], False)
-    for fused, layered in zip(whole, single):
-        np.testing.assert_allclose(fused, layered, rtol=2e-5, atol=2e-6)
+        nets = same_weights(*[chain_net(relu) for _ in range(4)])
+        single, *mixed = [run(net, *ways) for net, ways in
+                          zip(nets, [(False, False), (True, True), (True, False), (False, True)])]
+    for values in mixed:
+        for fused, layered in zip(values, single):
+            np.testing.assert_allclose(fused, layered, rtol=2e-5, atol=2e-6)
 
 
 def test_chain_in_test_phase_uses_stored_statistics():
@@ -92,11 +95,12 @@ def test_chain_in_test_phase_uses_stored_statistics():
 def test_forward_ending_inside_the_chain_leaves_what_caffe_would():
     net = chain_net()
     bn = list(net._layer_names).index("bn")
-    net.forward_from_to(0, bn)
+    net.forward_from_to(0, bn - 1)
     x = net.blobs["conv"].data.astype(np.float64)
+    net.forward_from_to(bn, bn)                 # the blob now holds BatchNorm's output
     mean, var = x.mean(axis=(0, 2, 3), keepdims=True), x.var(axis=(0, 2, 3), keepdims=True)
-    normalized = net.layer_dict["bn"].normalized.data
-    np.testing.assert_allclose(normalized, (x - mean) / np.sqrt(var + 1e-5), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(net.blobs["conv"].data, (x - mean) / np.sqrt(var + 1e-5),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_chain_gradient_matches_finite_differences():
