@@ -13,10 +13,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import hdf5, net_passes
+from . import fusion, hdf5, net_passes
 from .blob import Blob, has_legacy_shape, legacy_shape_equals, proto_array, proto_shape
 from .errors import CaffeError, ModelFileError, NetError, layer_error
-from .fusion import affine_chains
 from .layer import TRAIN, create_layer
 from .proto import caffe_pb2
 from .proto_io import read_binary_proto, read_prototxt, write_binary_proto
@@ -104,7 +103,7 @@ class Net:
                 layer_param.phase = self.state.phase
             self._add_layer(layer_param)
         self._analyse_backward(param.force_backward)
-        self._chains = affine_chains(self.layers, self.bottom_vecs, self.top_vecs)
+        self._chains = fusion.affine_chains(self.layers, self.bottom_vecs, self.top_vecs)
         self._chain_ends = {chain.last: chain for chain in self._chains.values()
                             if all(self.layer_need_backward[j] and self.bottom_need_backward[j][0]
                                    for j in range(chain.first, chain.last + 1))}
