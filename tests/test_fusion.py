@@ -10,7 +10,8 @@ from test_net import make_net, numeric_gradient
 
 CHAIN = """
 force_backward: true
-layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 4 dim: 5 } } }
+layer { name: "data" type: "Input" top: "data"
+        input_param { shape { dim: 2 dim: 3 dim: 4 dim: 5 } } }
 layer { name: "target" type: "Input" top: "target" input_param { shape { dim: 2 dim: 3 } } }
 layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
         convolution_param { num_output: 4 kernel_size: 3 pad: 1

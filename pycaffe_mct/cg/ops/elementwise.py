@@ -225,7 +225,8 @@ def relu_value(value, slope):
 
 @numba.njit(inline="always", **JIT)
 def relu_gradient(value, slope):
-    """Caffe's ReLU derivative at x (or at the output: their signs agree): (x > 0) + slope * (x <= 0)."""
+    """Caffe's ReLU derivative at x (or at the output: their signs agree):
+    (x > 0) + slope * (x <= 0)."""
     return (_ONE if value > 0 else _ZERO) + slope * (_ONE if value <= 0 else _ZERO)
 
 
