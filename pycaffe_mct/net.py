@@ -16,7 +16,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import hdf5, net_passes
+from . import fusion, hdf5, net_passes
 from .blob import Blob, has_legacy_shape, legacy_shape_equals, proto_array, proto_shape
 from .errors import CaffeError, ModelFileError, NetError, in_file, layer_error
 from .layer import TRAIN, create_layer
@@ -102,6 +102,10 @@ class Net:
                 layer_param.phase = self.state.phase
             self._add_layer(layer_param)
         self._analyse_backward(param.force_backward)
+        self._chains = fusion.affine_chains(self.layer_facts)
+        self._chain_ends = {chain.last: chain for chain in self._chains.values()
+                            if all(facts.need_backward and facts.bottom_need_backward[0]
+                                   for facts in self.layer_facts[chain.first:chain.last + 1])}
         self.blob_loss_weights = OrderedDict((n, 0.0) for n in self.blobs)
         for facts in self.layer_facts:
             for name, weight in zip(facts.top_names, facts.layer.loss_weights):
@@ -251,14 +255,31 @@ class Net:
         """Run layers ``start..end`` (inclusive) and return the summed loss."""
         end = len(self.layers) - 1 if end is None else end
         loss = 0.0
-        for facts in self.layer_facts[start:end + 1]:
-            loss += facts.forward()
+        i = start - 1
+        while i < end:
+            i += 1
+            chain = self._chains.get(i)
+            if chain is not None and chain.last <= end:      # see fusion.py
+                chain.forward(self.layer_facts[i].bottoms[0])
+                i = chain.last
+                continue
+            loss += self.layer_facts[i].forward()
         return loss
 
     def backward_from_to(self, start=None, end=0):
         """Back-propagate through layers ``start`` down to ``end`` (inclusive)."""
         start = len(self.layers) - 1 if start is None else start
-        for i in range(start, end - 1, -1):
+        i = start + 1
+        while i > end:
+            i -= 1
+            chain = self._chain_ends.get(i)
+            if chain is not None and chain.first >= end:     # see fusion.py
+                chain.backward(self.layer_facts[i].bottoms[0])
+                for j in range(i, chain.first - 1, -1):
+                    for hook in self._backward_hooks:
+                        hook(j)
+                i = chain.first
+                continue
             self.layer_facts[i].backward()
             for hook in self._backward_hooks:
                 hook(i)

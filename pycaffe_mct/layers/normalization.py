@@ -127,13 +127,17 @@ class BatchNormLayer(Layer):
         self.blobs[2].data[0] = self.blobs[2].data[0] * fraction + 1
         return mean, var
 
+    def normalization(self, x):
+        """(coeff, shift), per channel, of y = (x - mean) / std as one affine map of x viewed
+        (N, C, S); in TRAIN this takes the batch's statistics and updates the running ones."""
+        mean, var = self._statistics(x)
+        self.inv_std = np.float32(1) / np.sqrt(var + np.float32(self.eps))
+        return self.inv_std, -mean * self.inv_std
+
     def forward_cpu(self, bottom, top):
         x = bottom[0].data.reshape(self.view)
-        mean, var = self._statistics(x)
-        # Per-channel coefficients (C values): y = (x - mean) / std as one affine map.
-        self.inv_std = np.float32(1) / np.sqrt(var + np.float32(self.eps))
-        ops.channel_linear([(x, self.inv_std)], top[0].data.reshape(self.view),
-                           shift=-mean * self.inv_std)
+        coeff, shift = self.normalization(x)
+        ops.channel_linear([(x, coeff)], top[0].data.reshape(self.view), shift=shift)
         if not self.use_global_stats:
             # Kept for backward: the top may be changed in place by the next layer.
             ops.copy_into(top[0].data, self.normalized.data)

@@ -27,7 +27,8 @@ from .elementwise import (copy_into, dot, fill, max_into, pointwise, product_int
                           relu_forward, scale_into, select_into, sigmoid_backward,
                           sigmoid_forward, sum_into, tanh_backward, tanh_forward,
                           weighted_difference)
-from .normalization import (channel_linear, channel_mean_var, channel_sums, lrn_across_backward,
+from .normalization import (affine_chain_backward, affine_chain_forward, channel_linear,
+                            channel_mean_var, channel_sums, lrn_across_backward,
                             lrn_across_forward, lrn_within_backward, lrn_within_forward,
                             normalize_rows)
 from .reduction import row_reduce, row_reduce_backward, tile_sum

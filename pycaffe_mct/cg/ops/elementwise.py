@@ -217,20 +217,31 @@ _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
 
 
+@numba.njit(inline="always", **JIT)
+def relu_value(value, slope):
+    """Caffe's ReLU of one float32: max(x, 0) + slope * min(x, 0) (slope a float32)."""
+    return (_ZERO if value < 0 else value) + slope * (_ZERO if 0 < value else value)
+
+
+@numba.njit(inline="always", **JIT)
+def relu_gradient(value, slope):
+    """Caffe's ReLU derivative at x (or at the output: their signs agree):
+    (x > 0) + slope * (x <= 0)."""
+    return (_ONE if value > 0 else _ZERO) + slope * (_ONE if value <= 0 else _ZERO)
+
+
 @numba.njit(parallel=True, **JIT)
 def relu_forward_kernel(x, slope, out):
-    """Caffe's formula on flat arrays: max(x, 0) + slope * min(x, 0) (slope a float32)."""
+    """``relu_value`` on flat arrays."""
     for i in numba.prange(U(x.size)):
-        value = x[i]
-        out[i] = (_ZERO if value < 0 else value) + slope * (_ZERO if 0 < value else value)
+        out[i] = relu_value(x[i], slope)
 
 
 @numba.njit(parallel=True, **JIT)
 def relu_backward_kernel(x, dy, slope, dx):
-    """Caffe's formula on flat arrays: dx = dy * ((x > 0) + slope * (x <= 0)); dx may be dy."""
+    """dx = dy * ``relu_gradient`` on flat arrays; dx may be dy."""
     for i in numba.prange(U(x.size)):
-        value = x[i]
-        dx[i] = dy[i] * ((_ONE if value > 0 else _ZERO) + slope * (_ONE if value <= 0 else _ZERO))
+        dx[i] = dy[i] * relu_gradient(x[i], slope)
 
 
 # Element-wise kernels of several terms work on blocks this long: each term's pass over a

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import scheduler
 from ..jit import JIT, U
-from .elementwise import pointwise, product_into
+from .elementwise import pointwise, product_into, relu_gradient, relu_value
 from .pooling import ave_pool_backward, ave_pool_forward
 
 
@@ -85,12 +85,18 @@ def channel_mean_var(x):
     return mean, var
 
 
-def channel_sums(a, b):
-    """Per-channel sums of a and a*b over axes 0 and 2 of (N, C, S) arrays."""
+def channel_sums(a, b, relu_output=None, slope=0.0):
+    """Per-channel sums of a and a*b over axes 0 and 2 of (N, C, S) arrays.
+
+    With ``relu_output`` (a ReLU's output y, of the same shape) a is first taken
+    through that ReLU's gradient: a * ((y > 0) + slope * (y <= 0)).
+    """
     sum_a = np.empty(a.shape[1], np.float32)
     sum_ab = np.empty(a.shape[1], np.float32)
-    _per_channel("channel_sums", a.shape, 2, 3,
-                 lambda lo, hi: channel_sums_kernel(a, b, sum_a, sum_ab, lo, hi))
+    gate = np.empty((0, 0, 0), np.float32) if relu_output is None else relu_output
+    _per_channel("channel_sums", a.shape, 2 + (relu_output is not None), 3,
+                 lambda lo, hi: channel_sums_kernel(a, b, gate, np.float32(slope), sum_a, sum_ab,
+                                                    lo, hi))
     return sum_a, sum_ab
 
 
@@ -242,18 +248,23 @@ def channel_mean_var_kernel(x, mean, var, lo, hi):
 
 
 @numba.njit(parallel=True, **_SUMS)
-def channel_sums_kernel(a, b, sum_a, sum_ab, lo, hi):
-    """Sums of a and of a*b over (N, S) for channels lo..hi of (N, C, S) arrays."""
+def channel_sums_kernel(a, b, gate, slope, sum_a, sum_ab, lo, hi):
+    """Sums of a and of a*b over (N, S) for channels lo..hi of (N, C, S) arrays, a taken
+    through the gradient of a ReLU whose output is ``gate`` unless gate is empty."""
     n_img, channels, plane = a.shape
-    first, second = a.reshape(-1), b.reshape(-1)
+    first, second, gated = a.reshape(-1), b.reshape(-1), gate.size > 0
+    outputs = gate.reshape(-1)
     for c in numba.prange(lo, hi):
         total = 0.0
         product = 0.0
         for n in range(n_img):
             row = U((n * channels + c) * plane)
             for s in range(U(plane)):
-                total += first[row + s]
-                product += first[row + s] * second[row + s]
+                value = first[row + s]
+                if gated:
+                    value = value * relu_gradient(outputs[row + s], slope)
+                total += value
+                product += value * second[row + s]
         sum_a[c] = total
         sum_ab[c] = product
 
@@ -267,3 +278,87 @@ def normalize_rows_kernel(x, mean, divisor, length, out, lo, hi):
         centre, scale = mean[row], divisor[row]
         for i in range(n):
             out[start + i] = (x[start + i] - centre) / scale
+
+
+# ---- BatchNorm -> Scale [-> ReLU] in one pass each way ----------------------------
+
+def affine_chain_forward(x, norm, affine, slope, normalized, out):
+    """BatchNorm's, Scale's and optionally ReLU's forward in one pass over x (N, C, S).
+
+    ``norm`` = (coeff, shift) and ``affine`` = (scale, bias or None) are (C,)
+    arrays; ``slope`` is ReLU's negative slope, or None without a ReLU.
+    normalized = x * coeff + shift (kept for backward), out = relu(normalized *
+    scale + bias), each step rounded to float32 as the three layers round it.
+    out may alias x.
+    """
+    n_img, channels, plane = x.shape
+    scale, bias = affine
+    relu, slope_value = _relu_terms(slope)
+    bias = np.empty(0, np.float32) if bias is None else bias
+    # Unit: one (image, channel) row; reads x, writes normalized and out.
+    scheduler.units("affine_chain_forward", n_img * channels, (plane + 4) * x.itemsize,
+                    2 * plane * out.itemsize, 6 * plane,
+                    lambda lo, hi: affine_chain_forward_kernel(
+                        x, norm[0], norm[1], scale, relu, slope_value, bias, normalized, out,
+                        lo, hi))
+
+
+def affine_chain_backward(y, dy, normalized, slope, coeffs, dx):
+    """dx = dz * coeffs[0] + normalized * coeffs[1] + coeffs[2] over (N, C, S) arrays, with
+    dz = dy through the ReLU (of output y) unless ``slope`` is None; coefficients are (C,)
+    arrays; dx may alias dy.  (The sums this needs: ``channel_sums`` with relu_output.)"""
+    n_img, channels, plane = y.shape
+    relu, slope_value = _relu_terms(slope)
+    scheduler.units("affine_chain_backward", n_img * channels, (3 * plane + 3) * y.itemsize,
+                    plane * dx.itemsize, 7 * plane,
+                    lambda lo, hi: affine_chain_backward_kernel(
+                        y, dy, normalized, relu, slope_value, coeffs[0], coeffs[1], coeffs[2],
+                        dx, lo, hi))
+
+
+def _relu_terms(slope):
+    """(whether a ReLU is part of the chain, its slope as float32)."""
+    return slope is not None, np.float32(slope or 0.0)
+
+
+@numba.njit(parallel=True, **JIT)
+def affine_chain_forward_kernel(x, coeff, shift, scale, relu, slope, bias, normalized, out,
+                                lo, hi):
+    """Rows lo..hi of (N, C, S) x: see ``affine_chain_forward``."""
+    n_img, channels, plane = x.shape
+    src, kept, dst = x.reshape(-1), normalized.reshape(-1), out.reshape(-1)
+    inner = U(plane)
+    has_bias = bias.size > 0
+    for row in numba.prange(lo, hi):
+        c = row % channels
+        start = U(row) * inner
+        a, b, s = coeff[c], shift[c], scale[c]
+        offset = bias[c] if has_bias else np.float32(0)
+        for i in range(inner):
+            value = src[start + i] * a
+            value = value + b
+            kept[start + i] = value
+            value = value * s
+            if has_bias:
+                value = value + offset
+            if relu:
+                value = relu_value(value, slope)
+            dst[start + i] = value
+
+
+@numba.njit(parallel=True, **JIT)
+def affine_chain_backward_kernel(y, dy, normalized, relu, slope, k_dz, k_normalized, k_shift,
+                                 dx, lo, hi):
+    """Rows lo..hi: dx = dz * k_dz[c] + normalized * k_normalized[c] + k_shift[c]."""
+    n_img, channels, plane = y.shape
+    out, grad, kept, dst = y.reshape(-1), dy.reshape(-1), normalized.reshape(-1), dx.reshape(-1)
+    inner = U(plane)
+    for row in numba.prange(lo, hi):
+        c = row % channels
+        start = U(row) * inner
+        a, b, d = k_dz[c], k_normalized[c], k_shift[c]
+        for i in range(inner):
+            dz = grad[start + i]
+            if relu:
+                dz = dz * relu_gradient(out[start + i], slope)
+            dst[start + i] = dz * a + kept[start + i] * b + d

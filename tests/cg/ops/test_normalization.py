@@ -145,3 +145,39 @@ def test_lrn_within_channel_matches_numpy(shape, size):
     expected = dy * scale ** -beta + 2 * x * d_square
     np.testing.assert_allclose(dx, expected, rtol=1e-4, atol=1e-6)
     assert "lrn_within_backward" in kernels and "ave_pool_backward" in kernels
+
+
+def _relu(v, slope):
+    return np.where(v > 0, v, 0) + slope * np.where(v > 0, 0, v)
+
+
+@pytest.mark.parametrize("slope,with_bias", [(None, True), (0.0, False), (0.2, True)])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 5, 17)])
+def test_affine_chain_against_numpy(shape, slope, with_bias):
+    x, dy = rand(*shape), rand(*shape)
+    coeff, shift, scale, bias = (rand(shape[1]) for _ in range(4))
+    k_dz, k_normalized, k_shift = (rand(shape[1]) for _ in range(3))
+    per_channel = (1, -1, 1)
+
+    def run():
+        normalized, y, dx = np.empty_like(x), x.copy(), dy.copy()
+        ops.affine_chain_forward(y, (coeff, shift), (scale, bias if with_bias else None), slope,
+                                 normalized, y)            # in place, as in a net
+        sums = ops.channel_sums(dy, normalized, *(() if slope is None else (y, slope)))
+        ops.affine_chain_backward(y, dx, normalized, slope, (k_dz, k_normalized, k_shift), dx)
+        return (normalized, y) + sums + (dx,)
+    normalized, y, sum_dz, sum_dz_normalized, dx = both_modes(run)
+    expected = x * coeff.reshape(per_channel) + shift.reshape(per_channel)
+    np.testing.assert_array_equal(normalized, expected)         # the layers' float32 steps
+    affine = expected * scale.reshape(per_channel) + (bias.reshape(per_channel) if with_bias
+                                                      else 0)
+    y_expected = affine if slope is None else _relu(affine, np.float32(slope))
+    np.testing.assert_allclose(y, y_expected, rtol=1e-6, atol=1e-7)
+    dz = dy if slope is None else dy * np.where(y > 0, 1, np.float32(slope))
+    wide = dz.astype(np.float64)
+    np.testing.assert_allclose(sum_dz, wide.sum(axis=(0, 2)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sum_dz_normalized, (wide * normalized).sum(axis=(0, 2)),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, dz * k_dz.reshape(per_channel)
+                               + normalized * k_normalized.reshape(per_channel)
+                               + k_shift.reshape(per_channel), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,117 @@
+"""Layer chains the net runs as one pass each way: BatchNorm -> Scale [-> ReLU] in place.
+
+ResNet-style nets follow every BatchNorm with a Scale (the learned affine part)
+and often a ReLU, all three in place on one blob.  Run layer by layer, that is
+three passes over the activation forward (plus two copies kept for backward)
+and five backward; as a chain it is one pass forward after the statistics, and
+two backward (the sums, then the gradient).  No prototxt changes: ``affine_chains``
+finds the chains in a wired net, and the net runs a chain whole only when a
+forward or backward covers all of it, else layer by layer as before.  What a
+user can observe is what Caffe defines: the blob holds the chain's output (the
+only value an in-place chain leaves), its diff the chain's input gradient, the
+Scale its parameter gradients, the BatchNorm its running statistics.
+
+BatchNorm and Scale keep the same normalised input for backward; in a chain
+they share the one blob that holds it, so either way of running fills it.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cg import ops
+from .layers.neuron import ReLULayer
+from .layers.normalization import BatchNormLayer
+from .layers.scale import ScaleLayer
+
+
+@dataclass
+class AffineChain:
+    """Layers first..last of a net: BatchNorm, Scale and optionally ReLU on ``blob``."""
+
+    first: int
+    last: int
+    batch_norm: BatchNormLayer
+    scale: ScaleLayer
+    relu: ReLULayer = None
+
+    @property
+    def layers(self):
+        return [layer for layer in (self.batch_norm, self.scale, self.relu) if layer is not None]
+
+    @property
+    def slope(self):
+        return None if self.relu is None else self.relu.param.relu_param.negative_slope
+
+    def forward(self, blob):
+        for layer in self.layers:
+            layer.reshape([blob], [blob])
+        norm, scale = self.batch_norm, self.scale
+        x = blob.data.reshape(norm.view)
+        bias = None if scale.bias_index is None else scale.blobs[scale.bias_index].data
+        ops.affine_chain_forward(x, norm.normalization(x),
+                                 (scale.blobs[0].data.reshape(-1),
+                                  None if bias is None else bias.reshape(-1)),
+                                 self.slope, norm.normalized.data.reshape(norm.view), x)
+
+    def backward(self, blob):
+        norm, scale = self.batch_norm, self.scale
+        view = norm.view
+        y, dy = blob.data.reshape(view), blob.diff.reshape(view)
+        normalized = norm.normalized.data.reshape(view)
+        gamma = scale.blobs[0].data.reshape(-1)
+        k_dz = gamma * norm.inv_std
+        zeros = np.zeros_like(k_dz)
+        sums = None
+        if not norm.use_global_stats or any(scale.param_propagate_down):
+            sums = ops.channel_sums(dy, normalized, *(() if self.relu is None else (y, self.slope)))
+            self._accumulate_param_grads(*sums)
+        if norm.use_global_stats:
+            coeffs = (k_dz, zeros, zeros)
+        else:
+            # BatchNorm's dx with dy = gamma * dz: (dy - mean(dy) - n * mean(dy * n)) / std.
+            count = np.float32(view[0] * view[2])
+            sum_dz, sum_dz_normalized = sums
+            coeffs = (k_dz, -(gamma * sum_dz_normalized) / count * norm.inv_std,
+                      -(gamma * sum_dz) / count * norm.inv_std)
+        ops.affine_chain_backward(y, dy, normalized, self.slope, coeffs, dy)
+
+    def _accumulate_param_grads(self, sum_dz, sum_dz_normalized):
+        scale = self.scale
+        if scale.param_propagate_down[0]:
+            scale.blobs[0].diff[...] += sum_dz_normalized.reshape(scale.blobs[0].shape)
+        index = scale.bias_index
+        if index is not None and scale.param_propagate_down[index]:
+            scale.blobs[index].diff[...] += sum_dz.reshape(scale.blobs[index].shape)
+
+
+def affine_chains(layer_facts):
+    """The chains among wired layers (their ``LayerFacts``), keyed by their first index."""
+    chains = {}
+    for i in range(len(layer_facts) - 1):
+        chain = _chain_at(layer_facts, i)
+        if chain is not None:
+            chains[i] = chain
+            chain.scale.saved_input = chain.batch_norm.normalized
+            chain.batch_norm.normalized.reshape(layer_facts[i].bottoms[0].shape)
+    return chains
+
+
+def _chain_at(layer_facts, i):
+    """The chain starting at layer i, or None."""
+    def in_place(j, kind):
+        if j >= len(layer_facts):
+            return False
+        facts = layer_facts[j]
+        return (isinstance(facts.layer, kind) and len(facts.bottoms) == 1
+                and facts.bottoms[0] is blob and facts.tops[0] is blob
+                and not any(facts.layer.loss_weights))
+    blob = layer_facts[i].bottoms[0] if len(layer_facts[i].bottoms) == 1 else None
+    if blob is None or not (in_place(i, BatchNormLayer) and in_place(i + 1, ScaleLayer)):
+        return None
+    scale = layer_facts[i + 1].layer
+    bias = None if scale.bias_index is None else scale.blobs[scale.bias_index]
+    if not (scale.start == 1 and scale.blobs[0].num_axes == 1
+            and (bias is None or bias.shape == scale.blobs[0].shape)):
+        return None
+    relu = layer_facts[i + 2].layer if in_place(i + 2, ReLULayer) else None
+    return AffineChain(i, i + 1 + (relu is not None), layer_facts[i].layer, scale, relu)
