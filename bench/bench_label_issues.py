@@ -9,8 +9,9 @@ For each setting, ``make_digits_dataset`` writes the digits with that noise
 same run:
 
   mct       ``mct_train --label-issues DIR`` with models/mct_digits (pointed at
-            this data, noise_rate = the setting's rate, no noise-only
-            baseline): both models trained once, then the report scores the
+            this data, no noise-only baseline; like the demo it is not told the
+            noise rate, M_a estimates it from the clean validation split):
+            both models trained once, then the report scores the
             noisy set with both (is_issue; AUROC of -label_quality).  Compute:
             the whole mct_train run; "scoring" is the report alone, timed again
             through ``pycaffe_mct label_issues`` on the files mct_train wrote.
@@ -33,7 +34,6 @@ import argparse
 import contextlib
 import io
 import os
-import re
 import resource
 import shutil
 import sys
@@ -54,7 +54,8 @@ from pycaffe_mct.mct.trainer import ArrayFeeder, feed, producing_layer  # noqa: 
 from pycaffe_mct.solvers.log import GlogWriter, set_default_writer  # noqa: E402
 from pycaffe_mct.solvers.params import read_solver_param  # noqa: E402
 from pycaffe_mct.solvers.solver import get_solver  # noqa: E402
-from pycaffe_mct.tools.make_digits_dataset import make_digits_dataset  # noqa: E402
+from pycaffe_mct.tools.make_digits_dataset import (  # noqa: E402
+    DEMO_VAL_FRACTION, make_digits_dataset)
 
 MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "mct_digits")
 QUIET = GlogWriter(enabled=False)
@@ -97,7 +98,7 @@ def realised_transition(given, true, classes=10):
 
 # ---- MCT -----------------------------------------------------------------------------
 
-def write_job(workdir, data, rate):
+def write_job(workdir, data):
     """models/mct_digits pointed at ``data`` and ``workdir``; returns the MCT solver path."""
     os.makedirs(workdir, exist_ok=True)
     for name in os.listdir(MODELS):
@@ -106,15 +107,14 @@ def write_job(workdir, data, rate):
                 .replace("models/mct_digits/", workdir + "/")
                 .replace("runs/mct_digits/", workdir + "/run/")
                 .replace("compare_noise_only: true", "compare_noise_only: false"))
-        text = re.sub(r"noise_rate: [0-9.]+", f"noise_rate: {rate}", text)
         with open(os.path.join(workdir, name), "w", encoding="utf-8") as handle:
             handle.write(text)
     return os.path.join(workdir, "solver.prototxt")
 
 
-def run_mct(workdir, data, rate):
+def run_mct(workdir, data):
     """(report directory, compute of mct_train, compute of the scoring alone)."""
-    solver = write_job(workdir, data, rate)
+    solver = write_job(workdir, data)
     report, again = os.path.join(workdir, "report"), os.path.join(workdir, "again")
     training, scoring = {}, {}
     with measured(training), contextlib.redirect_stderr(io.StringIO()):
@@ -213,7 +213,8 @@ def run_cleanlab(workdir, data, folds, with_clean):
 
 def run_setting(noise, rate, root, folds):
     data = os.path.join(root, f"digits_{noise}_{rate}")
-    made = make_digits_dataset(data, noise, rate, overwrite=True)
+    made = make_digits_dataset(data, noise, rate, overwrite=True,
+                               val_fraction=DEMO_VAL_FRACTION)
     given = read_list(os.path.join(data, "noisy.txt"))
     true = read_list(os.path.join(data, "noisy_true.txt"))
     paths = [p for p, _ in given]
@@ -221,7 +222,7 @@ def run_setting(noise, rate, root, folds):
     is_wrong = given_labels != true_labels
     truth_t = realised_transition(given_labels, true_labels)
     workdir = os.path.join(root, f"job_{noise}_{rate}")
-    report, training, scoring = run_mct(workdir, data, rate)
+    report, training, scoring = run_mct(workdir, data)
     mct_scores, our_rate, our_t = mct_result(report, is_wrong, paths)
     rows = [("MCT report (mct_train --label-issues)", mct_scores, our_rate,
              np.abs(our_t - truth_t).mean(), training, scoring)]

@@ -46,6 +46,9 @@ NUM_CLASSES = 10
 SPLITS = ("train", "test", "clean", "val", "noisy")
 SOURCES = ("digits", "mnist5k")
 MANIFEST = "dataset.json"
+# The command's default: a third of the clean budget is clean validation data, from which the
+# demo's MCT estimates the noise rate (no job is told it).
+DEMO_VAL_FRACTION = 1 / 3
 
 
 def _package_file(package, extra, *parts):
@@ -237,8 +240,9 @@ def run(argv):
                         help="a 10x10 row-stochastic matrix instead of --noise/--rate")
     parser.add_argument("--clean-fraction", type=float, default=0.1,
                         help="share of the training images kept clean (0.1)")
-    parser.add_argument("--val-fraction", type=float, default=0.0,
-                        help="share of the clean images held aside as validation data (0)")
+    parser.add_argument("--val-fraction", type=float, default=DEMO_VAL_FRACTION,
+                        help="share of the clean images held aside as validation data, from "
+                             "which MCT estimates the noise rate (1/3)")
     parser.add_argument("--test-fraction", type=float, default=0.2,
                         help="share of all images held out for testing (0.2)")
     parser.add_argument("--seed", type=int, default=1,

@@ -31,7 +31,10 @@ def test_shipped_mct_solvers_load(solver, monkeypatch):
     monkeypatch.chdir(ROOT)
     config = MCTConfig(solver)
     assert 0 < config.pretrain_iter < config.max_iter
-    assert 0 < config.noise_rate < 1
+    if config.noise_rate is None:          # estimated by M_a when calibration starts
+        assert config.mct.HasField("clean_validation")
+    else:
+        assert 0 < config.noise_rate < 1
     calibrate = config.stage_param(PRIMARY, CALIBRATE)
     distill = [layer for layer in calibrate.net_param.layer if layer.type == "SoftTargetLoss"]
     assert distill and distill[0].soft_target_param.temperature == \

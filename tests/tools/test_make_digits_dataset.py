@@ -19,11 +19,16 @@ def digits(tmp_path_factory):
 
 
 def test_layout_and_split_sizes(digits):
+    """By default a third of the clean budget (10% of training) is clean validation data."""
     train, test = _labels(digits / "train.txt"), _labels(digits / "test.txt")
     clean, noisy = _labels(digits / "clean.txt"), _labels(digits / "noisy.txt")
+    val = _labels(digits / "val.txt")
     assert len(train) + len(test) == 1797 and len(test) == 359
-    assert set(clean) | set(noisy) == set(train) and not set(clean) & set(noisy)
-    assert not set(train) & set(test) and len(clean) == round(0.1 * len(train))
+    assert set(clean) | set(val) | set(noisy) == set(train)
+    assert len(clean) + len(val) + len(noisy) == len(train)
+    budget = round(0.1 * len(train))
+    assert not set(train) & set(test) and len(clean) + len(val) == budget
+    assert len(val) == round(budget / 3)
     assert all((digits / path).is_file() for path in list(test)[:5])
 
 
@@ -60,7 +65,7 @@ def test_overwrite_rewrites_lists_and_lmdbs(digits):
     with pytest.raises(CaffeError, match=r"made with other arguments \(source digits, noise "
                                          r"pairflip, rate 0.2.*pass --overwrite"):
         make_digits_dataset(digits, seed=3)
-    make_digits_dataset(digits, rate=0.4, seed=3, overwrite=True)
+    assert main([str(digits), "--rate", "0.4", "--seed", "3", "--overwrite"]) == 0  # as built
 
 
 def test_second_run_with_the_same_arguments_reuses_the_data_set(digits, capsys):
