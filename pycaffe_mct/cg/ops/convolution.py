@@ -54,6 +54,10 @@ CACHE_CHUNK_FLOATS = 1 << 18
 # ... but at least this many columns (images x plane), below which BLAS runs far under its peak
 # (ResNet-50's 7x7 maps: one image's 49 columns made its 3x3 convolutions 1.4x slower).
 MIN_CHUNK_COLUMNS = 256
+# A run of a weight gradient's chunks with at least this many columns may sum its transpose
+# (see ``_RunSums``): ResNet-50's 28x28 stage (784 a run at batch 8) gains 10%, its 14x14
+# stage (196) loses.
+TRANSPOSED_SUM_COLUMNS = 512
 
 
 def conv_out_size(size, kernel, pad, stride, dilation):
@@ -163,18 +167,17 @@ def convolve(x, weight, window, y=None, top_diff=None, weight_diff=None):
     ``top_diff`` are (N, O, out_h, out_w); ``weight`` is (O, C/G, kh, kw).
     """
     groups = _grouped(weight, window.group)
-    sums = _RunSums(weight_diff, window.group)
     plane = _plane(x, window)
+    chunks = _chunks(x.shape[0], groups.shape[2] * window.group, plane, groups[0].size * plane)
+    sums = _RunSums(weight_diff, window.group, x.shape[0] * plane // _run_count(chunks))
 
     def chunk(lane, run, lo, hi):
         columns = _columns(x, lo, hi, window, lane)
         if y is not None:
             _multiply_into(groups, columns, y, lo, hi, lane)
         if weight_diff is not None:
-            _accumulate_weight_grad(sums.target(run), _rows(top_diff, lo, hi, window.group, lane),
-                                    columns)
-    scheduler.lanes(_chunks(x.shape[0], groups.shape[2] * window.group, plane,
-                            groups[0].size * plane), chunk)
+            sums.accumulate(run, _rows(top_diff, lo, hi, window.group, lane), columns)
+    scheduler.lanes(chunks, chunk)
     sums.reduce()
 
 
@@ -185,17 +188,17 @@ def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
     (N, C, H, W) with ``window.output_hw(H, W)`` equal to dy's plane.
     """
     groups = _grouped(weight, window.group)
-    sums = _RunSums(weight_diff, window.group)
     plane = dy.shape[2] * dy.shape[3]
+    chunks = _chunks(dy.shape[0], groups.shape[2] * window.group, plane, groups[0].size * plane)
+    sums = _RunSums(weight_diff, window.group, dy.shape[0] * plane // _run_count(chunks))
 
     def chunk(lane, run, lo, hi):
         dy_rows = _rows(dy, lo, hi, window.group, lane)
         if weight_diff is not None:
-            _accumulate_weight_grad(sums.target(run), dy_rows, _columns(x, lo, hi, window, lane))
+            sums.accumulate(run, dy_rows, _columns(x, lo, hi, window, lane))
         if dx is not None:
             _fold_into(groups, dy_rows, dx, lo, hi, window, lane)
-    scheduler.lanes(_chunks(dy.shape[0], groups.shape[2] * window.group, plane,
-                            groups[0].size * plane), chunk)
+    scheduler.lanes(chunks, chunk)
     sums.reduce()
 
 
@@ -218,6 +221,11 @@ def _chunks(n_images, rows, plane, macs_per_image):
         fitting = max(CACHE_CHUNK_FLOATS // floats, -(-MIN_CHUNK_COLUMNS // max(plane, 1)))
         step = max(1, min(fitting, -(-n_images // scheduler.gemm_threads())))
     return [(lo, min(lo + step, n_images)) for lo in range(0, n_images, step)]
+
+
+def _run_count(chunks):
+    """How many runs ``scheduler.lanes`` makes of ``chunks``."""
+    return max(1, min(scheduler.RUNS, len(chunks)))
 
 
 def _columns(x, lo, hi, window, lane):
@@ -300,12 +308,6 @@ def _multiply_into(groups, columns, y, lo, hi, lane):
         rows.reshape(group, -1, nb, plane).transpose(2, 0, 1, 3))
 
 
-def _accumulate_weight_grad(target, dy_rows, columns):
-    """target[g] += dy_rows[g] @ columns[g].T for each group g."""
-    for g in range(target.shape[0]):
-        scheduler.gemm(dy_rows[g], columns[g].T, 1.0, 1.0, target[g])
-
-
 def _fold_into(groups, dy_rows, dx, lo, hi, window, lane):
     """dx[lo:hi] = col2im(weight^T @ dy_rows), or the product itself for one
     image of a pointwise convolution."""
@@ -330,27 +332,49 @@ def _fold_into(groups, dy_rows, dx, lo, hi, window, lane):
 
 
 class _RunSums:
-    """A weight gradient summed per run of chunks (see ``scheduler.lanes``): run 0
-    adds into the gradient itself, each other run into a zeroed buffer of its
-    own, added in run order at the end, so the sum does not depend on which
-    lane took which run."""
+    """A weight gradient summed per run of chunks (see ``scheduler.lanes``): each
+    run adds into a buffer of its own (run 0 into the gradient itself when it can),
+    and the buffers are added in run order at the end, so the sum does not depend
+    on which lane took which run.
 
-    def __init__(self, weight_diff, group):
+    A run's sum of ``dy_rows @ columns.T`` has O/G rows and R = C/G*kh*kw
+    columns.  When R is the longer side and a run's GEMMs are long (K, the
+    run's columns, at least ``TRANSPOSED_SUM_COLUMNS``) the run sums the
+    transpose, ``columns @ dy_rows.T``, instead: BLAS runs a GEMM faster with
+    the long side as C's rows (a 32 x 800 weight gradient of CIFAR10-quick's
+    conv2, K = 256: 59 GFLOP/s one way, 91 the other), and adding a transposed
+    sum back costs about as much as 50-170 more of K.
+    """
+
+    def __init__(self, weight_diff, group, columns_per_run):
         self.grad = None if weight_diff is None else _grouped(weight_diff, group)
+        self.transposed = (self.grad is not None and self.grad.shape[2] > self.grad.shape[1]
+                           and columns_per_run >= TRANSPOSED_SUM_COLUMNS)
         self.partial = {}
 
-    def target(self, run):
-        if run == 0:
+    def accumulate(self, run, dy_rows, columns):
+        """The run's sum += dy_rows[g] @ columns[g].T for each group g."""
+        target = self._target(run)
+        for g in range(target.shape[0]):
+            if self.transposed:
+                scheduler.gemm(columns[g], dy_rows[g].T, 1.0, 1.0, target[g])
+            else:
+                scheduler.gemm(dy_rows[g], columns[g].T, 1.0, 1.0, target[g])
+
+    def _target(self, run):
+        if run == 0 and not self.transposed:
             return self.grad
         if run not in self.partial:
-            buffer = workspace(("weight_diff", run), self.grad.shape)
+            shape = self.grad.transpose(0, 2, 1).shape if self.transposed else self.grad.shape
+            buffer = workspace(("weight_diff", run), shape)
             buffer[...] = 0.0
             self.partial[run] = buffer
         return self.partial[run]
 
     def reduce(self):
         for run in sorted(self.partial):
-            self.grad += self.partial[run]
+            partial = self.partial[run]
+            self.grad += partial.transpose(0, 2, 1) if self.transposed else partial
 
 
 @numba.njit(inline="always")

@@ -63,6 +63,14 @@ def mode(request, monkeypatch):
         yield request.param
 
 
+@pytest.fixture(params=["transposed sums", "direct sums"])
+def sums(request, monkeypatch):
+    """Weight gradients summed as their transpose wherever R > O/G, or never."""
+    threshold = 0 if request.param == "transposed sums" else 1 << 62
+    monkeypatch.setattr(convolution, "TRANSPOSED_SUM_COLUMNS", threshold)
+    return request.param
+
+
 def layer_arrays(shape, outputs, window):
     x = rand(*shape)
     weight = rand(outputs, shape[1] // window.group, *window.kernel)
@@ -79,7 +87,7 @@ def test_convolve_is_the_direct_convolution(mode, shape, outputs, window):
 
 
 @pytest.mark.parametrize("shape,outputs,window", CASES)
-def test_gradients_are_the_adjoints(mode, shape, outputs, window):
+def test_gradients_are_the_adjoints(mode, sums, shape, outputs, window):
     """<dy, conv(dx_probe)> = <convolve_transpose(dy), dx_probe>, and the weight
     gradient is the derivative of <dy, conv(x, weight)> in weight (both linear)."""
     x, weight, dy = layer_arrays(shape, outputs, window)
@@ -99,7 +107,7 @@ def test_gradients_are_the_adjoints(mode, shape, outputs, window):
 
 
 @pytest.mark.parametrize("shape,outputs,window", CASES[:3])
-def test_convolve_accumulates_a_weight_gradient_from_a_top_gradient(mode, shape, outputs,
+def test_convolve_accumulates_a_weight_gradient_from_a_top_gradient(mode, sums, shape, outputs,
                                                                      window):
     """Deconvolution's backward: one unfolding of x gives y and the weight gradient."""
     x, weight, dy = layer_arrays(shape, outputs, window)
@@ -172,7 +180,7 @@ def test_a_failing_chunk_stops_the_lanes_and_raises(monkeypatch, fast_mode):
     assert len(done) <= 10               # 8 runs of 5: at most lane 1's run in progress
 
 
-def test_weight_gradients_do_not_depend_on_the_thread_count(monkeypatch, fast_mode):
+def test_weight_gradients_do_not_depend_on_the_thread_count(monkeypatch, fast_mode, sums):
     """Per-run sums added in run order: 1 and 3 threads give the same bits."""
     monkeypatch.setattr(convolution, "CACHE_CHUNK_FLOATS", 1)
     monkeypatch.setattr(convolution, "MIN_CHUNK_COLUMNS", 1)
