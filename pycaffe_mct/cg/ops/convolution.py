@@ -29,6 +29,10 @@ it is not a separate kernel.
 Deconvolution is the transpose: its forward is ``convolve_transpose`` and its
 backward ``convolve``, with the roles of bottom and top swapped.
 
+3x3 stride-1 convolutions of enough channels go by Winograd's F(2x2, 3x3)
+instead (``winograd.applies``, ``winograd.py``): both entry points hand them
+over whole.
+
 The unfolding kernels (``im2col_kernel``, ``col2im_kernel``, ``copy_planes_kernel``)
 are serial: convolution runs them on one chunk of images per host thread, so
 the columns a thread writes stay in its core's cache for the GEMM that reads
@@ -42,6 +46,7 @@ import numba
 
 from .. import accounting, scheduler
 from ..jit import JIT, U
+from . import winograd
 from ..workspace import workspace
 
 
@@ -166,6 +171,12 @@ def convolve(x, weight, window, y=None, top_diff=None, weight_diff=None):
     weight gradient) unfolds its top gradient once for the two.  ``y`` and
     ``top_diff`` are (N, O, out_h, out_w); ``weight`` is (O, C/G, kh, kw).
     """
+    if winograd.applies(window, x.shape[1], weight.shape[0]):
+        if y is not None:
+            winograd.convolve(x, weight, window.pad, y)
+        if weight_diff is not None:
+            winograd.accumulate_weight_grad(x, top_diff, window.pad, weight_diff)
+        return
     groups = _grouped(weight, window.group)
     plane = _plane(x, window)
     chunks = _chunks(x.shape[0], groups.shape[2] * window.group, plane, groups[0].size * plane)
@@ -187,6 +198,12 @@ def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
     Convolution's backward: both need dy in rows.  ``dx`` and ``x`` are
     (N, C, H, W) with ``window.output_hw(H, W)`` equal to dy's plane.
     """
+    if winograd.applies(window, weight.shape[1], weight.shape[0]):
+        if weight_diff is not None:
+            winograd.accumulate_weight_grad(x, dy, window.pad, weight_diff)
+        if dx is not None:
+            winograd.convolve(dy, weight, tuple(2 - p for p in window.pad), dx, flip=True)
+        return
     groups = _grouped(weight, window.group)
     plane = dy.shape[2] * dy.shape[3]
     chunks = _chunks(dy.shape[0], groups.shape[2] * window.group, plane, groups[0].size * plane)
