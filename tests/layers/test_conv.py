@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from layer_helpers import blobs_from, empty_tops, make_layer, run_layer, uniform
+from pycaffe_mct.cg.ops import winograd
 from pycaffe_mct.errors import NetError
 from pycaffe_mct.gradient_check import check_gradient_exhaustive
 
@@ -57,19 +58,39 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_forward_matches_direct_definition(case):
-    options, shape, geometry = CASES[case]
+    check_forward(*CASES[case])
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_gradient(case):
+    check_layer_gradient(*CASES[case])
+
+
+def test_winograd_forward_and_gradient(monkeypatch):
+    """A 3x3 stride-1 layer by Winograd F(2x2, 3x3) (real layers need 64 channels a group):
+    forward as defined, backward by finite differences."""
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    calls = []
+    monkeypatch.setattr(winograd, "_input_tiles", lambda *args, real=winograd._input_tiles: (
+        calls.append(1), real(*args))[1])
+    case = ("num_output: 4 kernel_size: 3 pad: 1 group: 2", (2, 4, 5, 4),
+            dict(stride=(1, 1), pad=(1, 1), dilation=(1, 1), group=2))
+    check_forward(*case)
+    check_layer_gradient(*case)
+    assert calls
+
+
+def check_forward(options, shape, geometry):
     x = uniform(*shape, seed=1)
     layer, _, tops = run_layer(conv_text(options), x)
     bias = layer.blobs[1].data.astype(float) if len(layer.blobs) == 2 else None
-    assert (len(layer.blobs) == 2) == (case != "no_bias")
+    assert (bias is None) == ("bias_term: false" in options)
     expected = reference_conv(x, layer.blobs[0].data.astype(float), bias, **geometry)
     assert tops[0].shape == expected.shape
     np.testing.assert_allclose(tops[0].data, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_gradient(case):
-    options, shape, _ = CASES[case]
+def check_layer_gradient(options, shape, _geometry):
     layer = make_layer(conv_text(options))
     check_gradient_exhaustive(layer, blobs_from(uniform(*shape, seed=2)), empty_tops(1))
 

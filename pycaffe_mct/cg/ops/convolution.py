@@ -173,9 +173,9 @@ def convolve(x, weight, window, y=None, top_diff=None, weight_diff=None):
     """
     if winograd.applies(window, x.shape[1], weight.shape[0]):
         if y is not None:
-            winograd.convolve(x, weight, window.pad, y)
+            winograd.convolve(x, weight, window.pad, y, window.group)
         if weight_diff is not None:
-            winograd.accumulate_weight_grad(x, top_diff, window.pad, weight_diff)
+            winograd.accumulate_weight_grad(x, top_diff, window.pad, weight_diff, window.group)
         return
     groups = _grouped(weight, window.group)
     plane = _plane(x, window)
@@ -198,11 +198,12 @@ def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
     Convolution's backward: both need dy in rows.  ``dx`` and ``x`` are
     (N, C, H, W) with ``window.output_hw(H, W)`` equal to dy's plane.
     """
-    if winograd.applies(window, weight.shape[1], weight.shape[0]):
+    if winograd.applies(window, weight.shape[1] * window.group, weight.shape[0]):
         if weight_diff is not None:
-            winograd.accumulate_weight_grad(x, dy, window.pad, weight_diff)
+            winograd.accumulate_weight_grad(x, dy, window.pad, weight_diff, window.group)
         if dx is not None:
-            winograd.convolve(dy, weight, tuple(2 - p for p in window.pad), dx, flip=True)
+            winograd.convolve(dy, weight, tuple(2 - p for p in window.pad), dx, window.group,
+                              flip=True)
         return
     groups = _grouped(weight, window.group)
     plane = dy.shape[2] * dy.shape[3]

@@ -47,15 +47,17 @@ PLAN_CHUNK_FLOATS = 4 << 20
 
 
 def applies(window, in_channels, out_channels):
-    """Whether a convolution goes by F(2x2, 3x3): 3x3, stride 1, no dilation, one group,
-    padding at most 2 (its input gradient pads by 2 - p), and channels enough for the
-    16 GEMMs to beat one 9x longer GEMM (measured: 64 and up; 32 channels lose)."""
+    """Whether a convolution goes by F(2x2, 3x3): 3x3, stride 1, no dilation, padding at
+    most 2 (its input gradient pads by 2 - p), and enough channels a group for the 16
+    GEMMs to pay for the transforms (measured, CPU ms forward / backward: 32 channels
+    on 16x16 maps lose, 8.0 / 18.4 by im2col against 9.5 / 22.1; 64 on 28x28 win, 12.1 /
+    25.7 against 9.4 / 22.6)."""
     return (window.kernel == (3, 3) and window.stride == (1, 1) and window.dilation == (1, 1)
-            and window.group == 1 and max(window.pad) <= 2
-            and min(in_channels, out_channels) >= MIN_CHANNELS)
+            and max(window.pad) <= 2
+            and min(in_channels, out_channels) // window.group >= MIN_CHANNELS)
 
 
-# Fewer input or output channels than this make the transform-domain GEMMs too thin.
+# Fewer input or output channels a group than this make the transform-domain GEMMs too thin.
 MIN_CHANNELS = 64
 
 
@@ -64,43 +66,54 @@ def tiles_hw(out_h, out_w):
     return (out_h + 1) // 2, (out_w + 1) // 2
 
 
-def convolve(x, weight, pad, y, flip=False):
-    """y (N, O, out_h, out_w) = the 3x3 stride-1 convolution of x (N, C, H, W), padding
-    ``pad``; weight is (O, C, 3, 3), or with ``flip`` (C, O, 3, 3) used turned by 180
-    degrees with its two channel axes swapped (the input gradient's filters)."""
-    filters = _positions(("winograd", "filters"), y.shape[1] * x.shape[1])
-    _transform_filters(weight, flip, filters, x.shape[1])
-    transformed = _matrices(filters, y.shape[1])
+def convolve(x, weight, pad, y, group=1, flip=False):
+    """y (N, O, out_h, out_w) = the 3x3 stride-1 convolution of x (N, C, H, W) in
+    ``group`` channel groups, padding ``pad``; weight is (O, C/G, 3, 3), or with
+    ``flip`` (C, O/G, 3, 3) used turned by 180 degrees with its two channel axes
+    swapped (the input gradient's filters)."""
     tiles = tiles_hw(y.shape[2], y.shape[3])
+    inputs, outputs = x.shape[1] // group, y.shape[1] // group
+    chunks = _chunks(x.shape[0], max(inputs, outputs), tiles)
+    block = weight.shape[0] // group
+    for g in range(group):
+        filters = _positions(("winograd", "filters"), outputs * inputs)
+        _transform_filters(weight[g * block:(g + 1) * block], flip, filters, inputs)
+        transformed = _matrices(filters, outputs)
 
-    def chunk(lane, run, lo, hi):
-        inputs = _matrices(_input_tiles(x, lo, hi, pad, tiles, lane), x.shape[1])
-        products = _positions(("winograd", "products", lane), y.shape[1] * inputs.shape[2])
-        for xi, matrix in enumerate(_matrices(products, y.shape[1])):
-            scheduler.gemm(transformed[xi], inputs[xi], 1.0, 0.0, matrix)
-        _output_tiles(products, y[lo:hi])
-    scheduler.lanes(_chunks(x.shape[0], max(x.shape[1], y.shape[1]), tiles), chunk)
+        def chunk(lane, run, lo, hi, g=g, transformed=transformed):
+            tiles_in = _matrices(_input_tiles(x, (g * inputs, inputs), lo, hi, pad, tiles,
+                                              lane), inputs)
+            products = _positions(("winograd", "products", lane),
+                                  outputs * tiles_in.shape[2])
+            for xi, matrix in enumerate(_matrices(products, outputs)):
+                scheduler.gemm(transformed[xi], tiles_in[xi], 1.0, 0.0, matrix)
+            _output_tiles(products, y[lo:hi], (g * outputs, outputs))
+        scheduler.lanes(chunks, chunk)
 
 
-def accumulate_weight_grad(x, dy, pad, weight_diff):
-    """weight_diff (O, C, 3, 3) += the filter gradient of the convolution of x by pad."""
+def accumulate_weight_grad(x, dy, pad, weight_diff, group=1):
+    """weight_diff (O, C/G, 3, 3) += the filter gradient of the convolution of x by pad."""
     tiles = tiles_hw(dy.shape[2], dy.shape[3])
-    chunks = _chunks(x.shape[0], max(x.shape[1], dy.shape[1]), tiles)
-    sums = {}
+    inputs, outputs = x.shape[1] // group, dy.shape[1] // group
+    chunks = _chunks(x.shape[0], max(inputs, outputs), tiles)
+    for g in range(group):
+        sums = {}
 
-    def chunk(lane, run, lo, hi):
-        inputs = _matrices(_input_tiles(x, lo, hi, pad, tiles, lane), x.shape[1])
-        gradients = _matrices(_gradient_tiles(dy, lo, hi, tiles, lane), dy.shape[1])
-        if run not in sums:
-            sums[run] = _positions(("winograd", "filter sums", run), dy.shape[1] * x.shape[1])
-            sums[run][...] = 0.0
-        for xi, matrix in enumerate(_matrices(sums[run], dy.shape[1])):
-            scheduler.gemm(gradients[xi], inputs[xi].T, 1.0, 1.0, matrix)
-    scheduler.lanes(chunks, chunk)
-    total = sums.pop(min(sums))
-    for run in sorted(sums):
-        total += sums[run]
-    _accumulate_filter_grad(total, weight_diff)
+        def chunk(lane, run, lo, hi, g=g, sums=sums):
+            tiles_in = _matrices(_input_tiles(x, (g * inputs, inputs), lo, hi, pad, tiles,
+                                              lane), inputs)
+            gradients = _matrices(_gradient_tiles(dy, (g * outputs, outputs), lo, hi, tiles,
+                                                  lane), outputs)
+            if run not in sums:
+                sums[run] = _positions(("winograd", "filter sums", run), outputs * inputs)
+                sums[run][...] = 0.0
+            for xi, matrix in enumerate(_matrices(sums[run], outputs)):
+                scheduler.gemm(gradients[xi], tiles_in[xi].T, 1.0, 1.0, matrix)
+        scheduler.lanes(chunks, chunk)
+        total = sums.pop(min(sums))
+        for run in sorted(sums):
+            total += sums[run]
+        _accumulate_filter_grad(total, weight_diff[g * outputs:(g + 1) * outputs])
 
 
 def _positions(slot, floats):
@@ -144,42 +157,43 @@ def _transform_filters(weight, flip, out, inputs):
                     POSITIONS * out.itemsize, 28, run)
 
 
-def _input_tiles(x, lo, hi, pad, tiles, lane):
-    """The transformed input tiles of images x[lo:hi] (``_positions``, C x nb*tiles each);
-    a unit is one (image, channel) plane."""
+def _input_tiles(x, channels, lo, hi, pad, tiles, lane):
+    """The transformed input tiles of images x[lo:hi], channels ``(first, count)``
+    (``_positions``, count x nb*tiles each); a unit is one (image, channel) plane."""
     images = x[lo:hi]
     count = tiles[0] * tiles[1]
-    out = _positions(("winograd", "inputs", lane), x.shape[1] * images.shape[0] * count)
+    out = _positions(("winograd", "inputs", lane), channels[1] * images.shape[0] * count)
 
     def run(a, b):
-        input_transform_kernel(images, pad[0], pad[1], tiles[0], tiles[1], out, a, b)
-    scheduler.units("winograd_inputs", images.shape[0] * x.shape[1],
+        input_transform_kernel(images, *channels, pad[0], pad[1], tiles[0], tiles[1], out, a, b)
+    scheduler.units("winograd_inputs", images.shape[0] * channels[1],
                     x[0, 0].nbytes, POSITIONS * count * out.itemsize, 32 * count, run)
     return out
 
 
-def _gradient_tiles(dy, lo, hi, tiles, lane):
-    """The transformed top-gradient tiles (A dY A^T) of images lo..hi (``_positions``,
-    O x nb*tiles each)."""
+def _gradient_tiles(dy, channels, lo, hi, tiles, lane):
+    """The transformed top-gradient tiles (A dY A^T) of images lo..hi, channels
+    ``(first, count)`` (``_positions``, count x nb*tiles each)."""
     images = dy[lo:hi]
     count = tiles[0] * tiles[1]
-    out = _positions(("winograd", "gradients", lane), dy.shape[1] * images.shape[0] * count)
+    out = _positions(("winograd", "gradients", lane), channels[1] * images.shape[0] * count)
 
     def run(a, b):
-        gradient_transform_kernel(images, tiles[0], tiles[1], out, a, b)
-    scheduler.units("winograd_gradients", images.shape[0] * dy.shape[1],
+        gradient_transform_kernel(images, *channels, tiles[0], tiles[1], out, a, b)
+    scheduler.units("winograd_gradients", images.shape[0] * channels[1],
                     dy[0, 0].nbytes, POSITIONS * count * out.itemsize, 12 * count, run)
     return out
 
 
-def _output_tiles(products, y):
-    """y (nb, O, out_h, out_w) = A^T M A of each tile of products (``_positions``)."""
+def _output_tiles(products, y, channels):
+    """Channels ``(first, count)`` of y (nb, O, out_h, out_w) = A^T M A of each tile of
+    products (``_positions``)."""
     tiles = tiles_hw(y.shape[2], y.shape[3])
     count = tiles[0] * tiles[1]
 
     def run(a, b):
-        output_transform_kernel(products, tiles[0], tiles[1], y, a, b)
-    scheduler.units("winograd_outputs", y.shape[0] * y.shape[1],
+        output_transform_kernel(products, tiles[0], tiles[1], y, *channels, a, b)
+    scheduler.units("winograd_outputs", y.shape[0] * channels[1],
                     POSITIONS * count * products.itemsize, y[0, 0].nbytes, 24 * count, run)
 
 
@@ -272,21 +286,22 @@ def _transform_input_tile(src, first, width, dst, at, stride):
 
 
 @numba.njit(**JIT)
-def input_transform_kernel(x, ph, pw, tiles_h, tiles_w, out, lo, hi):
+def input_transform_kernel(x, first, channels, ph, pw, tiles_h, tiles_w, out, lo, hi):
     """out[xi, c*N*tiles + n*tiles + t] = (B^T d B)[xi] of each 4x4 input tile d (zeros
-    outside the image) for planes u = n * C + c in lo..hi; out is (16, >= C*N*tiles).
+    outside the image) of channel first + c, for units u = n * channels + c in lo..hi;
+    out is (16, >= channels*N*tiles).
 
     Scalars and flat unsigned offsets throughout: with small local arrays and
     signed indices the kernel ran 4x slower.
     """
-    n_img, channels, height, width = x.shape
+    n_img, all_channels, height, width = x.shape
     src, dst = x.reshape(-1), out.reshape(-1)
     count = tiles_h * tiles_w
     stride = U(out.shape[1])                      # between transform positions
     edge = np.empty(16, np.float32)
     for unit in range(lo, hi):
         n, c = unit // channels, unit % channels
-        plane = U(unit * height * width)
+        plane = U((n * all_channels + first + c) * height * width)
         row_of_tiles = U(c * n_img * count + n * count)
         for ty in range(tiles_h):
             y0 = 2 * ty - ph
@@ -310,16 +325,17 @@ def _a_times(p, q):
 
 
 @numba.njit(**JIT)
-def gradient_transform_kernel(dy, tiles_h, tiles_w, out, lo, hi):
-    """out[xi, o*N*tiles + n*tiles + t] = (A Y A^T)[xi] of each 2x2 top-gradient tile Y (zeros past the
-    output's edge) for planes u = n * O + o in lo..hi."""
-    n_img, channels, out_h, out_w = dy.shape
+def gradient_transform_kernel(dy, first, channels, tiles_h, tiles_w, out, lo, hi):
+    """out[xi, o*N*tiles + n*tiles + t] = (A Y A^T)[xi] of each 2x2 top-gradient tile Y
+    (zeros past the output's edge) of channel first + o, for units u = n * channels + o
+    in lo..hi."""
+    n_img, all_channels, out_h, out_w = dy.shape
     src, dst = dy.reshape(-1), out.reshape(-1)
     count = tiles_h * tiles_w
     stride = U(out.shape[1])
     for unit in range(lo, hi):
         n, o = unit // channels, unit % channels
-        plane = U(unit * out_h * out_w)
+        plane = U((n * all_channels + first + o) * out_h * out_w)
         row_of_tiles = U(o * n_img * count + n * count)
         for ty in range(tiles_h):
             for tx in range(tiles_w):
@@ -363,16 +379,16 @@ def _store_output_row(dst, plane, oy, ox, out_h, out_w, m0, m1, m2, m3):
 
 
 @numba.njit(**JIT)
-def output_transform_kernel(products, tiles_h, tiles_w, y, lo, hi):
-    """y[n, o] = A^T M A of each tile, M[xi] = products[xi, o*N*tiles + n*tiles + t], the
-    parts inside the output, for planes u = n * O + o in lo..hi."""
-    n_img, channels, out_h, out_w = y.shape
+def output_transform_kernel(products, tiles_h, tiles_w, y, first, channels, lo, hi):
+    """y[n, first + o] = A^T M A of each tile, M[xi] = products[xi, o*N*tiles + n*tiles + t],
+    the parts inside the output, for units u = n * channels + o in lo..hi."""
+    n_img, all_channels, out_h, out_w = y.shape
     src, dst = products.reshape(-1), y.reshape(-1)
     count = tiles_h * tiles_w
     stride = U(products.shape[1])
     for unit in range(lo, hi):
         n, o = unit // channels, unit % channels
-        plane = U(unit * out_h * out_w)
+        plane = U((n * all_channels + first + o) * out_h * out_w)
         row_of_tiles = U(o * n_img * count + n * count)
         for ty in range(tiles_h):
             for tx in range(tiles_w):

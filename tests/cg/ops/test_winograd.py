@@ -17,6 +17,7 @@ CASES = [  # x shape, out channels, window
     ((2, 5, 6, 5), 3, Window((3, 3))),               # no padding: the input gradient pads 2
     ((3, 2, 5, 6), 6, Window((3, 3), (2, 2))),       # padding 2: the input gradient pads 0
     ((2, 3, 6, 7), 4, Window((3, 3), (1, 0))),       # padding on one axis
+    ((2, 4, 7, 6), 6, Window((3, 3), (1, 1), group=2)),   # channel groups
 ]
 
 
@@ -70,13 +71,13 @@ def test_the_transforms_are_lavin_and_grays_matrices():
     a_t = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
     d, f = rand(1, 1, 4, 4), rand(1, 1, 3, 3)
     inputs = np.zeros((16, 1 + winograd.POSITION_PADDING), np.float32)
-    winograd.input_transform_kernel(d, 0, 0, 1, 1, inputs, 0, 1)
+    winograd.input_transform_kernel(d, 0, 1, 0, 0, 1, 1, inputs, 0, 1)
     np.testing.assert_allclose(inputs[:, 0], (b_t @ d[0, 0] @ b_t.T).reshape(-1), atol=1e-6)
     filters = np.zeros_like(inputs)
     winograd.filter_transform_kernel(f, False, 1, filters, 0, 1)
     np.testing.assert_allclose(filters[:, 0], (g @ f[0, 0] @ g.T).reshape(-1), atol=1e-6)
     y = np.zeros((1, 1, 2, 2), np.float32)
-    winograd.output_transform_kernel(inputs * filters, 1, 1, y, 0, 1)
+    winograd.output_transform_kernel(inputs * filters, 1, 1, y, 0, 1, 0, 1)
     expected = a_t @ (inputs[:, 0] * filters[:, 0]).reshape(4, 4) @ a_t.T
     np.testing.assert_allclose(y[0, 0], expected, rtol=1e-5, atol=1e-5)
     sums, weight_diff = rand(16, 1 + winograd.POSITION_PADDING), np.ones((1, 1, 3, 3), np.float32)
@@ -91,7 +92,8 @@ def test_the_transforms_are_lavin_and_grays_matrices():
     (Window((3, 3), (1, 1)), 32, False),                     # too few channels
     (Window((3, 3), (1, 1), (2, 2)), 64, False),             # strided
     (Window((3, 3), (2, 2), (1, 1), (2, 2)), 64, False),     # dilated
-    (Window((3, 3), (1, 1), group=2), 128, False),           # grouped
+    (Window((3, 3), (1, 1), group=2), 128, True),            # 64 channels a group
+    (Window((3, 3), (1, 1), group=2), 64, False),            # 32 channels a group
     (Window((3, 3), (3, 3)), 64, False),                     # the input gradient's padding < 0
     (Window((5, 5), (2, 2)), 64, False),
 ])
