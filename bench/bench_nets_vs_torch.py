@@ -26,7 +26,8 @@ use (or OMP_NUM_THREADS); the header shows both sides' settings.
 The last column is the share of this machine's float32 GEMM throughput
 (numpy ``matmul`` of 2048x2048 matrices, measured in the same run) our whole
 step reaches, counting only its convolution and inner-product FLOPs (forward,
-weight gradient, and input gradient where the net propagates one).  Last, the
+weight gradient, and input gradient where the net propagates one; a Winograd
+convolution at its direct FLOPs, see ``gemm_flops``).  Last, the
 start-up time of a fresh process to its first LeNet iteration, with an empty
 numba cache (cold) and then a filled one (warm).  Nets whose prototxt is
 missing, or a missing torch, are skipped with a message.
@@ -257,7 +258,9 @@ def gemm_flops(net):
 
     Each is a GEMM of 2 * (top elements) * (weights per output channel) FLOPs
     forward, as many for the weight gradient, and as many again for the input
-    gradient when the net propagates one to its bottom.
+    gradient when the net propagates one to its bottom.  A 3x3 convolution run
+    by Winograd's F(2x2, 3x3) does fewer; it is counted at these direct-GEMM
+    FLOPs all the same (the usual "effective" rate), as PyTorch's are.
     """
     total = 0
     for facts in net.layer_facts:
