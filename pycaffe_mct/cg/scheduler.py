@@ -7,9 +7,13 @@ Two executors run the same plan, behind one interface (``gemm``, ``units``,
 * ``FastExecutor`` (default): the host runs the whole plan in as few large
   calls as possible.  A GEMM is one single-threaded BLAS call per host thread,
   each on a contiguous share of C's rows (or columns), i.e. of the mesh's CPE
-  rows (columns); a unit kernel is one numba call whose ``prange`` hands each
-  host thread a contiguous run of units, i.e. the shares of a contiguous group
-  of CPEs (numba's static chunking), compiled ``nogil`` and cached on disk.
+  rows (columns); a unit kernel is a numba function compiled ``nogil`` and
+  cached on disk.  A ``parallel=True`` one is one call whose ``prange`` hands
+  each host thread a contiguous run of units, i.e. the shares of a contiguous
+  group of CPEs (numba's static chunking); a serial one whose op marks its
+  units ``spread`` is called once per host thread on such a share when the
+  call is large.  Serial kernels compile two to four times faster than
+  parfors, which made most of a cold start (docs/speed.md).
   Executing 64 tile programs literally costs half the machine or more;
   merging them changes only the order of floating-point summation inside a
   GEMM.
@@ -93,8 +97,10 @@ class FastExecutor:
     def gemm(self, plan, left, right, alpha, beta, out):
         return _gemm_blas(self.host, left, right, alpha, beta, out)
 
-    def units(self, plan, count, run):
-        run(0, count)
+    def units(self, plan, count, run, spread):
+        threads = max(1, min(self.host.count, count)) if spread and not _in_lane() else 1
+        bounds = [count * t // threads for t in range(threads + 1)]
+        _on_host_threads(self.host, run, list(zip(bounds, bounds[1:])))
 
     def lane_count(self, runs):
         """Host threads to spread a layer's runs of chunks over."""
@@ -113,7 +119,7 @@ class LiteralExecutor:
     def gemm(self, plan, left, right, alpha, beta, out):
         return _gemm_tiles(plan, left, right, alpha, beta, out)
 
-    def units(self, plan, count, run):
+    def units(self, plan, count, run, spread):
         for _, lo, hi in unit_tiles(plan):
             run(lo, hi)
 
@@ -219,11 +225,19 @@ def _split_rows(host, left, right, out, multiply):
         multiply(left, right, out)
         return
     bounds = [(m * t) // threads for t in range(threads + 1)]
-    shares = [(left[a:b], right, out[a:b]) for a, b in zip(bounds, bounds[1:])]
-    others = [host.pool().submit(multiply, *share) for share in shares[1:]]
-    multiply(*shares[0])
-    for share in others:
-        share.result()
+    _on_host_threads(host, multiply,
+                     [(left[a:b], right, out[a:b]) for a, b in zip(bounds, bounds[1:])])
+
+
+def _on_host_threads(host, call, shares):
+    """call(*share) for every share, the first on this thread, the others on the host's
+    helper threads; returns when all are done."""
+    others = [host.pool().submit(call, *share) for share in shares[1:]]
+    try:
+        call(*shares[0])
+    finally:
+        for share in others:
+            share.result()
 
 
 # ---- lanes: a layer's chunks spread over the host threads -----------------------
@@ -311,15 +325,24 @@ def _gemm_tiles(plan, left, right, alpha, beta, out):
 
 # ---- independent units -----------------------------------------------------------
 
-def units(kernel, count, in_bytes, out_bytes, flops, run):
+# Below this many bytes in and out a unit kernel is not worth handing to other threads.
+SPREAD_BYTES = 1 << 20
+
+
+def units(kernel, count, in_bytes, out_bytes, flops, run, spread=False):
     """Run a kernel of ``count`` independent units; ``run(lo, hi)`` executes units [lo, hi).
 
     ``in_bytes``/``out_bytes``/``flops`` are per unit and feed the plan.
+    ``spread``: ``run`` may execute disjoint ranges at once (on other threads; it
+    writes nothing two units share and returns nothing), so the fast executor
+    splits a call of at least ``SPREAD_BYTES`` over the host threads.  The
+    results do not depend on the split.
     """
     executing = executor()
     plan = _planned(executing, lambda: plan_units(kernel, int(count), int(in_bytes),
                                                   int(out_bytes), int(flops)))
-    executing.units(plan, count, run)
+    large = count * (in_bytes + out_bytes) >= SPREAD_BYTES
+    executing.units(plan, count, run, spread and large)
 
 
 def elementwise(kernel, flops, function, out, *inputs):

@@ -35,6 +35,7 @@ the global batch's weight sum (``LossLayer.share_weight_sum``), so N ranks
 take the one process's steps up to float32 rounding.
 """
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -186,8 +187,11 @@ def compile_calibration_kernels():
 
     The calibration nets, the only ones with a SoftTargetLoss, and the selection
     net are built at the phase change; running them once on one or two samples
-    before the first iteration moves their compilation to the start of training,
-    where it is announced, instead of a silent pause in the middle of it.
+    early keeps their compilation out of the middle of training.  ``train`` runs
+    this on a thread of its own from the end of the first iteration (numba
+    compiles one kernel at a time, so the first iteration, which compiles the
+    training kernels, does not wait for these) and waits for it before the
+    phase change, which then compiles and loads nothing.
     """
     net_param = parse_prototxt(_SOFT_TARGET_WARM_UP, caffe_pb2.NetParameter())
     Net(net_param, TRAIN).forward_backward()
@@ -382,6 +386,7 @@ class MCTTrainer:
             self.batches["clean_validation"] = _batch_size(mct.clean_validation)
         self.layout, self.models, self.feeders = None, {}, {}
         self.stage, self.selection = None, None
+        self._calibration_kernels = None    # their compilation (a Future), see ``train``
 
     # -- the division of the ranks --
     def _problem(self, stage):
@@ -591,10 +596,11 @@ class MCTTrainer:
             self._restore(resume_file, start)
         if self.stage == CALIBRATE:
             self._start_selection()         # after the restore: P_noise may come from M_a
-        else:
-            compile_calibration_kernels()
-        for iteration in range(start, self.config.max_iter):
-            self.step(iteration)
+        with ThreadPoolExecutor(1, thread_name_prefix="calibration-kernels") as background:
+            for iteration in range(start, self.config.max_iter):
+                self.step(iteration)
+                if self.stage == PRETRAIN and self._calibration_kernels is None:
+                    self._calibration_kernels = background.submit(compile_calibration_kernels)
         results = self._finish()
         self.deploy()
         return results
@@ -603,6 +609,7 @@ class MCTTrainer:
         """Iteration ``iteration`` of both models (re-dividing the ranks first when
         calibration starts)."""
         if iteration == self.config.pretrain_iter and self.stage == PRETRAIN:
+            self._calibration_kernels.result()
             self._snapshot_all()
             self._enter(CALIBRATE, iteration)
             self._start_selection()

@@ -6,8 +6,10 @@ Scores and probabilities are (outer, classes, inner) arrays (inner 1 for plain
 (outer, inner), as ``prediction_labels`` makes them, and arrive flat in the
 kernels.  A unit is one outer index, i.e. one sample with all its classes and
 spatial positions.  Loss sums accumulate in float64 and come back as the
-kernel's return value (a ``prange`` reduction), so that a tile's partial sum
-never needs a batch-sized scratch array.
+kernel's return value, so that a tile's partial sum never needs a batch-sized
+scratch array.  The kernels are serial (``parallel=True`` ones took several
+times as long to compile, and most losses see a batch of scores only); those
+without a sum let the scheduler spread a large call over the host threads.
 """
 import math
 
@@ -100,7 +102,7 @@ def label_reciprocal_gradient(prob, labels, weights, threshold, scale, out):
                     channels * inner * out.itemsize, 2 * inner,
                     lambda lo, hi: label_reciprocal_gradient_kernel(
                         p, y, w, channels, inner, np.float32(threshold), np.float32(scale),
-                        target, lo, hi))
+                        target, lo, hi), spread=True)
 
 
 def hinge_margins(scores, labels, squared, margins):
@@ -122,7 +124,7 @@ def hinge_gradient(margins, labels, squared, scale, out):
     row = channels * margins.itemsize
     scheduler.units("hinge_backward", num, row + y.itemsize, row, 2 * channels,
                     lambda lo, hi: hinge_backward_kernel(
-                        m, y, channels, squared, np.float32(scale), target, lo, hi))
+                        m, y, channels, squared, np.float32(scale), target, lo, hi), spread=True)
 
 
 def _infogain_bytes(prob, labels, weights):
@@ -153,7 +155,8 @@ def infogain_gradient(prob, labels, weights, matrix, scale, out):
     scheduler.units("infogain_backward", outer, _infogain_bytes(prob, y, w),
                     channels * inner * out.itemsize, 4 * channels * inner,
                     lambda lo, hi: infogain_backward_kernel(
-                        p, y, w, gains, channels, inner, np.float32(scale), target, lo, hi))
+                        p, y, w, gains, channels, inner, np.float32(scale), target, lo, hi),
+                    spread=True)
 
 
 def contrastive_loss(difference, similarity, margin, legacy, dist_sq):
@@ -176,7 +179,8 @@ def contrastive_gradient(difference, similarity, dist_sq, margin, legacy, alpha,
     scheduler.units("contrastive_backward", num, dim * d.itemsize + s.itemsize + dist_sq.itemsize,
                     dim * out.itemsize, dim + 6,
                     lambda lo, hi: contrastive_backward_kernel(
-                        d, s, dist_sq, dim, float(margin), legacy, float(alpha), target, lo, hi))
+                        d, s, dist_sq, dim, float(margin), legacy, float(alpha), target, lo, hi),
+                    spread=True)
 
 
 def soft_target_loss(primary, aux, labels, weights, temperature, weighted_soft):
@@ -202,7 +206,7 @@ def soft_target_gradient(primary, aux, labels, weights, temperature, weighted_so
                     20 * channels,
                     lambda lo, hi: soft_target_backward_kernel(
                         zp, za, y, w, channels, float(temperature), weighted_soft,
-                        float(hard_scale), float(soft_scale), target, lo, hi))
+                        float(hard_scale), float(soft_scale), target, lo, hi), spread=True)
 
 
 def label_confidence(probs_a, probs_p, labels):
@@ -213,7 +217,7 @@ def label_confidence(probs_a, probs_p, labels):
     out = np.empty(num, np.float64)
     scheduler.units("label_confidence", num, 2 * pa.itemsize + y.itemsize, out.itemsize, 2,
                     lambda lo, hi: label_confidence_kernel(pa, pp, y, channels, out,
-                                                           lo, hi))
+                                                           lo, hi), spread=True)
     return out
 
 
@@ -224,21 +228,14 @@ def accuracy_counts(scores, labels, weights, top_k):
     x, y, w = _flat(scores, labels, weights)
     totals = np.zeros(channels, np.int64)
     rights = np.zeros(channels, np.int64)
-
-    def run(lo, hi):
-        parts = count_parts(hi - lo)
-        part_totals = np.zeros((parts, channels), np.int64)
-        part_rights = np.zeros((parts, channels), np.int64)
-        accuracy_counts_kernel(x, y, w, channels, inner, top_k, part_totals, part_rights,
-                               lo, hi)
-        totals[...] += part_totals.sum(axis=0)
-        rights[...] += part_rights.sum(axis=0)
     scheduler.units("accuracy", outer, inner * (channels * x.itemsize + _point_bytes(y, w)), 0,
-                    channels * inner, run)
+                    channels * inner,
+                    lambda lo, hi: accuracy_counts_kernel(x, y, w, channels, inner, top_k,
+                                                          totals, rights, lo, hi))
     return totals, rights
 
 
-@numba.njit(parallel=True, **JIT)
+@numba.njit(**JIT)
 def prediction_labels_kernel(raw, classes, ignore_label, has_ignore, extra, has_extra, labels,
                              weights, lo, hi):
     """Integer labels (truncated as Caffe's static_cast<int>) and weights of predictions.
@@ -249,7 +246,7 @@ def prediction_labels_kernel(raw, classes, ignore_label, has_ignore, extra, has_
     """
     bad = 0
     total = 0.0
-    for k in numba.prange(lo, hi):
+    for k in range(lo, hi):
         i = U(k)
         label = np.int64(raw[i])
         if has_ignore and label == ignore_label:
@@ -282,13 +279,13 @@ def _log_loss_at(prob, label, matrix, o, j, c_count, i_count, threshold):
     return point
 
 
-@numba.njit(parallel=True, **JIT)
+@numba.njit(**JIT)
 def weighted_log_loss_kernel(prob, labels, weights, matrix, channels, inner, threshold, lo, hi):
     """sum of weight * the prediction's log loss (_log_loss_at; matrix None for the
     multinomial logistic loss, the gain matrix for InfogainLoss) over outer [lo, hi)."""
     c_count, i_count = U(channels), U(inner)
     total = 0.0
-    for o in numba.prange(lo, hi):
+    for o in range(lo, hi):
         row = U(o) * i_count
         for j in range(i_count):
             weight = weights[row + j]
@@ -298,12 +295,12 @@ def weighted_log_loss_kernel(prob, labels, weights, matrix, channels, inner, thr
     return total
 
 
-@numba.njit(parallel=True, **JIT)
+@numba.njit(**JIT)
 def label_reciprocal_gradient_kernel(prob, labels, weights, channels, inner, threshold, scale,
                                      out, lo, hi):
     """out = scale * weight / max(prob, threshold) at each label, 0 elsewhere."""
     c_count, i_count = U(channels), U(inner)
-    for o in numba.prange(lo, hi):
+    for o in range(lo, hi):
         start = U(o) * c_count * i_count
         for m in range(c_count * i_count):
             out[start + m] = 0.0
@@ -319,13 +316,13 @@ def _negated_at_label(value, c, label):
     return -value if c == label else value
 
 
-@numba.njit(parallel=True, **JIT)
+@numba.njit(**JIT)
 def hinge_forward_kernel(scores, labels, channels, squared, margins, lo, hi):
     """margins = max(0, 1 + d * x), d = -1 at the label and +1 elsewhere; returns the sum
     of the margins (or of their squares)."""
     c_count = U(channels)
     total = 0.0
-    for n in numba.prange(lo, hi):
+    for n in range(lo, hi):
         start = U(n) * c_count
         label = U(labels[U(n)])
         for c in range(c_count):
@@ -336,11 +333,11 @@ def hinge_forward_kernel(scores, labels, channels, squared, margins, lo, hi):
     return total
 
 
-@numba.njit(parallel=True, **JIT)
+@numba.njit(**JIT)
 def hinge_backward_kernel(margins, labels, channels, squared, scale, out, lo, hi):
     """out = 2 scale * g (L2) or scale * sign(g) (L1), g the margins negated at the label."""
     c_count = U(channels)
-    for n in numba.prange(lo, hi):
+    for n in range(lo, hi):
         start = U(n) * c_count
         label = U(labels[U(n)])
         for c in range(c_count):
@@ -351,11 +348,11 @@ def hinge_backward_kernel(margins, labels, channels, squared, scale, out, lo, hi
                 out[start + c] = scale * np.sign(value)
 
 
-@numba.njit(parallel=True, **JIT)
+@numba.njit(**JIT)
 def infogain_backward_kernel(prob, labels, weights, matrix, channels, inner, scale, out, lo, hi):
     """out = scale * weight * (prob_c * sum_l H[label, l] - H[label, c])."""
     c_count, i_count = U(channels), U(inner)
-    for o in numba.prange(lo, hi):
+    for o in range(lo, hi):
         row = U(o) * i_count
         for j in range(i_count):
             gains = U(labels[row + j]) * c_count
@@ -368,13 +365,13 @@ def infogain_backward_kernel(prob, labels, weights, matrix, channels, inner, sca
                 out[at] = factor * (prob[at] * row_sum - matrix[gains + c])
 
 
-@numba.njit(parallel=True, **JIT)
+@numba.njit(**JIT)
 def contrastive_forward_kernel(difference, similarity, dim, margin, legacy, dist_sq, lo, hi):
     """dist_sq = |a - b|^2 per pair; returns the sum of d^2 over similar pairs plus
     max(margin - d, 0)^2 (legacy: max(margin - d^2, 0)) over dissimilar ones."""
     d_count = U(dim)
     total = 0.0
-    for n in numba.prange(lo, hi):
+    for n in range(lo, hi):
         start = U(n) * d_count
         squares = 0.0
         for m in range(d_count):
@@ -389,13 +386,13 @@ def contrastive_forward_kernel(difference, similarity, dim, margin, legacy, dist
     return total
 
 
-@numba.njit(parallel=True, **JIT)
+@numba.njit(**JIT)
 def contrastive_backward_kernel(difference, similarity, dist_sq, dim, margin, legacy, alpha, out,
                                 lo, hi):
     """Caffe's gradient: alpha (a - b) for similar pairs; for dissimilar ones within the
     margin -alpha (a - b), scaled by (margin - d) / (d + 1e-4) unless legacy."""
     d_count = U(dim)
-    for n in numba.prange(lo, hi):
+    for n in range(lo, hi):
         start = U(n) * d_count
         if np.int64(similarity[U(n)]) != 0:
             factor = alpha
@@ -421,7 +418,7 @@ def _row_log_sum_exp(scores, start, c_count, divisor):
     return top + math.log(total)
 
 
-@numba.njit(parallel=True, **JIT)
+@numba.njit(**JIT)
 def soft_target_forward_kernel(primary, aux, labels, weights, channels, temperature,
                                weighted_soft, lo, hi):
     """(sum of w * -log softmax(z_p)[label], sum of s * KL(softmax(z_a/T) || softmax(z_p/T)))
@@ -430,7 +427,7 @@ def soft_target_forward_kernel(primary, aux, labels, weights, channels, temperat
     tiny = np.finfo(np.float64).tiny
     hard = 0.0
     soft = 0.0
-    for n in numba.prange(lo, hi):
+    for n in range(lo, hi):
         start = U(n) * c_count
         weight = np.float64(weights[U(n)])
         log_norm = _row_log_sum_exp(primary, start, c_count, 1.0)
@@ -447,13 +444,13 @@ def soft_target_forward_kernel(primary, aux, labels, weights, channels, temperat
     return hard, soft
 
 
-@numba.njit(parallel=True, **JIT)
+@numba.njit(**JIT)
 def soft_target_backward_kernel(primary, aux, labels, weights, channels, temperature,
                                 weighted_soft, hard_scale, soft_scale, out, lo, hi):
     """out = hard_scale * w (softmax(z_p) - onehot) + soft_scale * s (softmax(z_p/T)
     - softmax(z_a/T)), s as in the forward."""
     c_count = U(channels)
-    for n in numba.prange(lo, hi):
+    for n in range(lo, hi):
         start = U(n) * c_count
         label = U(labels[U(n)])
         weight = np.float64(weights[U(n)])
@@ -470,48 +467,37 @@ def soft_target_backward_kernel(primary, aux, labels, weights, channels, tempera
             out[start + c] = hard * prob + soft * gap
 
 
-@numba.njit(parallel=True, **JIT)
+@numba.njit(**JIT)
 def label_confidence_kernel(probs_a, probs_p, labels, channels, out, lo, hi):
     """out = the mean of the two models' probabilities of each sample's label (float64)."""
     c_count = U(channels)
-    for n in numba.prange(lo, hi):
+    for n in range(lo, hi):
         at = U(n) * c_count + U(labels[U(n)])
         out[U(n)] = 0.5 * (np.float64(probs_a[at]) + np.float64(probs_p[at]))
 
 
-@numba.njit(parallel=True, **JIT)
+@numba.njit(**JIT)
 def accuracy_counts_kernel(scores, labels, weights, channels, inner, top_k, totals, rights, lo,
                            hi):
-    """Per class: valid predictions and those whose label is among the top_k scores.
+    """Per class, added to totals/rights: valid predictions of outer [lo, hi) and those
+    whose label is among the top_k scores.
 
     Caffe's rule: a prediction is right when fewer than top_k other classes
-    score at least as high as the true one, so a tie counts against it.  Row p
-    of ``totals``/``rights`` collects part p of [lo, hi) (one part per host
-    thread, added up by the caller).
+    score at least as high as the true one, so a tie counts against it.
     """
     c_count, i_count = U(channels), U(inner)
-    parts = totals.shape[0]
-    for part in numba.prange(parts):
-        first = lo + (hi - lo) * part // parts
-        last = lo + (hi - lo) * (part + 1) // parts
-        for o in range(first, last):
-            row = U(o) * i_count
-            for j in range(i_count):
-                if weights[row + j] == 0:
-                    continue
-                label = U(labels[row + j])
-                base = U(o) * c_count * i_count + j
-                truth = scores[base + label * i_count]
-                better = -1
-                for c in range(c_count):
-                    if scores[base + c * i_count] >= truth:
-                        better += 1
-                totals[part, label] += 1
-                if better < top_k:
-                    rights[part, label] += 1
-
-
-def count_parts(units):
-    """Rows of partial counts ``accuracy_counts`` fills for ``units`` units: one per host
-    thread that gets work."""
-    return max(1, min(numba.get_num_threads(), units))
+    for o in range(lo, hi):
+        row = U(o) * i_count
+        for j in range(i_count):
+            if weights[row + j] == 0:
+                continue
+            label = U(labels[row + j])
+            base = U(o) * c_count * i_count + j
+            truth = scores[base + label * i_count]
+            better = -1
+            for c in range(c_count):
+                if scores[base + c * i_count] >= truth:
+                    better += 1
+            totals[label] += 1
+            if better < top_k:
+                rights[label] += 1

@@ -13,9 +13,10 @@ from ..jit import JIT, U
 
 
 def _planes(kernel_name, x_plane, y_plane, planes, in_bytes, out_bytes, flops, run):
-    """A kernel whose unit is one (image, channel) plane; sizes are in elements per plane."""
+    """A kernel whose unit is one (image, channel) plane; sizes are in elements per plane.
+    Planes are independent, so large calls are spread over the host threads."""
     scheduler.units(kernel_name, planes, in_bytes * x_plane, out_bytes * y_plane,
-                    flops * y_plane, run)
+                    flops * y_plane, run, spread=True)
 
 
 def max_pool_forward(x, kernel, stride, pad, out, argmax):
@@ -102,7 +103,7 @@ def _window_add(target, image, width, y0, y1, x0, columns, share):
             target[first + ix] += share
 
 
-@numba.njit(parallel=True, **JIT)
+@numba.njit(**JIT)
 def max_pool_forward_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax, lo, hi):
     """Caffe's MAX pooling of planes lo..hi: windows clipped to the image, first maximum wins.
 
@@ -112,7 +113,7 @@ def max_pool_forward_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax, lo, hi):
     _, _, height, width = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
     src, dst, where = x.reshape(-1), out.reshape(-1), argmax.reshape(-1)
-    for plane in numba.prange(lo, hi):
+    for plane in range(lo, hi):
         image = U(plane * height * width)
         for oy in range(out_h):
             y0, y1, _ = _window(oy, sh, ph, kh, height)
@@ -129,13 +130,13 @@ def max_pool_forward_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax, lo, hi):
                 where[row + U(ox)] = winner
 
 
-@numba.njit(parallel=True, **JIT)
+@numba.njit(**JIT)
 def max_pool_backward_kernel(dy, argmax, dx, lo, hi):
     """Route each output gradient of planes lo..hi to the input that won its window."""
     in_plane = U(dx.shape[2] * dx.shape[3])
     out_plane = U(dy.shape[2] * dy.shape[3])
     grad, where, target = dy.reshape(-1), argmax.reshape(-1), dx.reshape(-1)
-    for plane in numba.prange(lo, hi):
+    for plane in range(lo, hi):
         image = U(plane) * in_plane
         for i in range(in_plane):
             target[image + i] = 0.0
@@ -167,7 +168,7 @@ def _ave_window(bottom, top, backward, image, width, y0, y1, x0, columns, at, di
         top[at] = _window_sum(bottom, image, width, y0, y1, x0, columns) / divisor
 
 
-@numba.njit(parallel=True, **JIT)
+@numba.njit(**JIT)
 def ave_pool_kernel(bottom, top, kh, kw, sh, sw, ph, pw, backward, lo, hi):
     """Caffe's AVE pooling of planes lo..hi, both directions one walk over the windows.
 
@@ -180,7 +181,7 @@ def ave_pool_kernel(bottom, top, kh, kw, sh, sw, ph, pw, backward, lo, hi):
     out_h, out_w = top.shape[2], top.shape[3]
     divisors = _ave_divisors(kh, kw, sh, sw, ph, pw, height, width, out_h, out_w)
     inputs, pooled = bottom.reshape(-1), top.reshape(-1)
-    for plane in numba.prange(lo, hi):
+    for plane in range(lo, hi):
         image = U(plane * height * width)
         if backward:
             for i in range(U(height * width)):
