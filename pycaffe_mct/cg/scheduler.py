@@ -253,6 +253,19 @@ def _in_lane():
 RUNS = 8
 
 
+def balanced_chunks(count, step):
+    """(lo, hi) ranges of ``count`` images, about ``step`` each, for ``lanes``: when there
+    are fewer than ``RUNS`` of them their number is made a multiple of the host threads
+    and their sizes even, so no lane waits for another's last chunk (8 images in chunks
+    of 3 kept one of two threads busy with 6)."""
+    chunks = -(-count // max(step, 1))
+    threads = gemm_threads()
+    if chunks < RUNS and chunks % threads:
+        chunks = min(count, chunks + threads - chunks % threads)
+    bounds = [count * i // chunks for i in range(chunks + 1)]
+    return list(zip(bounds, bounds[1:]))
+
+
 def lanes(chunks, body):
     """``body(lane, run, lo, hi)`` for every chunk ``(lo, hi)`` of a layer's images.
 

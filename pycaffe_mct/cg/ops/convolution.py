@@ -238,6 +238,7 @@ def _chunks(n_images, rows, plane, macs_per_image):
     else:
         fitting = max(CACHE_CHUNK_FLOATS // floats, -(-MIN_CHUNK_COLUMNS // max(plane, 1)))
         step = max(1, min(fitting, -(-n_images // scheduler.gemm_threads())))
+        return scheduler.balanced_chunks(n_images, step)
     return [(lo, min(lo + step, n_images)) for lo in range(0, n_images, step)]
 
 

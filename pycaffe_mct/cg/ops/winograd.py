@@ -142,6 +142,7 @@ def _chunks(n_images, channels, tiles):
         fitting = max(CACHE_CHUNK_FLOATS // per_image,
                       -(-MIN_CHUNK_TILES // max(tiles[0] * tiles[1], 1)))
         step = max(1, min(fitting, -(-n_images // scheduler.gemm_threads())))
+        return scheduler.balanced_chunks(n_images, step)
     return [(lo, min(lo + step, n_images)) for lo in range(0, n_images, step)]
 
 

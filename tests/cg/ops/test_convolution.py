@@ -122,6 +122,21 @@ def test_weight_gradients_do_not_depend_on_the_thread_count(monkeypatch, fast_mo
     np.testing.assert_array_equal(grads[0], grads[1])
 
 
+@pytest.mark.parametrize("images,step,threads,sizes", [
+    (8, 3, 2, [2, 2, 2, 2]),            # 3 chunks of 3 would keep one of two lanes busy with 6
+    (8, 4, 2, [4, 4]),
+    (5, 2, 2, [1, 1, 1, 2]),
+    (13, 1, 3, [1] * 13),               # more chunks than runs: as they come
+    (1, 1, 2, [1]),
+])
+def test_chunks_are_even_and_a_multiple_of_the_lanes(monkeypatch, images, step, threads, sizes):
+    monkeypatch.setattr(scheduler.EXECUTORS["fast"], "host", HOSTS[threads])
+    chunks = scheduler.balanced_chunks(images, step)
+    assert [hi - lo for lo, hi in chunks] == sizes
+    assert chunks[0][0] == 0 and chunks[-1][1] == images
+    assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+
+
 def test_planning_uses_the_core_groups_chunks():
     """Accounting sees the same GEMM plans as before the host lanes: few, large chunks."""
     from pycaffe_mct.cg import accounting
