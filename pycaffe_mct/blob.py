@@ -51,7 +51,7 @@ def zeroed_storage(count):
     nbytes = count * np.dtype(np.float32).itemsize
     if nbytes < MAPPED_BYTES:
         return np.zeros(count, dtype=np.float32)
-    mapping = mmap.mmap(-1, nbytes)
+    mapping = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE)    # a forked child gets a copy
     if nbytes >= HUGE_PAGE_BYTES and hasattr(mmap, "MADV_HUGEPAGE"):
         with contextlib.suppress(OSError):       # a kernel without transparent huge pages
             mapping.madvise(mmap.MADV_HUGEPAGE)

@@ -94,3 +94,14 @@ def test_storage_costs_no_memory_until_written():
     assert int(done.stdout) < 1 << 20            # of the 24 MiB of data and diff
     blob = Blob((3 << 20,))
     assert blob.data.flags.writeable and not blob.diff.any()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_writes_its_own_copy_of_the_storage():
+    blob = Blob((1 << 16,))                    # 256 KiB: mapped storage
+    child = os.fork()
+    if child == 0:
+        blob.data[...] = 1
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert not blob.data.any()
