@@ -9,7 +9,7 @@ of every Blob storage the net holds (activations, their diffs, parameters and
 their diffs, layer-internal blobs such as BatchNorm's normalised copy; shared
 storage counted once) by kind, with how much of each is resident (storage never
 written, such as the data layer's diff, is not), and the overhead: peak growth /
-blob bytes - 1.  Also checks that a second iteration allocates no new blob
+resident blob bytes - 1.  Also checks that a second iteration allocates no new blob
 storage (activations are allocated once per shape).
 
 Then, unless ``--skip-torch`` or torch is not installed, the same step in
@@ -199,6 +199,7 @@ def main():
         storage_ids = set(found)
         print(f"iteration {iteration}: loss {loss:.4f}, {time.time() - start:.1f} s")
     blob_bytes = sum(array.nbytes for _, array in storages(net).values())
+    resident = sum(resident_bytes(array) for _, array in storages(net).values())
     growth = peak_rss_bytes() - before
     gib = 1024 ** 3
     print(f"ResNet-50 TRAIN, batch {args.batch}, {args.size}x{args.size}")
@@ -206,7 +207,8 @@ def main():
     print("\n".join(storage_lines(net)))
     print(f"  scratch workspace        {workspace_bytes() / gib:7.3f} GiB")
     print(f"  peak RSS growth          {growth / gib:7.3f} GiB")
-    print(f"  overhead beyond blobs    {100 * (growth / blob_bytes - 1):6.1f} %")
+    print(f"  overhead beyond resident {100 * (growth / resident - 1):6.1f} % "
+          f"(of {resident / gib:.3f} GiB resident blob storage)")
     if not args.skip_torch:
         print(torch_line(args), flush=True)
 
