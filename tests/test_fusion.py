@@ -6,6 +6,7 @@ import pytest
 
 import pycaffe_mct as caffe
 from pycaffe_mct.cg import scheduler
+from pycaffe_mct.rng import set_random_seed
 from test_net import make_net, numeric_gradient
 
 CHAIN = """
@@ -109,7 +110,9 @@ def test_forward_ending_inside_the_chain_leaves_what_caffe_would():
 
 def test_chain_gradient_matches_finite_differences():
     # Without the ReLU, whose kinks finite differences straddle; the chain's ReLU part is
-    # checked against the ReLU layer's own gradient above.
+    # checked against the ReLU layer's own gradient above.  Seeded: with 1 in ~40 of the
+    # unseeded generator's weights a central difference misses by more than the tolerance.
+    set_random_seed(0)
     net = chain_net(relu=None)
     net.forward_prefilled()
     net.backward_from_to()
