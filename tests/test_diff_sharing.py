@@ -83,3 +83,17 @@ def test_every_blob_holds_what_it_holds_without_sharing(monkeypatch, branch_laye
         for layer in shared.layers:
             for blob, other in zip(layer.blobs, unshared.layer_dict[layer.name].blobs):
                 np.testing.assert_array_equal(blob.diff, other.diff)
+
+
+def test_a_bottom_viewing_another_blobs_diff_keeps_it():
+    # A Reshape top is a view of its bottom's storage: sharing it would cut the gradient
+    # off from the bottom.
+    text = BLOCK.replace("COEFFS", "").replace("BRANCH_LAYER", "").replace(
+        'bottom: "branch" bottom: "x" top: "sum"', 'bottom: "view" bottom: "x" top: "sum"')
+    view = ('layer { name: "view" type: "Reshape" bottom: "branch" top: "view" '
+            'reshape_param { shape { dim: 0 dim: -1 dim: 4 dim: 4 } } }\n')
+    text = text.replace('layer { name: "sum"', view + 'layer { name: "sum"')
+    net = make_net(text)
+    assert shared_pairs(net) == {("branch", "view"), ("sum", SHORTCUT)}
+    net.forward_backward()
+    np.testing.assert_array_equal(net.blobs["branch"].diff, net.blobs["sum"].diff)
