@@ -3,9 +3,10 @@
 An Eltwise SUM's backward copies its top's diff into every bottom whose
 coefficient is 1.  When nothing else ever writes that bottom's diff (its only
 other layer is the one that produced it, not in place, and no other blob views
-its storage), the copy is all the diff will hold, so the bottom can hold it in the top's own storage and the
-copy is skipped.  In ResNet-50 that is the shortcut of every identity block
-(the Split top that goes straight to the sum): 0.48 GB of diffs at batch 32.
+its storage), the copy is all the diff will hold, so the bottom can hold it in
+the top's own storage and the copy is skipped.  In ResNet-50 that is the
+shortcut of every identity block (the Split top that goes straight to the
+sum): 0.48 GiB of diffs at batch 32.
 
 After every backward through the Eltwise a user reads exactly what Caffe
 holds.  What differs is what the two blobs hold in between: like the top and
