@@ -6,10 +6,11 @@ Builds models/resnet50/train_val.prototxt (TRAIN) with its Data layer replaced
 by an Input layer, runs forward + backward ``iterations`` times on random data,
 and prints the peak RSS growth since just before the net was built, the bytes
 of every Blob storage the net holds (activations, their diffs, parameters and
-their diffs, layer-internal blobs such as BatchNorm's normalised copy and
-in-place Scale's saved input; shared storage counted once), and the overhead:
-peak growth / blob bytes - 1.  Also checks that a second iteration allocates no
-new blob storage (activations are allocated once per shape).
+their diffs, layer-internal blobs such as BatchNorm's normalised copy; shared
+storage counted once) by kind, with how much of each is resident (storage never
+written, such as the data layer's diff, is not), and the overhead: peak growth /
+resident blob bytes - 1.  Also checks that a second iteration allocates no new blob
+storage (activations are allocated once per shape).
 
 Then, unless ``--skip-torch`` or torch is not installed, the same step in
 PyTorch (the architecture and weights of our net, written as in
@@ -18,6 +19,7 @@ way in a process of its own: peak RSS growth from just before its parameters
 are created over ``iterations`` forward + backward passes.
 """
 import argparse
+import ctypes
 import importlib.metadata
 import importlib.util
 import os
@@ -44,9 +46,7 @@ from pycaffe_mct.net import Net  # noqa: E402
 from pycaffe_mct.proto import caffe_pb2  # noqa: E402
 from pycaffe_mct.proto_io import read_prototxt  # noqa: E402
 
-
-def peak_rss_bytes():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # Linux reports KiB
+LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def current_rss_bytes():
@@ -54,19 +54,68 @@ def current_rss_bytes():
         return int(handle.read().split()[1]) * resource.getpagesize()
 
 
+def start_peak_rss():
+    """The current RSS, from which the kernel's peak (VmHWM) starts again.
+
+    Not ``getrusage``'s ru_maxrss: a process started by one that has grown
+    (the torch worker, started after our net ran) inherits the parent's peak
+    through fork and exec, so its ru_maxrss began at our ~6 GB.
+    """
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")                                    # Linux: reset the peak RSS
+    return current_rss_bytes()
+
+
+def peak_rss_bytes():
+    """VmHWM: the peak RSS since ``start_peak_rss``."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024          # reported in kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def storages(net):
-    """Every distinct storage array behind the net's blobs, by id."""
-    blobs = list(net.blobs.values())
+    """Every distinct storage array behind the net's blobs, by id, with what it holds."""
+    named = [("activations", blob._data) for blob in net.blobs.values()]
+    named += [("their diffs", blob._diff) for blob in net.blobs.values()]
+    for facts in net.layer_facts:                  # anonymous tops
+        named += [("activations", blob._data) for blob in facts.tops]
+        named += [("their diffs", blob._diff) for blob in facts.tops]
     for layer in net.layers:
-        blobs += layer.blobs
-        blobs += [value for value in vars(layer).values() if isinstance(value, Blob)]
-    for facts in net.layer_facts:
-        blobs += facts.tops
+        for blob in layer.blobs:
+            named += [("parameters and their diffs", blob._data),
+                      ("parameters and their diffs", blob._diff)]
+        for blob in (value for value in vars(layer).values() if isinstance(value, Blob)):
+            named += [("layer-internal blobs", blob._data), ("layer-internal blobs", blob._diff)]
     found = {}
-    for blob in blobs:
-        for storage in (blob._data, blob._diff):
-            found[id(storage.array)] = storage.array
+    for kind, storage in named:
+        found.setdefault(id(storage.array), (kind, storage.array))
     return found
+
+
+def resident_bytes(array):
+    """Bytes of ``array``'s pages in memory (mincore), whole pages that overlap it."""
+    page = resource.getpagesize()
+    start = array.ctypes.data // page * page
+    pages = -(-(array.ctypes.data + array.nbytes - start) // page)
+    if array.nbytes == 0:
+        return 0
+    vector = (ctypes.c_ubyte * pages)()
+    if LIBC.mincore(ctypes.c_void_p(start), ctypes.c_size_t(pages * page), vector) != 0:
+        raise OSError(ctypes.get_errno(), "mincore failed")
+    return page * sum(flag & 1 for flag in vector)
+
+
+def storage_lines(net):
+    """Per kind of storage: bytes held, and bytes resident (written at least once)."""
+    held, resident = {}, {}
+    for kind, array in storages(net).values():
+        held[kind] = held.get(kind, 0) + array.nbytes
+        resident[kind] = resident.get(kind, 0) + resident_bytes(array)
+    gib = 1024 ** 3
+    return [f"    {kind:26s} {held[kind] / gib:7.3f} GiB, resident {resident[kind] / gib:6.3f}"
+            for kind in held]
 
 
 def train_net(batch, size):
@@ -101,7 +150,7 @@ def torch_peak_growth(batch, size, iterations):
     architecture = build_timing_net(MODEL, batch=1, data_shape=(3, size, size))
     data, labels = random_batch(batch, size)
     inputs = {"data": data, "label": labels.astype(np.float32)}
-    before = current_rss_bytes()
+    before = start_peak_rss()
     step = torch_step(torch, architecture, inputs)
     for _ in range(iterations):
         step()
@@ -134,9 +183,9 @@ def main():
     if args.torch_worker:
         print(torch_peak_growth(args.batch, args.size, args.iterations))
         return
-    before = current_rss_bytes()
-    net = train_net(args.batch, args.size)
     data, labels = random_batch(args.batch, args.size)
+    before = start_peak_rss()
+    net = train_net(args.batch, args.size)
     storage_ids = None
     for iteration in range(args.iterations):
         start = time.time()
@@ -149,14 +198,17 @@ def main():
             print(f"iteration {iteration}: blob storage was reallocated")
         storage_ids = set(found)
         print(f"iteration {iteration}: loss {loss:.4f}, {time.time() - start:.1f} s")
-    blob_bytes = sum(array.nbytes for array in storages(net).values())
+    blob_bytes = sum(array.nbytes for _, array in storages(net).values())
+    resident = sum(resident_bytes(array) for _, array in storages(net).values())
     growth = peak_rss_bytes() - before
     gib = 1024 ** 3
     print(f"ResNet-50 TRAIN, batch {args.batch}, {args.size}x{args.size}")
     print(f"  sum of blob storage      {blob_bytes / gib:7.3f} GiB")
+    print("\n".join(storage_lines(net)))
     print(f"  scratch workspace        {workspace_bytes() / gib:7.3f} GiB")
     print(f"  peak RSS growth          {growth / gib:7.3f} GiB")
-    print(f"  overhead beyond blobs    {100 * (growth / blob_bytes - 1):6.1f} %")
+    print(f"  overhead beyond resident {100 * (growth / resident - 1):6.1f} % "
+          f"(of {resident / gib:.3f} GiB resident blob storage)")
     if not args.skip_torch:
         print(torch_line(args), flush=True)
 

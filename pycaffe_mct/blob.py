@@ -5,7 +5,9 @@ net allocates its activations once and reuses them every iteration; only
 growth reallocates.  ``data`` and ``diff`` are numpy views onto that storage,
 so ``blob.data[...] = x`` writes straight into the net.
 """
+import contextlib
 import math
+import mmap
 
 import numpy as np
 
@@ -13,6 +15,9 @@ from .errors import CaffeError, quote
 
 MAX_AXES = 32  # Caffe's kMaxBlobAxes
 INT_MAX = 2**31 - 1
+MAPPED_BYTES = 1 << 17       # storage this large comes straight from the OS (glibc's own
+                             # initial threshold for mapping an allocation)
+HUGE_PAGE_BYTES = 1 << 22    # and from this size on asks for huge pages, as numpy does
 
 
 def checked_count(shape):
@@ -30,6 +35,29 @@ def checked_count(shape):
     return count
 
 
+def zeroed_storage(count):
+    """``count`` float32 zeros whose pages become resident only once written.
+
+    Caffe's SyncedMemory allocates on first use, so a diff that no layer
+    writes (a data layer's, BatchNorm's normalised copy's) costs nothing.
+    ``np.zeros`` gives that only while glibc maps the allocation itself; once
+    a freed temporary (a filler's float64 draw, a Split's dropped storage) has
+    raised glibc's mapping threshold, it serves the storage from heap memory
+    freed earlier, which calloc clears page by page, and keeps it after it is
+    freed.  At ResNet-50 batch 32 that was 0.35 GB resident after building the
+    net, before any layer ran.  So large storage is an anonymous mapping of its
+    own: zero pages on demand, back to the OS when the storage goes.
+    """
+    nbytes = count * np.dtype(np.float32).itemsize
+    if nbytes < MAPPED_BYTES:
+        return np.zeros(count, dtype=np.float32)
+    mapping = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE)    # a forked child gets a copy
+    if nbytes >= HUGE_PAGE_BYTES and hasattr(mmap, "MADV_HUGEPAGE"):
+        with contextlib.suppress(OSError):       # a kernel without transparent huge pages
+            mapping.madvise(mmap.MADV_HUGEPAGE)
+    return np.frombuffer(mapping, dtype=np.float32)
+
+
 class _Storage:
     """A growable flat float32 buffer, shareable between blobs."""
 
@@ -40,7 +68,7 @@ class _Storage:
 
     def ensure(self, count):
         if count > self.array.size:
-            self.array = np.zeros(count, dtype=np.float32)
+            self.array = zeroed_storage(count)
 
 
 class Blob:
@@ -141,6 +169,10 @@ class Blob:
     def share_diff(self, other):
         self._check_same_count(other)
         self._diff = other._diff
+
+    def shares_diff_with(self, other):
+        """Whether this blob's diff is ``other``'s (shared storage, as after share_diff)."""
+        return self._diff is other._diff
 
     def view_of(self, other, shape):
         """Become ``other`` seen with another shape, sharing data and diff (no copy)."""

@@ -12,7 +12,11 @@ only value an in-place chain leaves), its diff the chain's input gradient, the
 Scale its parameter gradients, the BatchNorm its running statistics.
 
 BatchNorm and Scale keep the same normalised input for backward; in a chain
-they share the one blob that holds it, so either way of running fills it.
+they share the one blob that holds it, so either way of running fills it.  A
+chain whose backward will not read it (no layer of it runs backward, as in a
+deploy net, or BatchNorm uses its stored statistics and the Scale learns no
+factor) does not write it, so its storage is never paged in: 1.26 GB at
+ResNet-50 batch 32.
 """
 from dataclasses import dataclass
 
@@ -33,6 +37,7 @@ class AffineChain:
     batch_norm: BatchNormLayer
     scale: ScaleLayer
     relu: ReLULayer = None
+    keeps_normalized: bool = True        # whether a backward reads the normalised copy
 
     @property
     def layers(self):
@@ -48,10 +53,12 @@ class AffineChain:
         norm, scale = self.batch_norm, self.scale
         x = blob.data.reshape(norm.view)
         bias = None if scale.bias_index is None else scale.blobs[scale.bias_index].data
+        # Unkept, the copy is written over the output, which each element then overwrites.
+        normalized = norm.normalized.data.reshape(norm.view) if self.keeps_normalized else x
         ops.affine_chain_forward(x, norm.normalization(x),
                                  (scale.blobs[0].data.reshape(-1),
                                   None if bias is None else bias.reshape(-1)),
-                                 self.slope, norm.normalized.data.reshape(norm.view), x)
+                                 self.slope, normalized, x)
 
     def backward(self, blob):
         norm, scale = self.batch_norm, self.scale
@@ -90,10 +97,20 @@ def affine_chains(layer_facts):
     for i in range(len(layer_facts) - 1):
         chain = _chain_at(layer_facts, i)
         if chain is not None:
+            chain.keeps_normalized = _backward_reads_normalized(layer_facts, chain)
             chains[i] = chain
             chain.scale.saved_input = chain.batch_norm.normalized
             chain.batch_norm.normalized.reshape(layer_facts[i].bottoms[0].shape)
     return chains
+
+
+def _backward_reads_normalized(layer_facts, chain):
+    """Whether BatchNorm's backward (with batch statistics) or Scale's (for its factor's
+    gradient) will read the normalised copy; the ReLU and the bias need only the output."""
+    norm_runs, scale_runs = (layer_facts[i].need_backward
+                             for i in (chain.first, chain.first + 1))
+    return ((norm_runs and not chain.batch_norm.use_global_stats)
+            or (scale_runs and chain.scale.param_propagate_down[0]))
 
 
 def _chain_at(layer_facts, i):

@@ -16,7 +16,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import fusion, hdf5, net_passes
+from . import diff_sharing, fusion, hdf5, net_passes
 from .blob import Blob, has_legacy_shape, legacy_shape_equals, proto_array, proto_shape
 from .errors import CaffeError, ModelFileError, NetError, in_file, layer_error
 from .layer import TRAIN, create_layer
@@ -102,6 +102,7 @@ class Net:
                 layer_param.phase = self.state.phase
             self._add_layer(layer_param)
         self._analyse_backward(param.force_backward)
+        diff_sharing.share_copied_diffs(self.layer_facts)
         self._chains = fusion.affine_chains(self.layer_facts)
         self._chain_ends = {chain.last: chain for chain in self._chains.values()
                             if all(facts.need_backward and facts.bottom_need_backward[0]

@@ -1,4 +1,8 @@
 """Blob: shapes, legacy accessors, storage kept across reshapes, sharing and views."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -63,3 +67,41 @@ def test_bad_shapes(shape, message):
 def test_legacy_accessor_on_a_5_axis_blob_is_refused():
     with pytest.raises(CaffeError, match="legacy accessor"):
         Blob((1, 1, 1, 1, 2)).num
+
+
+# In a fresh process (glibc's allocator state is the point): a freed 24 MiB temporary raises
+# glibc's threshold for mapping an allocation, the next such block then comes from the heap
+# and goes back to it unused, and calloc clears every page of it for a storage that takes it.
+UNWRITTEN_STORAGE = """
+import resource
+import numpy as np
+from pycaffe_mct.blob import Blob
+def resident():
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize()
+temporary = np.ones(3 << 20); del temporary
+unused = np.empty(3 << 20); del unused
+before = resident()
+blob = Blob((3 << 20,))
+print(resident() - before)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
+def test_storage_costs_no_memory_until_written():
+    done = subprocess.run([sys.executable, "-c", UNWRITTEN_STORAGE], capture_output=True,
+                          text=True, check=True)
+    assert int(done.stdout) < 1 << 20            # of the 24 MiB of data and diff
+    blob = Blob((3 << 20,))
+    assert blob.data.flags.writeable and not blob.diff.any()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_writes_its_own_copy_of_the_storage():
+    blob = Blob((1 << 16,))                    # 256 KiB: mapped storage
+    child = os.fork()
+    if child == 0:
+        blob.data[...] = 1
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert not blob.data.any()

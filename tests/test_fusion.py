@@ -6,6 +6,7 @@ import pytest
 
 import pycaffe_mct as caffe
 from pycaffe_mct.cg import scheduler
+from pycaffe_mct.rng import set_random_seed
 from test_net import make_net, numeric_gradient
 
 CHAIN = """
@@ -109,7 +110,9 @@ def test_forward_ending_inside_the_chain_leaves_what_caffe_would():
 
 def test_chain_gradient_matches_finite_differences():
     # Without the ReLU, whose kinks finite differences straddle; the chain's ReLU part is
-    # checked against the ReLU layer's own gradient above.
+    # checked against the ReLU layer's own gradient above.  Seeded: with 1 in ~40 of the
+    # unseeded generator's weights a central difference misses by more than the tolerance.
+    set_random_seed(0)
     net = chain_net(relu=None)
     net.forward_prefilled()
     net.backward_from_to()
@@ -127,3 +130,69 @@ def test_only_in_place_runs_of_the_three_layers_are_chains():
     assert chain_spans(chain_net(relu=None)) == [("bn", "scale")]
     assert chain_spans(chain_net(relu_top="r")) == [("bn", "scale")]
     assert chain_spans(chain_net(scaled="s", relu_top="s")) == []
+
+
+
+def kept(net):
+    return [chain.keeps_normalized for chain in net._chains.values()]
+
+
+def deploy_chain_net():
+    """The test net without its loss: nothing runs backward."""
+    text = CHAIN.replace("force_backward: true", "").replace("RELU", RELU % "")
+    text = text[:text.index('layer { name: "loss"')]
+    net = make_net(text.replace("SCALED", "conv").replace("RELU_TOP", "conv"), caffe.TEST)
+    net.blobs["data"].data[...] = np.random.default_rng(5).standard_normal(
+        net.blobs["data"].shape)
+    return net
+
+
+@pytest.mark.parametrize("mode", ["fast", "literal"])
+def test_a_chain_no_backward_reads_from_writes_no_normalised_copy(mode):
+    fused, layered = same_weights(deploy_chain_net(), deploy_chain_net())
+    assert kept(fused) == [False]
+    bn = list(layered._layer_names).index("bn")
+    with scheduler.execution(mode):
+        fused.forward_prefilled()
+        layered.forward_from_to(0, bn)          # layer by layer: Scale keeps its input
+        layered.forward_from_to(bn + 1)
+    np.testing.assert_array_equal(fused.blobs["ip"].data, layered.blobs["ip"].data)
+    assert not fused.layer_dict["bn"].normalized.data.any()
+    assert layered.layer_dict["bn"].normalized.data.any()
+
+
+def frozen_scale_text(scale_lr):
+    """The test net (ReLU in place, no forced backward) with the Scale's factor at lr_mult
+    ``scale_lr`` and its bias learned."""
+    text = CHAIN.replace("force_backward: true", "").replace("RELU", RELU % "")
+    text = text.replace("SCALED", "conv").replace("RELU_TOP", "conv")
+    return text.replace('top: "conv"\n        scale_param',
+                        f'top: "conv" param {{ lr_mult: {scale_lr} }} param {{ lr_mult: 1 }}\n'
+                        f'        scale_param')
+
+
+@pytest.mark.parametrize("phase, scale_lr, expected", [
+    (caffe.TRAIN, 0, [True]),                    # BatchNorm's batch statistics need it
+    (caffe.TEST, 1, [True]),                     # the Scale's factor gradient needs it
+    (caffe.TEST, 0, [False]),                    # frozen: dx and the bias need only the output
+])
+def test_the_normalised_copy_is_kept_where_a_backward_reads_it(phase, scale_lr, expected):
+    net = make_net(frozen_scale_text(scale_lr), phase)
+    assert kept(net) == expected
+    assert net.layer_dict["scale"].param_propagate_down == [bool(scale_lr), True]
+
+
+@pytest.mark.parametrize("mode", ["fast", "literal"])
+def test_a_frozen_chain_without_the_copy_back_propagates_as_layer_by_layer(mode):
+    with scheduler.execution(mode):
+        nets = same_weights(*[make_net(frozen_scale_text(0), caffe.TEST) for _ in range(2)])
+        for net in nets:
+            rng = np.random.default_rng(2)
+            net.blobs["data"].data[...] = rng.standard_normal(net.blobs["data"].shape)
+            net.blobs["target"].data[...] = rng.standard_normal((2, 3))
+        assert kept(nets[0]) == [False]
+        fused, layered = (run(net, *ways)
+                          for net, ways in zip(nets, [(True, True), (False, False)]))
+        for a, b in zip(fused, layered):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    assert not nets[0].layer_dict["bn"].normalized.data.any()

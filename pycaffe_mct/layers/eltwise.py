@@ -53,7 +53,8 @@ class EltwiseLayer(Layer):
             if not propagate_down[index]:
                 continue
             if self.operation == _ELTWISE.SUM:
-                ops.scale_into(dy, np.float32(self.coeffs[index]), blob.diff)
+                if not blob.shares_diff_with(top[0]):      # see diff_sharing.py
+                    ops.scale_into(dy, np.float32(self.coeffs[index]), blob.diff)
             elif self.operation == _ELTWISE.MAX:
                 ops.select_into(dy, self.argmax, index, blob.diff)
             elif self.stable_prod_grad:
