@@ -49,8 +49,12 @@ TORCH_WORKER = "--torch-worker" in sys.argv
 if TORCH_WORKER:
     import torch  # before pycaffe_mct: see the module doc
 
-import numba
-import numpy as np
+# Ours: pycaffe_mct before numpy, as in the command-line tools, so that it picks OpenBLAS's
+# kernels for this CPU before numpy loads them (pycaffe_mct/blas_kernel.py; the header shows
+# the kernel).
+import pycaffe_mct  # noqa: F401,E402
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
 
 from pycaffe_mct.commands.timing import build_timing_net
 from pycaffe_mct.proto import caffe_pb2

@@ -2,7 +2,11 @@
 
 Use it as pycaffe: ``import pycaffe_mct as caffe``.
 """
-from .blob import Blob
+from . import blas_kernel
+
+blas_kernel.choose()        # before numpy loads OpenBLAS (see blas_kernel)
+
+from .blob import Blob  # noqa: E402
 from .errors import CaffeError, ModelFileError, NetError, PrototxtError
 from .layer import TEST, TRAIN, layer_types, register_layer
 from .net import Net
