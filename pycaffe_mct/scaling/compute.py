@@ -5,9 +5,11 @@ the profiling batch and ``force_backward`` on, so every layer's forward and
 backward kernels are planned; ``pycaffe_mct.commands.profile.profile_net`` then
 gives each layer's modelled core-group seconds at SW26010's figures.
 """
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from .. import net_passes
+from ..cg.ops import winograd
 from ..commands.profile import profile_net
 from ..errors import NetError
 from ..layer import TRAIN
@@ -80,9 +82,10 @@ class ProfiledCompute:
                 if seconds == 0.0 and kind not in ("Input", "Split", "Flatten", "Reshape")]
 
 
-def _profile(path, batch):
+def _profile(path, batch, with_winograd=True):
     net = Net(deploy_param(path, batch), TRAIN)
-    records = profile_net(net, iterations=0)     # the planned pass only, no host timing
+    with nullcontext() if with_winograd else winograd.switched_off():
+        records = profile_net(net, iterations=0)     # the planned pass only, no host timing
     return records, param_bytes(net), _classes(net)
 
 
@@ -92,12 +95,13 @@ def _classes(net):
     return int(shape[1]) if len(shape) > 1 else 0
 
 
-def profile_compute(path, global_batch):
-    """(ProfiledCompute, parameter bytes) of the deploy net at ``path``."""
+def profile_compute(path, global_batch, with_winograd=True):
+    """(ProfiledCompute, parameter bytes) of the deploy net at ``path``; 3x3 convolutions by
+    Winograd as on the host unless ``with_winograd`` is false (the paper's software)."""
     probes = sorted({min(b, global_batch) for b in PROBE_BATCHES})
     seconds = []
     for batch in probes:
-        records, n_bytes, classes = _profile(path, batch)
+        records, n_bytes, classes = _profile(path, batch, with_winograd)
         seconds.append(sum(r.cg_seconds for r in records))
     if len(probes) == 1:                         # the global batch itself was profiled
         fixed, per_image = 0.0, seconds[0] / probes[0]

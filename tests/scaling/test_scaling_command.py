@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from pycaffe_mct.cg.ops import winograd
 from pycaffe_mct.cli import main
 from pycaffe_mct.errors import CaffeError, NetError
 from pycaffe_mct.commands.scale import scale_main
@@ -67,3 +68,16 @@ def test_bad_flags(capsys):
     with pytest.raises(SystemExit):
         main(["scale", "--model", DEPLOY, "--images", "1", "--epochs", "1", "--cgs", "4,x"])
     assert "--cgs '4,x'" in capsys.readouterr().err
+
+
+def test_the_paper_report_profiles_convolutions_by_im2col(monkeypatch):
+    """The paper's Caffe had no Winograd: with it switched off no 3x3 layer takes it, and
+    the plan then does more work than our Winograd plan."""
+    alexnet = Path(__file__).resolve().parents[2] / "models" / "alexnet" / "deploy.prototxt"
+    taken = []
+    monkeypatch.setattr(winograd, "_input_tiles", lambda *args, real=winograd._input_tiles: (
+        taken.append(1), real(*args))[1])
+    paper_software, _ = profile_compute(alexnet, 1, with_winograd=False)
+    assert not taken
+    ours, _ = profile_compute(alexnet, 1)
+    assert taken and ours.flops_per_image < paper_software.flops_per_image

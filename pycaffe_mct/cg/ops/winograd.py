@@ -27,6 +27,8 @@ gradients are zeros).  The images go in cache-sized chunks over the host
 threads' lanes as in ``convolution``; filter-gradient sums are kept per run of
 chunks and added in run order, so they do not depend on the thread count.
 """
+from contextlib import contextmanager
+
 import numba
 import numpy as np
 
@@ -52,9 +54,24 @@ def applies(window, in_channels, out_channels):
     GEMMs to pay for the transforms (measured, CPU ms forward / backward: 32 channels
     on 16x16 maps lose, 8.0 / 18.4 by im2col against 9.5 / 22.1; 64 on 28x28 win, 12.1 /
     25.7 against 9.4 / 22.6)."""
-    return (window.kernel == (3, 3) and window.stride == (1, 1) and window.dilation == (1, 1)
-            and max(window.pad) <= 2
+    return (_switched_on[0] and window.kernel == (3, 3) and window.stride == (1, 1)
+            and window.dilation == (1, 1) and max(window.pad) <= 2
             and min(in_channels, out_channels) // window.group >= MIN_CHANNELS)
+
+
+_switched_on = [True]
+
+
+@contextmanager
+def switched_off():
+    """Every convolution by im2col + GEMM meanwhile: the scaling model's reproduction of the
+    paper models the paper's Caffe on SW26010, which convolved that way."""
+    before = _switched_on[0]
+    _switched_on[0] = False
+    try:
+        yield
+    finally:
+        _switched_on[0] = before
 
 
 # Fewer input or output channels a group than this make the transform-domain GEMMs too thin.
