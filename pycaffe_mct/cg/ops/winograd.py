@@ -251,6 +251,15 @@ def filter_transform_kernel(weight, flip, inputs, out, lo, hi):
 
 
 @numba.njit(inline="always")
+def _unit_offsets(unit, first, channels, all_channels, n_img, plane_size, count):
+    """Where unit u = n * channels + c starts: its plane (channel first + c of image n) in
+    the (N, all_channels, ...) array, and its first tile in a row of ``_positions``."""
+    n, c = unit // channels, unit % channels
+    return (U((n * all_channels + first + c) * plane_size),
+            U(c * n_img * count + n * count))
+
+
+@numba.njit(inline="always")
 def _tap(src, plane, y, x, height, width):
     """src's value at (y, x) of a plane, zero outside the image."""
     if y < 0 or y >= height or x < 0 or x >= width:
@@ -318,9 +327,8 @@ def input_transform_kernel(x, first, channels, ph, pw, tiles_h, tiles_w, out, lo
     stride = U(out.shape[1])                      # between transform positions
     edge = np.empty(16, np.float32)
     for unit in range(lo, hi):
-        n, c = unit // channels, unit % channels
-        plane = U((n * all_channels + first + c) * height * width)
-        row_of_tiles = U(c * n_img * count + n * count)
+        plane, row_of_tiles = _unit_offsets(unit, first, channels, all_channels, n_img,
+                                            height * width, count)
         for ty in range(tiles_h):
             y0 = 2 * ty - ph
             for tx in range(tiles_w):
@@ -352,9 +360,8 @@ def gradient_transform_kernel(dy, first, channels, tiles_h, tiles_w, out, lo, hi
     count = tiles_h * tiles_w
     stride = U(out.shape[1])
     for unit in range(lo, hi):
-        n, o = unit // channels, unit % channels
-        plane = U((n * all_channels + first + o) * out_h * out_w)
-        row_of_tiles = U(o * n_img * count + n * count)
+        plane, row_of_tiles = _unit_offsets(unit, first, channels, all_channels, n_img,
+                                            out_h * out_w, count)
         for ty in range(tiles_h):
             for tx in range(tiles_w):
                 y0, x0 = 2 * ty, 2 * tx
@@ -405,9 +412,8 @@ def output_transform_kernel(products, tiles_h, tiles_w, y, first, channels, lo, 
     count = tiles_h * tiles_w
     stride = U(products.shape[1])
     for unit in range(lo, hi):
-        n, o = unit // channels, unit % channels
-        plane = U((n * all_channels + first + o) * out_h * out_w)
-        row_of_tiles = U(o * n_img * count + n * count)
+        plane, row_of_tiles = _unit_offsets(unit, first, channels, all_channels, n_img,
+                                            out_h * out_w, count)
         for ty in range(tiles_h):
             for tx in range(tiles_w):
                 at = row_of_tiles + U(ty * tiles_w + tx)

@@ -94,3 +94,20 @@ def check_deconvolution_backward(shape, outputs, window):
     ops.convolve_transpose(dy, weight, window, x=x, weight_diff=expected)
     np.testing.assert_allclose(weight_diff, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(y, direct_conv(x, weight, window), rtol=1e-4, atol=1e-4)
+
+
+def check_weight_gradients_do_not_depend_on_the_thread_count(monkeypatch):
+    """Per-run sums added in run order: 1 and 3 threads give the same bits."""
+    for module, least in ((convolution, "MIN_CHUNK_COLUMNS"), (winograd, "MIN_CHUNK_TILES")):
+        monkeypatch.setattr(module, "CACHE_CHUNK_FLOATS", 1)
+        monkeypatch.setattr(module, least, 1)
+    window = convolution.Window((3, 3), (1, 1))
+    x, weight, dy = layer_arrays((13, 3, 6, 6), 4, window)
+    grads = []
+    with scheduler.execution("fast"):
+        for threads in (1, 3):
+            monkeypatch.setattr(scheduler.EXECUTORS["fast"], "host", HOSTS[threads])
+            weight_diff = np.zeros(weight.shape, np.float32)
+            ops.convolve_transpose(dy, weight, window, x=x, weight_diff=weight_diff)
+            grads.append(weight_diff)
+    np.testing.assert_array_equal(grads[0], grads[1])

@@ -8,8 +8,9 @@ import pytest
 
 from pycaffe_mct.cg import accounting, ops, scheduler
 from pycaffe_mct.cg.ops import convolution
-from .conv_helpers import (HOSTS, check_adjoints, check_deconvolution_backward, check_forward,
-                           direct_conv, layer_arrays, mode, small_chunks)  # noqa: F401 (mode: a fixture)
+from .conv_helpers import (  # noqa: F401 (mode: a fixture)
+    HOSTS, check_adjoints, check_deconvolution_backward, check_forward,
+    check_weight_gradients_do_not_depend_on_the_thread_count, layer_arrays, mode, small_chunks)
 from .op_helpers import in_both_modes, rand
 
 CASES = [  # x shape, out channels, window
@@ -107,19 +108,8 @@ def test_a_failing_chunk_stops_the_lanes_and_raises(monkeypatch, fast_mode):
     assert len(done) <= 10               # 8 runs of 5: at most lane 1's run in progress
 
 
-def test_weight_gradients_do_not_depend_on_the_thread_count(monkeypatch, fast_mode, sums):
-    """Per-run sums added in run order: 1 and 3 threads give the same bits."""
-    monkeypatch.setattr(convolution, "CACHE_CHUNK_FLOATS", 1)
-    monkeypatch.setattr(convolution, "MIN_CHUNK_COLUMNS", 1)
-    window = convolution.Window((3, 3), (1, 1))
-    x, weight, dy = layer_arrays((13, 3, 6, 6), 4, window)
-    grads = []
-    for threads in (1, 3):
-        monkeypatch.setattr(scheduler.EXECUTORS["fast"], "host", HOSTS[threads])
-        weight_diff = np.zeros(weight.shape, np.float32)
-        ops.convolve_transpose(dy, weight, window, x=x, weight_diff=weight_diff)
-        grads.append(weight_diff)
-    np.testing.assert_array_equal(grads[0], grads[1])
+def test_weight_gradients_do_not_depend_on_the_thread_count(monkeypatch, sums):
+    check_weight_gradients_do_not_depend_on_the_thread_count(monkeypatch)
 
 
 @pytest.mark.parametrize("images,step,threads,sizes", [

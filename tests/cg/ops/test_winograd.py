@@ -4,11 +4,11 @@ rule that chooses it."""
 import numpy as np
 import pytest
 
-from pycaffe_mct.cg import ops, scheduler
 from pycaffe_mct.cg.ops import winograd
 from pycaffe_mct.cg.ops.convolution import Window
-from .conv_helpers import (HOSTS, check_adjoints, check_deconvolution_backward, check_forward,
-                           layer_arrays, mode)  # noqa: F401 (mode: a fixture)
+from .conv_helpers import (  # noqa: F401 (mode: a fixture)
+    check_adjoints, check_deconvolution_backward, check_forward,
+    check_weight_gradients_do_not_depend_on_the_thread_count, mode)
 from .op_helpers import rand
 
 CASES = [  # x shape, out channels, window
@@ -48,19 +48,7 @@ def test_winograd_deconvolution_backward(by_winograd, mode, shape, outputs, wind
 
 
 def test_weight_gradients_do_not_depend_on_the_thread_count(by_winograd, monkeypatch):
-    """Per-run transform-domain sums added in run order: 1 and 3 threads give the same bits."""
-    monkeypatch.setattr(winograd, "CACHE_CHUNK_FLOATS", 1)
-    monkeypatch.setattr(winograd, "MIN_CHUNK_TILES", 1)
-    window = Window((3, 3), (1, 1))
-    x, weight, dy = layer_arrays((13, 3, 6, 6), 4, window)
-    grads = []
-    with scheduler.execution("fast"):
-        for threads in (1, 3):
-            monkeypatch.setattr(scheduler.EXECUTORS["fast"], "host", HOSTS[threads])
-            weight_diff = np.zeros(weight.shape, np.float32)
-            ops.convolve_transpose(dy, weight, window, x=x, weight_diff=weight_diff)
-            grads.append(weight_diff)
-    np.testing.assert_array_equal(grads[0], grads[1])
+    check_weight_gradients_do_not_depend_on_the_thread_count(monkeypatch)
 
 
 def test_the_transforms_are_lavin_and_grays_matrices():
