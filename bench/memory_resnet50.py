@@ -1,6 +1,6 @@
 """Peak resident memory of ResNet-50 training iterations against the sum of its blobs.
 
-    python bench/memory_resnet50.py [--batch 32] [--size 224] [--iterations 2]
+    python bench/memory_resnet50.py [--batch 32] [--size 224] [--iterations 2] [--release-diffs]
 
 Builds models/resnet50/train_val.prototxt (TRAIN) with its Data layer replaced
 by an Input layer, runs forward + backward ``iterations`` times on random data,
@@ -10,7 +10,10 @@ their diffs, layer-internal blobs such as BatchNorm's normalised copy; shared
 storage counted once) by kind, with how much of each is resident (storage never
 written, such as the data layer's diff, is not), and the overhead: peak growth /
 resident blob bytes - 1.  Also checks that a second iteration allocates no new blob
-storage (activations are allocated once per shape).
+storage (activations are allocated once per shape).  Every blob's diff is kept
+after backward, as in Caffe and a pycaffe ``Net``; with ``--release-diffs`` the
+step runs as ``pycaffe_mct train --release-diffs`` runs it, each activation diff
+given back once used (``pycaffe_mct/diff_release.py``).
 
 Then, unless ``--skip-torch`` or torch is not installed, the same step in
 PyTorch (the architecture and weights of our net, written as in
@@ -41,6 +44,7 @@ MODEL = ROOT / "models/resnet50/train_val.prototxt"
 sys.path.insert(0, str(ROOT))
 from pycaffe_mct.blob import Blob  # noqa: E402
 from pycaffe_mct.cg.workspace import workspace_bytes  # noqa: E402
+from pycaffe_mct.diff_release import release_diffs_once_used  # noqa: E402
 from pycaffe_mct.layer import TRAIN  # noqa: E402
 from pycaffe_mct.net import Net  # noqa: E402
 from pycaffe_mct.proto import caffe_pb2  # noqa: E402
@@ -178,6 +182,8 @@ def main():
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument("--release-diffs", action="store_true",
+                        help="give activation diffs back once used (train --release-diffs)")
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_worker:
@@ -186,6 +192,8 @@ def main():
     data, labels = random_batch(args.batch, args.size)
     before = start_peak_rss()
     net = train_net(args.batch, args.size)
+    if args.release_diffs:
+        release_diffs_once_used(net)
     storage_ids = None
     for iteration in range(args.iterations):
         start = time.time()
@@ -202,7 +210,8 @@ def main():
     resident = sum(resident_bytes(array) for _, array in storages(net).values())
     growth = peak_rss_bytes() - before
     gib = 1024 ** 3
-    print(f"ResNet-50 TRAIN, batch {args.batch}, {args.size}x{args.size}")
+    mode = "activation diffs released once used" if args.release_diffs else "every diff kept"
+    print(f"ResNet-50 TRAIN, batch {args.batch}, {args.size}x{args.size}, {mode}")
     print(f"  sum of blob storage      {blob_bytes / gib:7.3f} GiB")
     print("\n".join(storage_lines(net)))
     print(f"  scratch workspace        {workspace_bytes() / gib:7.3f} GiB")

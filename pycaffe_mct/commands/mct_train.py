@@ -12,6 +12,7 @@ is imported; the layouts are described in ``mct.layouts``.
 import argparse
 import sys
 
+from ..diff_release import add_release_diffs_flag
 from ..kernel_cache import announce_compilation
 from ..proto import caffe_pb2
 from ..proto_io import read_prototxt
@@ -44,6 +45,7 @@ def mct_train_main(argv=None):
                         help="under mpiexec: grouped (M_p and M_a on two groups of ranks, "
                              "the paper's; default) or replicated (both models on every "
                              "rank)")
+    add_release_diffs_flag(parser)
     argv = sys.argv[1:] if argv is None else list(argv)
     args, rest = parser.parse_known_args(argv)
     if not _has_mct_section(args.solver):
@@ -58,7 +60,8 @@ def mct_train_main(argv=None):
     from ..mct.trainer import MCTTrainer
     from ..parallel import world_if_launched
     world = world_if_launched()
-    trainer = MCTTrainer(args.solver, world, layout=args.layout)
+    trainer = MCTTrainer(args.solver, world, layout=args.layout,
+                         release_diffs=args.release_diffs)
     check_outputs_distinct(trainer.config, args.log)
     if args.log:
         log_to_file(args.log)

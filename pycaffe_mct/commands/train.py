@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import CaffeError
 from ..kernel_cache import announce_compilation
 from ..layer import TEST
+from ..diff_release import add_release_diffs_flag, release_diffs_once_used
 from ..net import Net
 from ..solvers.log import default_writer, format_number, log_to_file, logged_command, loss_note
 from ..solvers.params import read_solver_param
@@ -123,6 +124,7 @@ def train_main(argv):
                         help="what SIGHUP does (default: snapshot)")
     parser.add_argument("--iterations", type=int, default=None,
                         help="train to this iteration instead of the solver's max_iter")
+    add_release_diffs_flag(parser)
     _common_flags(parser)
     args = parser.parse_args(argv)
     parallel = _parallel_if_launched()
@@ -131,6 +133,8 @@ def train_main(argv):
     _start(args)
     announce_compilation(default_writer())
     solver = build_train_solver(args)
+    if args.release_diffs:
+        release_diffs_once_used(solver.net)
     if parallel:
         parallel.attach_data_parallel(solver)
     with SignalActions(args.sigint_effect, args.sighup_effect) as actions:

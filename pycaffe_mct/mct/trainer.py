@@ -43,6 +43,7 @@ from .. import net_passes, rng
 from ..errors import CaffeError
 from ..export import export_deploy_if_available
 from ..layer import TRAIN
+from ..diff_release import release_diffs_once_used
 from ..net import Net, load_net_param
 from ..proto import caffe_pb2
 from ..proto_io import parse_prototxt, write_atomically
@@ -302,8 +303,10 @@ class Model:
     """One of the two models on this rank: its current stage's solver, how to feed
     and query it, and its seat (communicator and share) in the layout."""
 
-    def __init__(self, config, role, seat, log_path=None, tag=None, enabled=None):
+    def __init__(self, config, role, seat, log_path=None, tag=None, enabled=None,
+                 release_diffs=False):
         self.config, self.role, self.seat = config, role, seat
+        self.release_diffs = release_diffs      # see diff_release.py
         enabled = default_writer().enabled if enabled is None else enabled
         self.log = GlogWriter(prefix=tag or MODEL_TAGS[role], path=log_path, enabled=enabled)
         self.solver = None
@@ -312,6 +315,8 @@ class Model:
         """Build the stage's solver (fresh weights; the trainer carries the state over)."""
         param = param or self.config.stage_param(self.role, stage)
         self.solver = get_solver(param, log=self.log, source=self.config.solvers[self.role][1])
+        if self.release_diffs:
+            release_diffs_once_used(self.solver.net)
         return self.solver
 
     def join_group(self):
@@ -364,20 +369,23 @@ def selection_net(noise_rate, significance, batch, classes):
 class MCTTrainer:
     """Runs MCT from a solver file with an ``mct_param`` section."""
 
-    def __init__(self, solver, world=None, feeders=None, layout="grouped"):
+    def __init__(self, solver, world=None, feeders=None, layout="grouped", release_diffs=False):
         """``solver``: a solver file or SolverParameter with an mct_param section.
         ``world``: an mpi4py communicator for an MPI job (None: one process);
         ``layout``: "grouped" or "replicated" (see ``layouts``).
         ``feeders``: optional {"clean_data": f, "noisy_data": f} objects with
         ``next() -> (images, labels)`` and ``restore_iteration(i)`` used instead
         of the data layers in one process (the benchmark feeds arrays in memory; to
-        estimate P_noise also "noisy_estimate" and "clean_validation")."""
+        estimate P_noise also "noisy_estimate" and "clean_validation");
+        ``release_diffs``: the train nets give activation diffs back once used
+        (``diff_release``)."""
         if layout not in LAYOUTS:
             raise CaffeError(f"unknown MCT layout '{layout}'; choose one of "
                              f"{', '.join(LAYOUTS)}")
         self.config = MCTConfig(solver)
         self.given_feeders = feeders
         self.world, self.layout_name = world, layout
+        self.release_diffs = release_diffs
         self.rank, self.size = (world.Get_rank(), world.Get_size()) if world else (0, 1)
         mct = self.config.mct
         self.batches = {"noisy_data": _batch_size(mct.noisy_data),
@@ -470,7 +478,8 @@ class MCTTrainer:
     def _stage_model(self, role, stage, before, iteration):
         seat = self.layout.seats[role]
         model = Model(self.config, role, seat, self._log_path(role, seat),
-                      enabled=seat.is_root and (self.size > 1 or default_writer().enabled))
+                      enabled=seat.is_root and (self.size > 1 or default_writer().enabled),
+                      release_diffs=self.release_diffs)
         solver = model.start_stage(stage)
         if role in before:
             solver.copy_state_from(before[role].solver)
@@ -717,7 +726,8 @@ class MCTTrainer:
         param.snapshot_prefix += "_noise_only"
         seat = Replicated(self.world).seats[PRIMARY] if self.size > 1 else \
             OneProcess().seats[PRIMARY]
-        model = Model(self.config, PRIMARY, seat, tag="[noise-only] ")
+        model = Model(self.config, PRIMARY, seat, tag="[noise-only] ",
+                      release_diffs=self.release_diffs)
         model.start_stage(PRETRAIN, param=param)
         model.join_group()
         self.feeders = {}
