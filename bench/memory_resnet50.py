@@ -12,8 +12,8 @@ written, such as the data layer's diff, is not), and the overhead: peak growth /
 resident blob bytes - 1.  Also checks that a second iteration allocates no new blob
 storage (activations are allocated once per shape).  Every blob's diff is kept
 after backward, as in Caffe and a pycaffe ``Net``; with ``--release-diffs`` the
-step runs as ``pycaffe_mct train --release-diffs`` runs it, each activation diff
-given back once used (``pycaffe_mct/diff_release.py``).
+step runs as ``pycaffe_mct train --release-diffs`` runs it, activation diffs
+needed at different times sharing storage (``pycaffe_mct/diff_release.py``).
 
 Then, unless ``--skip-torch`` or torch is not installed, the same step in
 PyTorch (the architecture and weights of our net, written as in
@@ -183,7 +183,7 @@ def main():
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--release-diffs", action="store_true",
-                        help="give activation diffs back once used (train --release-diffs)")
+                        help="activation diffs share storage (train --release-diffs)")
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_worker:
@@ -210,7 +210,7 @@ def main():
     resident = sum(resident_bytes(array) for _, array in storages(net).values())
     growth = peak_rss_bytes() - before
     gib = 1024 ** 3
-    mode = "activation diffs released once used" if args.release_diffs else "every diff kept"
+    mode = "activation diffs not kept" if args.release_diffs else "every diff kept"
     print(f"ResNet-50 TRAIN, batch {args.batch}, {args.size}x{args.size}, {mode}")
     print(f"  sum of blob storage      {blob_bytes / gib:7.3f} GiB")
     print("\n".join(storage_lines(net)))

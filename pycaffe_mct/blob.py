@@ -58,16 +58,6 @@ def zeroed_storage(count):
     return np.frombuffer(mapping, dtype=np.float32)
 
 
-def release_pages(array):
-    """Give the pages of mapped storage (``zeroed_storage``) back to the OS: it reads as zeros
-    and becomes resident again when written.  Smaller storage is left as it is."""
-    base = array.base
-    while base is not None and not isinstance(base, mmap.mmap):
-        base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
-    if base is not None:
-        base.madvise(mmap.MADV_DONTNEED)
-
-
 class _Storage:
     """A growable flat float32 buffer, shareable between blobs."""
 
@@ -79,9 +69,6 @@ class _Storage:
     def ensure(self, count):
         if count > self.array.size:
             self.array = zeroed_storage(count)
-
-    def release(self):
-        release_pages(self.array)
 
 
 class Blob:

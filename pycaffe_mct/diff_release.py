@@ -1,64 +1,87 @@
-"""Training with activation diffs released once used, as PyTorch frees gradients.
+"""Training without keeping activation diffs: they share storage, as PyTorch frees gradients.
 
 Caffe keeps every blob's diff after backward, and pycaffe users read them
-(``net.blobs[name].diff``), so a net does too.  But in a training run no one
-reads them: ``pycaffe_mct train --release-diffs`` and ``mct_train
---release-diffs`` turn this on for their nets.  Each activation's diff storage is given back to the OS
-(``blob.release_pages``) as soon as the backward of the lowest layer that
-produces it has run (the layers above it have written it and that layer has
-read it), and each BatchNorm -> Scale chain's normalised copy (``fusion.py``)
-once the chain's backward has read it; the next forward and backward write
-them again.  The parameter gradients, the activations and the losses are the
-same bits; what changes is that after a backward the activation diffs read as
-zeros, and the step's peak memory: a ResNet-50 step at batch 32 holds only
-the diffs between the layer being back-propagated and the ones that still
-need them (docs/speed.md#memory).  Storage under ``blob.MAPPED_BYTES`` is
-not released (it is not worth a system call).
+(``net.blobs[name].diff``), so a net does too.  In a training run no one reads
+them, and ``pycaffe_mct train --release-diffs`` / ``mct_train --release-diffs``
+let them go: an activation's diff is only needed during backward, from the
+backward of the highest layer that writes it (a consumer of the blob) down to
+that of the lowest layer producing it, which reads it last.  Diffs whose spans
+do not overlap share one array (a greedy colouring of the spans, sized for the
+largest member), so a ResNet-50 step needs three arrays where it kept a diff
+per blob.  Nothing is freed and nothing faults in again, so the step is as
+fast; the losses, activations and parameter gradients are the same bits.
+What changes: after a step the blobs' diffs hold whatever the last user of
+their array wrote, not Caffe's values.  This relies on every layer's backward
+overwriting the bottom diffs it writes, as Caffe's layers do.
 
-It is not the default: the pages given back are faulted in again, zeroed,
-every iteration, which made a ResNet-50 b8 step 23% slower (1591 -> 1952 ms)
-for 40% less peak memory at b32 (6.55 -> 3.83 GiB).
+Left alone: storage smaller than ``blob.MAPPED_BYTES`` (not worth it), diffs
+that no backward writes (read as zeros by their producer, as in Caffe), and
+diffs written by the top layer (a loss layer's bottom, small).
 """
-from collections import defaultdict
+from . import blob as blob_module
 
 
 def add_release_diffs_flag(parser):
     """The training commands' ``--release-diffs`` flag."""
     parser.add_argument("--release-diffs", action="store_true",
-                        help="give each activation diff back to the OS once backward has used "
-                             "it: less memory (ResNet-50 b32: 3.8 instead of 6.6 GiB), a slower "
-                             "step (+23%% at b8); the nets' blob diffs then read as zeros")
+                        help="do not keep activation diffs after backward: blobs whose diffs "
+                             "are needed at different times share storage (ResNet-50 b32: "
+                             "3.9 instead of 6.6 GiB, as fast); blob diffs then hold other "
+                             "blobs' values after a step")
 
 
 def release_diffs_once_used(net):
-    """Install the release on ``net``'s backward (idempotent); returns ``net``."""
+    """Let ``net``'s activation diffs share storage (idempotent); returns ``net``."""
     if getattr(net, "_releases_diffs", False):
         return net
-    dead_after = _storages_dead_after(net)
-    net.add_backward_hook(lambda index: [storage.release() for storage in dead_after[index]])
+    for array_size, storages in _colours(_spans(net)):
+        shared = blob_module.zeroed_storage(array_size)
+        for storage in storages:
+            storage.array = shared
     net._releases_diffs = True
     return net
 
 
-def _storages_dead_after(net):
-    """{layer index: storages no longer needed once that layer's backward has run}.
+class _Span:
+    """When a diff storage is needed: during the backward of layers ``low..high``."""
 
-    A diff storage (shared by several blobs, e.g. Eltwise shortcut diffs, see
-    ``diff_sharing.py``) is dead after the backward of the lowest layer producing
-    any of its blobs; a layer that only writes its bottom in place produces nothing.
-    """
-    lowest = {}
-    storages = {}
+    def __init__(self, storage, producer):
+        self.storage, self.low, self.high, self.count = storage, producer, None, 0
+
+
+def _spans(net):
+    """The spans of the diff storages worth sharing, keyed by storage id."""
+    spans = {}
     for facts in net.layer_facts:
-        for blob in facts.tops:
-            if any(blob is bottom for bottom in facts.bottoms):
-                continue
-            storage = blob._diff
-            storages[id(storage)] = storage
-            lowest.setdefault(id(storage), facts.index)
-    dead_after = defaultdict(list)
-    for key, index in lowest.items():
-        dead_after[index].append(storages[key])
-    for chain in net._chains.values():
-        dead_after[chain.first].append(chain.batch_norm.normalized._data)
-    return dead_after
+        for top in facts.tops:
+            if not any(top is bottom for bottom in facts.bottoms):      # not in place
+                span = spans.setdefault(id(top._diff), _Span(top._diff, facts.index))
+                span.count = max(span.count, top.count)
+    for facts in net.layer_facts:
+        for bottom, written in zip(facts.bottoms, facts.bottom_need_backward):
+            span = spans.get(id(bottom._diff))
+            if span is not None and written:
+                span.high = max(span.high if span.high is not None else -1, facts.index)
+    top_layer = len(net.layer_facts) - 1
+    return [span for span in spans.values()
+            if span.high is not None and span.high < top_layer
+            and span.count * 4 >= blob_module.MAPPED_BYTES]
+
+
+def _colours(spans):
+    """[(array size, storages)]: spans taken from the top of the net down, each joining the
+    smallest colour large enough whose members are all done above it (else the largest free
+    one, grown, else a new colour)."""
+    colours = []                                   # [lowest layer so far, size, storages]
+    for span in sorted(spans, key=lambda s: -s.high):
+        free = [c for c in colours if c[0] > span.high]
+        fitting = [c for c in free if c[1] >= span.count]
+        colour = (min(fitting, key=lambda c: c[1]) if fitting
+                  else max(free, key=lambda c: c[1]) if free else None)
+        if colour is None:
+            colour = [span.low, 0, []]
+            colours.append(colour)
+        colour[0] = span.low
+        colour[1] = max(colour[1], span.count)
+        colour[2].append(span.storage)
+    return [(size, storages) for _, size, storages in colours]

@@ -1,10 +1,10 @@
-"""Training with activation diffs released once used (pycaffe_mct/diff_release.py): the same
-losses, activations and parameter gradients as a net that keeps them, the diffs given back,
-and the training commands' --release-diffs turns it on."""
+"""Training without keeping activation diffs (pycaffe_mct/diff_release.py): diffs needed at
+different times share storage, the losses, activations and parameter gradients stay the same
+bits, and the training commands' --release-diffs turns it on."""
 import numpy as np
 import pytest
 
-from pycaffe_mct import blob, diff_release
+from pycaffe_mct import blob, diff_release, set_random_seed
 from test_fusion import same_weights
 from test_net import make_net
 
@@ -32,7 +32,7 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "ip" bottom: "target" top: "l
 
 @pytest.fixture
 def mapped(monkeypatch):
-    """Every storage mapped, as large ones are, so that each diff can be released."""
+    """Every storage counts as large, so that the small test net's diffs are shared."""
     monkeypatch.setattr(blob, "MAPPED_BYTES", 0)
 
 
@@ -47,9 +47,14 @@ def train(net, iterations=2):
     return losses
 
 
+def distinct_diff_arrays(net):
+    return {id(b._diff.array) for b in net.blobs.values()}
+
+
 def test_released_diffs_leave_losses_activations_and_gradients_unchanged(mapped):
     kept, released = same_weights(make_net(BLOCK), make_net(BLOCK))
     assert diff_release.release_diffs_once_used(released) is released
+    assert len(distinct_diff_arrays(released)) < len(distinct_diff_arrays(kept))
     assert train(kept) == train(released)
     for name in kept.blobs:
         np.testing.assert_array_equal(kept.blobs[name].data, released.blobs[name].data)
@@ -57,30 +62,53 @@ def test_released_diffs_leave_losses_activations_and_gradients_unchanged(mapped)
         for ours, theirs in zip(blobs, released.params[name]):
             np.testing.assert_array_equal(ours.data, theirs.data)    # BatchNorm's statistics too
             np.testing.assert_array_equal(ours.diff, theirs.diff)
-    # What a user would see: the activation diffs are given back once used.
-    for name in ("x", "branch", "sum", "ip"):
-        assert np.any(kept.blobs[name].diff) and not np.any(released.blobs[name].diff)
-    chain = next(iter(released._chains.values()))
-    assert not np.any(chain.batch_norm.normalized.data)
 
 
-def test_release_is_installed_once(mapped):
-    net = make_net(BLOCK)
-    diff_release.release_diffs_once_used(net)
-    hooks = len(net._backward_hooks)
-    diff_release.release_diffs_once_used(net)
-    assert len(net._backward_hooks) == hooks == 1
+def test_a_shared_array_serves_diffs_needed_at_different_times(mapped):
+    """Each colour's spans (from the highest layer writing a diff down to the lowest producing
+    it) are disjoint, and its array is as large as its largest member."""
+    spans = {id(span.storage): span for span in diff_release._spans(make_net(BLOCK))}
+    colours = diff_release._colours(list(spans.values()))
+    assert len(colours) < len(spans)
+    for size, storages in colours:
+        members = sorted((spans[id(storage)] for storage in storages), key=lambda s: s.low)
+        assert all(a.high < b.low for a, b in zip(members, members[1:]))
+        assert size == max(member.count for member in members)
+    net = diff_release.release_diffs_once_used(make_net(BLOCK))
+    groups = {}
+    for name, b in net.blobs.items():
+        groups.setdefault(id(b._diff.array), []).append(name)
+    # "x" (Split to its convolution) and "branch" (the sum to its convolution) take turns;
+    # "data"'s diff (written by the first convolution) reuses the sum's and shortcut's.
+    assert sorted(groups.values()) == [["data", "x_x_0_split_1", "sum"], ["ip"], ["loss"],
+                                       ["target"], ["x", "branch"], ["x_x_0_split_0"]]
+    before = distinct_diff_arrays(net)
+    diff_release.release_diffs_once_used(net)                 # a second call changes nothing
+    assert distinct_diff_arrays(net) == before
 
 
-def test_release_pages_gives_mapped_storage_back_and_leaves_small_storage(monkeypatch):
-    large = blob.zeroed_storage(1 << 20)
-    large[...] = 1.0
-    blob.release_pages(large)
-    assert not np.any(large)                                  # zero pages again
-    small = blob.zeroed_storage(16)
-    small[...] = 1.0
-    blob.release_pages(small)
-    assert np.all(small == 1.0)
+@pytest.mark.slow
+@pytest.mark.parametrize("model,batch,shape", [
+    ("cifar10_quick/train_val.prototxt", 4, (3, 32, 32)),
+    ("googlenet/train_val.prototxt", 1, (3, 224, 224)),
+    ("resnet50/train_val.prototxt", 1, (3, 224, 224)),
+])
+def test_the_reference_nets_train_the_same_with_released_diffs(model, batch, shape):
+    from pathlib import Path
+    from pycaffe_mct.commands.timing import build_timing_net
+    from pycaffe_mct.layer import TRAIN
+    path = Path(__file__).resolve().parents[1] / "models" / model
+    kept, released = same_weights(*(build_timing_net(path, TRAIN, batch, shape) for _ in "ab"))
+    diff_release.release_diffs_once_used(released)
+    losses = []
+    for net in (kept, released):
+        set_random_seed(7)                        # the same Dropout masks
+        net.clear_param_diffs()
+        losses.append(net.forward_backward())
+    assert losses[0] == losses[1]
+    for name, blobs in kept.params.items():
+        for ours, theirs in zip(blobs, released.params[name]):
+            np.testing.assert_array_equal(ours.diff, theirs.diff)
 
 
 @pytest.mark.parametrize("flags,released_nets", [(["--release-diffs"], 1), ([], 0)])

@@ -251,6 +251,14 @@ def _in_lane():
 
 # A layer's chunks form at most this many runs; lanes take runs as they come free.
 RUNS = 8
+# ... but a weight gradient's chunks whose per-run sums would take at least this many floats
+# form one run per host thread: ResNet-50's widest layers kept up to seven 8-17 MB sums.
+LARGE_RUN_SUM_FLOATS = 1 << 20
+
+
+def weight_sum_runs(sum_floats):
+    """Runs for chunks that keep a weight-gradient sum of ``sum_floats`` per run."""
+    return gemm_threads() if sum_floats >= LARGE_RUN_SUM_FLOATS else RUNS
 
 
 def balanced_chunks(count, step):
@@ -266,10 +274,10 @@ def balanced_chunks(count, step):
     return list(zip(bounds, bounds[1:]))
 
 
-def lanes(chunks, body):
+def lanes(chunks, body, runs=RUNS):
     """``body(lane, run, lo, hi)`` for every chunk ``(lo, hi)`` of a layer's images.
 
-    The chunks are cut into up to ``RUNS`` contiguous runs.  On the fast executor the
+    The chunks are cut into up to ``runs`` contiguous runs.  On the fast executor the
     host threads are lanes that each take the next free run and do its chunks
     in order; inside a lane a GEMM is one single-threaded BLAS call, so a thread
     keeps its chunk's unfolded columns in its own core's cache from the
@@ -279,8 +287,8 @@ def lanes(chunks, body):
     executor, and any executor while accounting records, runs the chunks in
     order on this thread, so their plans are recorded in order.
     """
-    runs = [chunks[len(chunks) * r // RUNS:len(chunks) * (r + 1) // RUNS] for r in range(RUNS)]
-    runs = [run for run in runs if run]
+    cuts = [len(chunks) * r // runs for r in range(runs + 1)]
+    runs = [chunks[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
     chosen = executor()
     count = 1 if accounting.active() else chosen.lane_count(len(runs))
     taken = iter(range(len(runs)))          # next() on it is atomic: each run is taken once

@@ -188,7 +188,7 @@ def convolve(x, weight, window, y=None, top_diff=None, weight_diff=None):
             _multiply_into(groups, columns, y, lo, hi, lane)
         if weight_diff is not None:
             sums.accumulate(run, _rows(top_diff, lo, hi, window.group, lane), columns)
-    scheduler.lanes(chunks, chunk)
+    scheduler.lanes(chunks, chunk, sums.runs())
     sums.reduce()
 
 
@@ -216,7 +216,7 @@ def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
             sums.accumulate(run, dy_rows, _columns(x, lo, hi, window, lane))
         if dx is not None:
             _fold_into(groups, dy_rows, dx, lo, hi, window, lane)
-    scheduler.lanes(chunks, chunk)
+    scheduler.lanes(chunks, chunk, sums.runs())
     sums.reduce()
 
 
@@ -370,6 +370,10 @@ class _RunSums:
         self.transposed = (self.grad is not None and self.grad.shape[2] > self.grad.shape[1]
                            and columns_per_run >= TRANSPOSED_SUM_COLUMNS)
         self.partial = {}
+
+    def runs(self):
+        """How many runs to cut the chunks into (see ``scheduler.weight_sum_runs``)."""
+        return scheduler.weight_sum_runs(0 if self.grad is None else self.grad.size)
 
     def accumulate(self, run, dy_rows, columns):
         """The run's sum += dy_rows[g] @ columns[g].T for each group g."""

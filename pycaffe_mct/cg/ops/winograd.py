@@ -44,6 +44,12 @@ POSITION_PADDING = 16
 CACHE_CHUNK_FLOATS = 1 << 18
 # ... but at least this many tiles a chunk, below which the 16 GEMMs run far under BLAS's peak.
 MIN_CHUNK_TILES = 128
+# Scratch slots: a layer convolves by Winograd or by im2col, never both at once, so Winograd
+# takes im2col's slots (``convolution``): transformed inputs in its columns, products in its
+# rows, top-gradient tiles in its padding, per-run filter sums in its per-run weight-gradient
+# sums, and the transformed filters (never alive with filter sums) in run 0's.  Shared,
+# they held 64 MB less at ResNet-50 batch 32.
+FILTERS_SLOT = ("weight_diff", 0)
 # Tiles per chunk while accounting: the MPE's 16 MB buffer of transformed inputs.
 PLAN_CHUNK_FLOATS = 4 << 20
 
@@ -93,14 +99,14 @@ def convolve(x, weight, pad, y, group=1, flip=False):
     chunks = _chunks(x.shape[0], max(inputs, outputs), tiles)
     block = weight.shape[0] // group
     for g in range(group):
-        filters = _positions(("winograd", "filters"), outputs * inputs)
+        filters = _positions(FILTERS_SLOT, outputs * inputs)
         _transform_filters(weight[g * block:(g + 1) * block], flip, filters, inputs)
         transformed = _matrices(filters, outputs)
 
         def chunk(lane, run, lo, hi, g=g, transformed=transformed):
             tiles_in = _matrices(_input_tiles(x, (g * inputs, inputs), lo, hi, pad, tiles,
                                               lane), inputs)
-            products = _positions(("winograd", "products", lane),
+            products = _positions(("rows", lane),
                                   outputs * tiles_in.shape[2])
             for xi, matrix in enumerate(_matrices(products, outputs)):
                 scheduler.gemm(transformed[xi], tiles_in[xi], 1.0, 0.0, matrix)
@@ -122,11 +128,11 @@ def accumulate_weight_grad(x, dy, pad, weight_diff, group=1):
             gradients = _matrices(_gradient_tiles(dy, (g * outputs, outputs), lo, hi, tiles,
                                                   lane), outputs)
             if run not in sums:
-                sums[run] = _positions(("winograd", "filter sums", run), outputs * inputs)
+                sums[run] = _positions(("weight_diff", run), outputs * inputs)
                 sums[run][...] = 0.0
             for xi, matrix in enumerate(_matrices(sums[run], outputs)):
                 scheduler.gemm(gradients[xi], tiles_in[xi].T, 1.0, 1.0, matrix)
-        scheduler.lanes(chunks, chunk)
+        scheduler.lanes(chunks, chunk, scheduler.weight_sum_runs(POSITIONS * outputs * inputs))
         total = sums.pop(min(sums))
         for run in sorted(sums):
             total += sums[run]
@@ -180,7 +186,7 @@ def _input_tiles(x, channels, lo, hi, pad, tiles, lane):
     (``_positions``, count x nb*tiles each); a unit is one (image, channel) plane."""
     images = x[lo:hi]
     count = tiles[0] * tiles[1]
-    out = _positions(("winograd", "inputs", lane), channels[1] * images.shape[0] * count)
+    out = _positions(("columns", lane), channels[1] * images.shape[0] * count)
 
     def run(a, b):
         input_transform_kernel(images, *channels, pad[0], pad[1], tiles[0], tiles[1], out, a, b)
@@ -194,7 +200,7 @@ def _gradient_tiles(dy, channels, lo, hi, tiles, lane):
     ``(first, count)`` (``_positions``, count x nb*tiles each)."""
     images = dy[lo:hi]
     count = tiles[0] * tiles[1]
-    out = _positions(("winograd", "gradients", lane), channels[1] * images.shape[0] * count)
+    out = _positions(("padded", lane), channels[1] * images.shape[0] * count)
 
     def run(a, b):
         gradient_transform_kernel(images, *channels, tiles[0], tiles[1], out, a, b)

@@ -54,8 +54,8 @@ def test_the_literal_executor_runs_the_fast_executors_chunks_and_padding(monkeyp
     calls = []
     for name in ("fast", "literal"):
         seen = []
-        monkeypatch.setattr(scheduler, "lanes", lambda chunks, body, real=scheduler.lanes: (
-            seen.append(list(chunks)), real(chunks, body))[1])
+        monkeypatch.setattr(scheduler, "lanes", lambda chunks, body, *runs, real=scheduler.lanes: (
+            seen.append(list(chunks)), real(chunks, body, *runs))[1])
         monkeypatch.setattr(convolution, "_padded", lambda *args, real=convolution._padded: (
             seen.append("padded"), real(*args))[1])
         with scheduler.execution(name):
@@ -125,6 +125,22 @@ def test_chunks_are_even_and_a_multiple_of_the_lanes(monkeypatch, images, step, 
     assert [hi - lo for lo, hi in chunks] == sizes
     assert chunks[0][0] == 0 and chunks[-1][1] == images
     assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+
+
+def test_large_weight_gradient_sums_take_one_run_per_thread(monkeypatch, fast_mode):
+    """Runs keep a weight-gradient sum each: large ones get as few runs as host threads."""
+    monkeypatch.setattr(scheduler.EXECUTORS["fast"], "host", HOSTS[2])
+    assert scheduler.weight_sum_runs(scheduler.LARGE_RUN_SUM_FLOATS) == 2
+    assert scheduler.weight_sum_runs(scheduler.LARGE_RUN_SUM_FLOATS - 1) == scheduler.RUNS
+    seen = set()
+    lock = threading.Lock()
+
+    def body(lane, run, lo, hi):
+        with lock:
+            seen.add((run, lo))
+    scheduler.lanes([(lo, lo + 1) for lo in range(10)], body, 2)
+    assert {run for run, _ in seen} == {0, 1}
+    assert sorted(lo for _, lo in seen) == list(range(10))
 
 
 def test_planning_uses_the_core_groups_chunks():
