@@ -5,29 +5,18 @@ import numpy as np
 import pytest
 
 from pycaffe_mct import blob, diff_release, set_random_seed
+from test_diff_sharing import BLOCK as SHARING_BLOCK
 from test_fusion import same_weights
 from test_net import make_net
 
-# A residual block with a BatchNorm -> Scale -> ReLU chain and a shortcut whose diff the
-# sum's bottoms share (diff_sharing.py).
-BLOCK = """
-force_backward: true
-layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 4 dim: 3 dim: 6 dim: 6 } } }
-layer { name: "target" type: "Input" top: "target" input_param { shape { dim: 4 dim: 3 } } }
-layer { name: "x" type: "Convolution" bottom: "data" top: "x"
-        convolution_param { num_output: 3 kernel_size: 1 weight_filler { type: "gaussian" std: 0.5 } } }
-layer { name: "branch" type: "Convolution" bottom: "x" top: "branch"
-        convolution_param { num_output: 3 kernel_size: 3 pad: 1
-                            weight_filler { type: "gaussian" std: 0.5 } } }
+# A residual block (test_diff_sharing's) whose branch ends in a BatchNorm -> Scale -> ReLU chain;
+# the sum's top and its shortcut bottom share their diff (diff_sharing.py).
+CHAIN = """
 layer { name: "bn" type: "BatchNorm" bottom: "branch" top: "branch" }
 layer { name: "scale" type: "Scale" bottom: "branch" top: "branch" scale_param { bias_term: true } }
 layer { name: "bn_relu" type: "ReLU" bottom: "branch" top: "branch" }
-layer { name: "sum" type: "Eltwise" bottom: "branch" bottom: "x" top: "sum" }
-layer { name: "relu" type: "ReLU" bottom: "sum" top: "sum" }
-layer { name: "ip" type: "InnerProduct" bottom: "sum" top: "ip"
-        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.5 } } }
-layer { name: "loss" type: "EuclideanLoss" bottom: "ip" bottom: "target" top: "loss" }
 """
+BLOCK = SHARING_BLOCK.replace("COEFFS", "").replace("BRANCH_LAYER", CHAIN)
 
 
 @pytest.fixture
