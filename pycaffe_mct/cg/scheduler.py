@@ -274,10 +274,10 @@ def balanced_chunks(count, step):
     return list(zip(bounds, bounds[1:]))
 
 
-def lanes(chunks, body, runs=RUNS):
+def lanes(chunks, body, run_count=RUNS):
     """``body(lane, run, lo, hi)`` for every chunk ``(lo, hi)`` of a layer's images.
 
-    The chunks are cut into up to ``runs`` contiguous runs.  On the fast executor the
+    The chunks are cut into up to ``run_count`` contiguous runs.  On the fast executor the
     host threads are lanes that each take the next free run and do its chunks
     in order; inside a lane a GEMM is one single-threaded BLAS call, so a thread
     keeps its chunk's unfolded columns in its own core's cache from the
@@ -287,7 +287,7 @@ def lanes(chunks, body, runs=RUNS):
     executor, and any executor while accounting records, runs the chunks in
     order on this thread, so their plans are recorded in order.
     """
-    cuts = [len(chunks) * r // runs for r in range(runs + 1)]
+    cuts = [len(chunks) * r // run_count for r in range(run_count + 1)]
     runs = [chunks[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
     chosen = executor()
     count = 1 if accounting.active() else chosen.lane_count(len(runs))

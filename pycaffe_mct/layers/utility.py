@@ -1,4 +1,6 @@
 """Layers that move or re-view data: Split, Flatten, Reshape, Silence."""
+import math
+
 from ..cg import ops
 from ..layer import Layer, register_layer
 
@@ -89,17 +91,10 @@ class ReshapeLayer(ViewLayer):
             if known == 0 or blob.count % known:
                 raise self.error(f"cannot infer -1 in {dims} for bottom shape {blob.shape}")
             shape[shape.index(-1)] = blob.count // known
-        if any(d < 0 for d in shape) or int(_product(shape)) != blob.count:
+        if any(d < 0 for d in shape) or math.prod(shape) != blob.count:
             raise self.error(f"shape {dims} does not fit bottom shape {blob.shape} "
                              f"({blob.count} values)")
         return tuple(shape)
-
-
-def _product(values):
-    result = 1
-    for v in values:
-        result *= v
-    return result
 
 
 @register_layer("Silence")
