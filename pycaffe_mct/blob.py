@@ -101,12 +101,12 @@ class Blob:
 
     @property
     def count(self):
-        return int(np.prod(self._shape, dtype=np.int64)) if self._shape else 1
+        return math.prod(self._shape)    # not np.prod: layers ask per call, np.prod costs 10x more
 
     def count_axes(self, start, end=None):
         """Product of the dimensions in [start, end)."""
         end = len(self._shape) if end is None else end
-        return int(np.prod(self._shape[start:end], dtype=np.int64))
+        return math.prod(self._shape[start:end])
 
     @property
     def num_axes(self):
@@ -177,7 +177,7 @@ class Blob:
     def view_of(self, other, shape):
         """Become ``other`` seen with another shape, sharing data and diff (no copy)."""
         shape = tuple(int(d) for d in shape)
-        if int(np.prod(shape, dtype=np.int64)) != other.count:
+        if math.prod(shape) != other.count:
             raise CaffeError(f"cannot view a blob of shape {other.shape} as {shape}")
         self._data, self._diff, self._shape = other._data, other._diff, shape
 

@@ -70,6 +70,7 @@ def test_winograd_forward_and_gradient(monkeypatch):
     """A 3x3 stride-1 layer by Winograd F(2x2, 3x3) (real layers need 64 channels a group):
     forward as defined, backward by finite differences."""
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_OUTPUT_SIDE", 1)
     calls = []
     monkeypatch.setattr(winograd, "_input_tiles", lambda *args, real=winograd._input_tiles: (
         calls.append(1), real(*args))[1])

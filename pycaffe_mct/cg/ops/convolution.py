@@ -171,7 +171,7 @@ def convolve(x, weight, window, y=None, top_diff=None, weight_diff=None):
     weight gradient) unfolds its top gradient once for the two.  ``y`` and
     ``top_diff`` are (N, O, out_h, out_w); ``weight`` is (O, C/G, kh, kw).
     """
-    if winograd.applies(window, x.shape[1], weight.shape[0]):
+    if winograd.applies(window, x.shape[1], weight.shape[0], window.output_hw(*x.shape[2:])):
         if y is not None:
             winograd.convolve(x, weight, window.pad, y, window.group)
         if weight_diff is not None:
@@ -198,7 +198,7 @@ def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
     Convolution's backward: both need dy in rows.  ``dx`` and ``x`` are
     (N, C, H, W) with ``window.output_hw(H, W)`` equal to dy's plane.
     """
-    if winograd.applies(window, weight.shape[1] * window.group, weight.shape[0]):
+    if winograd.applies(window, weight.shape[1] * window.group, weight.shape[0], dy.shape[2:]):
         if weight_diff is not None:
             winograd.accumulate_weight_grad(x, dy, window.pad, weight_diff, window.group)
         if dx is not None:

@@ -54,15 +54,18 @@ FILTERS_SLOT = ("weight_diff", 0)
 PLAN_CHUNK_FLOATS = 4 << 20
 
 
-def applies(window, in_channels, out_channels):
+def applies(window, in_channels, out_channels, out_hw):
     """Whether a convolution goes by F(2x2, 3x3): 3x3, stride 1, no dilation, padding at
-    most 2 (its input gradient pads by 2 - p), and enough channels a group for the 16
-    GEMMs to pay for the transforms (measured, CPU ms forward / backward: 32 channels
-    on 16x16 maps lose, 8.0 / 18.4 by im2col against 9.5 / 22.1; 64 on 28x28 win, 12.1 /
-    25.7 against 9.4 / 22.6)."""
+    most 2 (its input gradient pads by 2 - p), enough channels a group for the 16 GEMMs
+    to pay for the transforms, and an output (``out_hw``) of at least ``MIN_OUTPUT_SIDE``
+    rows and columns.  Measured, CPU ms forward / backward: 32 channels on 16x16 maps lose,
+    8.0 / 18.4 by im2col against 9.5 / 22.1; 64 on 28x28 win, 12.1 / 25.7 against 9.4 /
+    22.6 (Zen 4); on a Xeon (AVX-512) 384 on 13x13 maps win, 19.1 / 39.0 against 16.2 /
+    35.9, and 512 on 7x7 lose, 7.4 / 15.3 against 9.6 / 27.5."""
     return (_switched_on[0] and window.kernel == (3, 3) and window.stride == (1, 1)
             and window.dilation == (1, 1) and max(window.pad) <= 2
-            and min(in_channels, out_channels) // window.group >= MIN_CHANNELS)
+            and min(in_channels, out_channels) // window.group >= MIN_CHANNELS
+            and min(out_hw) >= MIN_OUTPUT_SIDE)
 
 
 _switched_on = [True]
@@ -82,6 +85,9 @@ def switched_off():
 
 # Fewer input or output channels a group than this make the transform-domain GEMMs too thin.
 MIN_CHANNELS = 64
+# Outputs with fewer rows or columns than this waste too much of their 2x2 tiles (7x7 maps
+# compute 8x8, 31 % more) and give too few tiles an image for the 16 GEMMs.
+MIN_OUTPUT_SIDE = 8
 
 
 def tiles_hw(out_h, out_w):

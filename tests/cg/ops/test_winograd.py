@@ -25,6 +25,7 @@ CASES = [  # x shape, out channels, window
 def by_winograd(monkeypatch):
     """Small test layers go by Winograd too (and the test fails if they do not)."""
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_OUTPUT_SIDE", 1)
     calls = []
     monkeypatch.setattr(winograd, "_input_tiles", lambda *args, real=winograd._input_tiles: (
         calls.append(1), real(*args))[1])
@@ -74,17 +75,20 @@ def test_the_transforms_are_lavin_and_grays_matrices():
     np.testing.assert_allclose(weight_diff[0, 0], expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("window,channels,expected", [
-    (Window((3, 3), (1, 1)), 64, True),
-    (Window((3, 3)), 256, True),
-    (Window((3, 3), (1, 1)), 32, False),                     # too few channels
-    (Window((3, 3), (1, 1), (2, 2)), 64, False),             # strided
-    (Window((3, 3), (2, 2), (1, 1), (2, 2)), 64, False),     # dilated
-    (Window((3, 3), (1, 1), group=2), 128, True),            # 64 channels a group
-    (Window((3, 3), (1, 1), group=2), 64, False),            # 32 channels a group
-    (Window((3, 3), (3, 3)), 64, False),                     # the input gradient's padding < 0
-    (Window((5, 5), (2, 2)), 64, False),
+@pytest.mark.parametrize("window,channels,out_hw,expected", [
+    (Window((3, 3), (1, 1)), 64, (56, 56), True),
+    (Window((3, 3)), 256, (14, 14), True),
+    (Window((3, 3), (1, 1)), 32, (16, 16), False),           # too few channels
+    (Window((3, 3), (1, 1)), 512, (7, 7), False),            # too small an output
+    (Window((3, 3), (1, 1)), 512, (28, 7), False),           # too few columns
+    (Window((3, 3), (1, 1)), 384, (13, 13), True),
+    (Window((3, 3), (1, 1), (2, 2)), 64, (28, 28), False),   # strided
+    (Window((3, 3), (2, 2), (1, 1), (2, 2)), 64, (28, 28), False),     # dilated
+    (Window((3, 3), (1, 1), group=2), 128, (28, 28), True),  # 64 channels a group
+    (Window((3, 3), (1, 1), group=2), 64, (28, 28), False),  # 32 channels a group
+    (Window((3, 3), (3, 3)), 64, (28, 28), False),           # the input gradient's padding < 0
+    (Window((5, 5), (2, 2)), 64, (28, 28), False),
 ])
-def test_winograd_takes_3x3_stride_1_convolutions_of_enough_channels(window, channels,
+def test_winograd_takes_3x3_stride_1_convolutions_of_enough_channels(window, channels, out_hw,
                                                                      expected):
-    assert winograd.applies(window, channels, channels) is expected
+    assert winograd.applies(window, channels, channels, out_hw) is expected
