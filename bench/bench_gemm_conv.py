@@ -10,6 +10,7 @@ count: BLAS's own threads, or one single-threaded call per thread on a share
 of C (what the scheduler does).  Best of ``--repeats``, measured alternately.
 """
 import argparse
+import time
 
 import numpy as np
 from google.protobuf import text_format
@@ -21,7 +22,7 @@ from pycaffe_mct.cg import accounting, scheduler
 from pycaffe_mct.layer import create_layer
 from pycaffe_mct.proto import caffe_pb2
 
-from bench_common import describe_threads, timed  # noqa: E402  (a sibling script)
+from bench_common import best_seconds, describe_threads  # noqa: E402  (a sibling script)
 
 CASES = [  # name, layer text, bottom shape
     ("LeNet conv1 b64", "type: 'Convolution' convolution_param { num_output: 20 kernel_size: 5 }",
@@ -92,6 +93,12 @@ def shares_pass(operands):
         scheduler._matmul(host, a, b, c)
 
 
+# OpenBLAS's own threads spin for a while after a call before they sleep; timed then, the
+# host threads of the layer and of the shares would share their cores with them.  (Each
+# timed call follows an untimed one: the first call after a pause ran up to 1.6x slower.)
+BLAS_SPIN_SECONDS = 0.3
+
+
 def measure(name, text, shape, repeats):
     layer, bottom, top = make_layer(text, shape)
     sizes = gemm_sizes(layer, bottom, top)
@@ -101,11 +108,13 @@ def measure(name, text, shape, repeats):
                  np.empty((m, n), np.float32)) for m, n, k in sizes]
     threads = scheduler.gemm_threads()
     blas_threads_pass(operands, threads)
+    time.sleep(BLAS_SPIN_SECONDS)
     layer_s = blas_s = shares_s = float("inf")
     for _ in range(repeats):            # alternate so all see the same machine load
-        layer_s = min(layer_s, timed(lambda: layer_pass(layer, bottom, top)))
-        blas_s = min(blas_s, timed(lambda: blas_threads_pass(operands, threads)))
-        shares_s = min(shares_s, timed(lambda: shares_pass(operands)))
+        layer_s = min(layer_s, best_seconds(lambda: layer_pass(layer, bottom, top), 1))
+        shares_s = min(shares_s, best_seconds(lambda: shares_pass(operands), 1))
+        blas_s = min(blas_s, best_seconds(lambda: blas_threads_pass(operands, threads), 1))
+        time.sleep(BLAS_SPIN_SECONDS)
     flops = sum(2 * m * n * k for m, n, k in sizes)
     return layer_s, blas_s, shares_s, flops
 
