@@ -113,7 +113,7 @@ def _paper(args, model):
     if not os.path.exists(path):
         raise CaffeError(f"{path}: no such file; give AlexNet's deploy prototxt with --model")
     # The paper's Caffe convolved by im2col + GEMM: model that, not our Winograd.
-    compute, n_bytes = profile_compute(path, paper.GLOBAL_BATCH, with_winograd=False)
+    compute, n_bytes = profile_compute(path, paper.GLOBAL_BATCH, im2col_only=True)
     results, rows = paper.reproduce(model, compute, n_bytes)
     print(json.dumps(results, indent=1) if args.json else report.format_paper(results))
     if args.plots:

@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 from .. import net_passes
-from ..cg.ops import winograd
+from ..cg.ops import convolution
 from ..commands.profile import profile_net
 from ..errors import NetError
 from ..layer import TRAIN
@@ -82,9 +82,9 @@ class ProfiledCompute:
                 if seconds == 0.0 and kind not in ("Input", "Split", "Flatten", "Reshape")]
 
 
-def _profile(path, batch, with_winograd=True):
+def _profile(path, batch, im2col_only=False):
     net = Net(deploy_param(path, batch), TRAIN)
-    with nullcontext() if with_winograd else winograd.switched_off():
+    with convolution.im2col_only() if im2col_only else nullcontext():
         records = profile_net(net, iterations=0)     # the planned pass only, no host timing
     return records, param_bytes(net), _classes(net)
 
@@ -95,13 +95,14 @@ def _classes(net):
     return int(shape[1]) if len(shape) > 1 else 0
 
 
-def profile_compute(path, global_batch, with_winograd=True):
-    """(ProfiledCompute, parameter bytes) of the deploy net at ``path``; 3x3 convolutions by
-    Winograd as on the host unless ``with_winograd`` is false (the paper's software)."""
+def profile_compute(path, global_batch, im2col_only=False):
+    """(ProfiledCompute, parameter bytes) of the deploy net at ``path``; convolutions as on
+    the host (Winograd, the single-channel path), or with ``im2col_only`` all by im2col +
+    GEMM (the paper's software)."""
     probes = sorted({min(b, global_batch) for b in PROBE_BATCHES})
     seconds = []
     for batch in probes:
-        records, n_bytes, classes = _profile(path, batch, with_winograd)
+        records, n_bytes, classes = _profile(path, batch, im2col_only)
         seconds.append(sum(r.cg_seconds for r in records))
     if len(probes) == 1:                         # the global batch itself was profiled
         fixed, per_image = 0.0, seconds[0] / probes[0]

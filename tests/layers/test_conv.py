@@ -53,6 +53,9 @@ CASES = {
                  dict(stride=(1, 1), pad=(1, 1), dilation=(2, 2), group=1)),
     "no_bias": ("num_output: 2 kernel_size: 2 bias_term: false", (2, 1, 4, 3),
                 dict(stride=(1, 1), pad=(0, 0), dilation=(1, 1), group=1)),
+    # One input channel: by shifted runs of the image (cg/ops/single_channel.py).
+    "single_channel": ("num_output: 3 kernel_size: 3 pad: 1", (2, 1, 5, 4),
+                       dict(stride=(1, 1), pad=(1, 1), dilation=(1, 1), group=1)),
 }
 
 

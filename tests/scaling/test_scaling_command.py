@@ -77,7 +77,7 @@ def test_the_paper_report_profiles_convolutions_by_im2col(monkeypatch):
     taken = []
     monkeypatch.setattr(winograd, "_input_tiles", lambda *args, real=winograd._input_tiles: (
         taken.append(1), real(*args))[1])
-    paper_software, _ = profile_compute(alexnet, 1, with_winograd=False)
+    paper_software, _ = profile_compute(alexnet, 1, im2col_only=True)
     assert not taken
     ours, _ = profile_compute(alexnet, 1)
     assert taken and ours.flops_per_image < paper_software.flops_per_image

@@ -30,8 +30,10 @@ Deconvolution is the transpose: its forward is ``convolve_transpose`` and its
 backward ``convolve``, with the roles of bottom and top swapped.
 
 3x3 stride-1 convolutions of enough channels go by Winograd's F(2x2, 3x3)
-instead (``winograd.applies``, ``winograd.py``): both entry points hand them
-over whole.
+instead (``winograd.applies``, ``winograd.py``), and convolutions of a
+one-channel input by shifted runs of the image (``single_channel.py``): both
+entry points hand them over whole (an input gradient of the latter stays here).
+``im2col_only`` turns both off.
 
 The unfolding kernels (``im2col_kernel``, ``col2im_kernel``, ``copy_planes_kernel``)
 are serial: convolution runs them on one chunk of images per host thread, so
@@ -40,13 +42,14 @@ them; the parallelism is across chunks.  They copy row segments with flat
 unsigned offsets (see ``..jit``), in a few vector instructions (12x faster on
 CIFAR-sized rows).
 """
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numba
 
 from .. import accounting, scheduler
 from ..jit import JIT, U
-from . import winograd
+from . import single_channel, winograd
 from ..workspace import workspace
 
 
@@ -171,7 +174,15 @@ def convolve(x, weight, window, y=None, top_diff=None, weight_diff=None):
     weight gradient) unfolds its top gradient once for the two.  ``y`` and
     ``top_diff`` are (N, O, out_h, out_w); ``weight`` is (O, C/G, kh, kw).
     """
-    if winograd.applies(window, x.shape[1], weight.shape[0], window.output_hw(*x.shape[2:])):
+    if _fast_paths[0] and single_channel.applies(window, x.shape[1]):
+        images = _padded(x, window.pad, 0) if window.pad != (0, 0) else x
+        if y is not None:
+            single_channel.convolve(images, weight, y)
+        if weight_diff is not None:
+            single_channel.accumulate_weight_grad(images, top_diff, weight_diff)
+        return
+    if _fast_paths[0] and winograd.applies(window, x.shape[1], weight.shape[0],
+                                           window.output_hw(*x.shape[2:])):
         if y is not None:
             winograd.convolve(x, weight, window.pad, y, window.group)
         if weight_diff is not None:
@@ -198,7 +209,15 @@ def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
     Convolution's backward: both need dy in rows.  ``dx`` and ``x`` are
     (N, C, H, W) with ``window.output_hw(H, W)`` equal to dy's plane.
     """
-    if winograd.applies(window, weight.shape[1] * window.group, weight.shape[0], dy.shape[2:]):
+    if _fast_paths[0] and weight_diff is not None and single_channel.applies(
+            window, weight.shape[1] * window.group):
+        images = _padded(x, window.pad, 0) if window.pad != (0, 0) else x
+        single_channel.accumulate_weight_grad(images, dy, weight_diff)
+        weight_diff = None
+        if dx is None:
+            return
+    if _fast_paths[0] and winograd.applies(window, weight.shape[1] * window.group,
+                                           weight.shape[0], dy.shape[2:]):
         if weight_diff is not None:
             winograd.accumulate_weight_grad(x, dy, window.pad, weight_diff, window.group)
         if dx is not None:
@@ -218,6 +237,22 @@ def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
             _fold_into(groups, dy_rows, dx, lo, hi, window, lane)
     scheduler.lanes(chunks, chunk, sums.runs())
     sums.reduce()
+
+
+_fast_paths = [True]
+
+
+@contextmanager
+def im2col_only():
+    """Every convolution by im2col + GEMM meanwhile (no Winograd, no single-channel path): the
+    scaling model's reproduction of the paper models the paper's Caffe on SW26010, which
+    convolved that way."""
+    before = _fast_paths[0]
+    _fast_paths[0] = False
+    try:
+        yield
+    finally:
+        _fast_paths[0] = before
 
 
 def _grouped(weight, group):

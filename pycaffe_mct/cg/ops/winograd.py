@@ -27,8 +27,6 @@ gradients are zeros).  The images go in cache-sized chunks over the host
 threads' lanes as in ``convolution``; filter-gradient sums are kept per run of
 chunks and added in run order, so they do not depend on the thread count.
 """
-from contextlib import contextmanager
-
 import numba
 import numpy as np
 
@@ -62,25 +60,10 @@ def applies(window, in_channels, out_channels, out_hw):
     8.0 / 18.4 by im2col against 9.5 / 22.1; 64 on 28x28 win, 12.1 / 25.7 against 9.4 /
     22.6 (Zen 4); on a Xeon (AVX-512) 384 on 13x13 maps win, 19.1 / 39.0 against 16.2 /
     35.9, and 512 on 7x7 lose, 7.4 / 15.3 against 9.6 / 27.5."""
-    return (_switched_on[0] and window.kernel == (3, 3) and window.stride == (1, 1)
+    return (window.kernel == (3, 3) and window.stride == (1, 1)
             and window.dilation == (1, 1) and max(window.pad) <= 2
             and min(in_channels, out_channels) // window.group >= MIN_CHANNELS
             and min(out_hw) >= MIN_OUTPUT_SIDE)
-
-
-_switched_on = [True]
-
-
-@contextmanager
-def switched_off():
-    """Every convolution by im2col + GEMM meanwhile: the scaling model's reproduction of the
-    paper models the paper's Caffe on SW26010, which convolved that way."""
-    before = _switched_on[0]
-    _switched_on[0] = False
-    try:
-        yield
-    finally:
-        _switched_on[0] = before
 
 
 # Fewer input or output channels a group than this make the transform-domain GEMMs too thin.

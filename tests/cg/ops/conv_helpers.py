@@ -96,13 +96,13 @@ def check_deconvolution_backward(shape, outputs, window):
     np.testing.assert_allclose(y, direct_conv(x, weight, window), rtol=1e-4, atol=1e-4)
 
 
-def check_weight_gradients_do_not_depend_on_the_thread_count(monkeypatch):
+def check_weight_gradients_do_not_depend_on_the_thread_count(
+        monkeypatch, shape=(13, 3, 6, 6), outputs=4, window=convolution.Window((3, 3), (1, 1))):
     """Per-run sums added in run order: 1 and 3 threads give the same bits."""
     for module, least in ((convolution, "MIN_CHUNK_COLUMNS"), (winograd, "MIN_CHUNK_TILES")):
         monkeypatch.setattr(module, "CACHE_CHUNK_FLOATS", 1)
         monkeypatch.setattr(module, least, 1)
-    window = convolution.Window((3, 3), (1, 1))
-    x, weight, dy = layer_arrays((13, 3, 6, 6), 4, window)
+    x, weight, dy = layer_arrays(shape, outputs, window)
     grads = []
     with scheduler.execution("fast"):
         for threads in (1, 3):

@@ -53,4 +53,18 @@ def test_bias_gradient_by_partial_sums(shape):
     grad, kernels = in_both_modes(run, atol=3e-6)
     np.testing.assert_allclose(grad, start + dy.astype(np.float64).sum(axis=(0, 2)),
                                rtol=1e-5, atol=1e-5)
-    assert kernels == ["bias_backward", "bias_backward_reduce"]
+    # An InnerProduct's rows (inner 1) are their own partial sums.
+    assert kernels == ["bias_backward"] * (shape[2] > 1) + ["bias_backward_reduce"]
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 70, 2), (9, 5, 13), (64, 20, 1)])
+def test_bias_forward_is_numpys_add(shape):
+    y, bias = rand(*shape), rand(shape[1])
+
+    def run():
+        out = y.copy()
+        ops.add_channel_bias(out, bias)
+        return out
+    out, kernels = in_both_modes(run)
+    np.testing.assert_array_equal(out, y + bias[None, :, None])
+    assert kernels == ["bias_forward"]
