@@ -18,6 +18,7 @@ import numpy as np
 
 from . import diff_sharing, fusion, hdf5, net_passes
 from .blob import Blob, has_legacy_shape, legacy_shape_equals, proto_array, proto_shape
+from .cg import ops
 from .errors import CaffeError, ModelFileError, NetError, in_file, layer_error
 from .layer import TRAIN, create_layer
 from .net_facts import LayerFacts, LayerParam, LearnableParam
@@ -311,7 +312,7 @@ class Net:
 
     def clear_param_diffs(self):
         for learnable in self.learnables:
-            learnable.blob.diff[...] = 0
+            ops.fill(learnable.blob.diff, 0.0)
 
     def reshape(self):
         for facts in self.layer_facts:

@@ -3,7 +3,7 @@ Dropout's mask, against numpy on both executors."""
 import numpy as np
 import pytest
 
-from pycaffe_mct.cg import ops
+from pycaffe_mct.cg import ops, scheduler
 from pycaffe_mct.cg.ops import elementwise
 from .op_helpers import both_modes, in_both_modes, rand, rng
 
@@ -149,13 +149,16 @@ def test_pointwise_tiles_match_the_whole_array_formula(formula):
     assert np.isfinite(whole).all()
 
 
-def test_fill():
+@pytest.mark.parametrize("shape", [(3, 5, 7), (2, 300_000)])     # the second spread
+def test_fill(shape, monkeypatch):
+    monkeypatch.setattr(scheduler.EXECUTORS["fast"], "host", scheduler.HostThreads(3))
+
     def run():
-        out = np.full((3, 5, 7), np.nan, np.float32)
-        ops.fill(out, 0.0)
+        out = np.full(shape, np.nan, np.float32)
+        ops.fill(out, -2.5)
         return out
     out, kernels = in_both_modes(run)
-    assert not out.any()
+    assert (out == np.float32(-2.5)).all()
     assert kernels == ["fill"]
 
 
