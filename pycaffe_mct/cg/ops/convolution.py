@@ -60,8 +60,10 @@ PLAN_PER_IMAGE_MACS = 1 << 24
 # Columns per chunk on the host: 1 MB, within one core's L2 cache with the GEMM's other operands.
 CACHE_CHUNK_FLOATS = 1 << 18
 # ... but at least this many columns (images x plane), below which BLAS runs far under its peak
-# (ResNet-50's 7x7 maps: one image's 49 columns made its 3x3 convolutions 1.4x slower).
-MIN_CHUNK_COLUMNS = 256
+# (ResNet-50's 7x7 maps: one image's 49 columns made its 3x3 convolutions 1.4x slower) and
+# each chunk's Python calls cost too much next to its GEMMs (CIFAR10-quick's conv2, 256
+# columns an image: chunks of two made its training step 4-5 % faster, the GEMMs as fast).
+MIN_CHUNK_COLUMNS = 512
 # A run of a weight gradient's chunks with at least this many columns may sum its transpose
 # (see ``_RunSums``): ResNet-50's 28x28 stage (784 a run at batch 8) gains 10%, its 14x14
 # stage (196) loses.
