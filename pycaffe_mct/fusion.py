@@ -1,10 +1,11 @@
-"""Layer chains the net runs as one pass each way: BatchNorm -> Scale [-> ReLU] in place.
+"""Layer chains the net runs as one pass each way: BatchNorm -> Scale [-> ReLU] in place, and
+Eltwise SUM -> ReLU in place on its top.
 
 ResNet-style nets follow every BatchNorm with a Scale (the learned affine part)
 and often a ReLU, all three in place on one blob.  Run layer by layer, that is
 three passes over the activation forward (plus two copies kept for backward)
 and five backward; as a chain it is one pass forward after the statistics, and
-two backward (the sums, then the gradient).  No prototxt changes: ``affine_chains``
+two backward (the sums, then the gradient).  No prototxt changes: ``chains``
 finds the chains in a wired net, and the net runs a chain whole only when a
 forward or backward covers all of it, else layer by layer as before.  What a
 user can observe is what Caffe defines: the blob holds the chain's output (the
@@ -17,15 +18,23 @@ chain whose backward will not read it (no layer of it runs backward, as in a
 deploy net, or BatchNorm uses its stored statistics and the Scale learns no
 factor) does not write it, so its storage is never paged in: 1.26 GB at
 ResNet-50 batch 32.
+
+A residual block ends in an Eltwise SUM whose top a ReLU rectifies in place.  As a chain the
+ReLU is applied while each block of the sum is still in the L1 cache, and backward takes the
+ReLU's gradient and writes the Eltwise's bottom diffs in the same pass (a bottom that shares
+the top's diff, ``diff_sharing``, needs no copy).  Both give the bits the two layers give.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
 from .cg import ops
+from .layers.eltwise import EltwiseLayer
 from .layers.neuron import ReLULayer
 from .layers.normalization import BatchNormLayer
 from .layers.scale import ScaleLayer
+from .net_facts import LayerFacts
+from .proto import caffe_pb2
 
 
 @dataclass
@@ -34,6 +43,7 @@ class AffineChain:
 
     first: int
     last: int
+    blob: object
     batch_norm: BatchNormLayer
     scale: ScaleLayer
     relu: ReLULayer = None
@@ -47,7 +57,8 @@ class AffineChain:
     def slope(self):
         return None if self.relu is None else self.relu.param.relu_param.negative_slope
 
-    def forward(self, blob):
+    def forward(self):
+        blob = self.blob
         for layer in self.layers:
             layer.reshape([blob], [blob])
         norm, scale = self.batch_norm, self.scale
@@ -60,8 +71,8 @@ class AffineChain:
                                   None if bias is None else bias.reshape(-1)),
                                  self.slope, normalized, x)
 
-    def backward(self, blob):
-        norm, scale = self.batch_norm, self.scale
+    def backward(self):
+        norm, scale, blob = self.batch_norm, self.scale, self.blob
         view = norm.view
         y, dy = blob.data.reshape(view), blob.diff.reshape(view)
         normalized = norm.normalized.data.reshape(view)
@@ -91,17 +102,53 @@ class AffineChain:
             scale.blobs[index].diff[...] += sum_dz.reshape(scale.blobs[index].shape)
 
 
-def affine_chains(layer_facts):
+@dataclass
+class SumReLUChain:
+    """Layers first and last = first + 1 of a net: an Eltwise SUM (``sum``, its LayerFacts)
+    and a ReLU in place on its top."""
+
+    first: int
+    last: int
+    sum: LayerFacts
+    relu: ReLULayer
+
+    @property
+    def slope(self):
+        return self.relu.param.relu_param.negative_slope
+
+    def forward(self):
+        facts = self.sum
+        facts.layer.reshape(facts.bottoms, facts.tops)
+        top = facts.tops[0]
+        self.relu.reshape([top], [top])
+        ops.sum_relu_into([bottom.data for bottom in facts.bottoms], top.data,
+                          facts.layer.coeffs, self.slope)
+
+    def backward(self):
+        facts = self.sum
+        top = facts.tops[0]
+        copies = [(coeff, bottom.diff) for bottom, coeff, need
+                  in zip(facts.bottoms, facts.layer.coeffs, facts.bottom_need_backward)
+                  if need and not bottom.shares_diff_with(top)]      # see diff_sharing.py
+        ops.relu_backward_copies(top.data, top.diff, self.slope, copies)
+
+
+def chains(layer_facts):
     """The chains among wired layers (their ``LayerFacts``), keyed by their first index."""
-    chains = {}
-    for i in range(len(layer_facts) - 1):
-        chain = _chain_at(layer_facts, i)
-        if chain is not None:
+    found = {}
+    i = 0
+    while i < len(layer_facts) - 1:
+        chain = _affine_chain_at(layer_facts, i) or _sum_relu_chain_at(layer_facts, i)
+        if chain is None:
+            i += 1
+            continue
+        if isinstance(chain, AffineChain):
             chain.keeps_normalized = _backward_reads_normalized(layer_facts, chain)
-            chains[i] = chain
             chain.scale.saved_input = chain.batch_norm.normalized
             chain.batch_norm.normalized.reshape(layer_facts[i].bottoms[0].shape)
-    return chains
+        found[i] = chain
+        i = chain.last + 1
+    return found
 
 
 def _backward_reads_normalized(layer_facts, chain):
@@ -113,15 +160,20 @@ def _backward_reads_normalized(layer_facts, chain):
             or (scale_runs and chain.scale.param_propagate_down[0]))
 
 
-def _chain_at(layer_facts, i):
-    """The chain starting at layer i, or None."""
+def _in_place(layer_facts, j, kind, blob):
+    """Whether layer j is a ``kind`` running in place on ``blob``, with no loss."""
+    if j >= len(layer_facts):
+        return False
+    facts = layer_facts[j]
+    return (isinstance(facts.layer, kind) and len(facts.bottoms) == 1
+            and facts.bottoms[0] is blob and facts.tops[0] is blob
+            and not any(facts.layer.loss_weights))
+
+
+def _affine_chain_at(layer_facts, i):
+    """The BatchNorm -> Scale [-> ReLU] chain starting at layer i, or None."""
     def in_place(j, kind):
-        if j >= len(layer_facts):
-            return False
-        facts = layer_facts[j]
-        return (isinstance(facts.layer, kind) and len(facts.bottoms) == 1
-                and facts.bottoms[0] is blob and facts.tops[0] is blob
-                and not any(facts.layer.loss_weights))
+        return _in_place(layer_facts, j, kind, blob)
     blob = layer_facts[i].bottoms[0] if len(layer_facts[i].bottoms) == 1 else None
     if blob is None or not (in_place(i, BatchNormLayer) and in_place(i + 1, ScaleLayer)):
         return None
@@ -131,4 +183,18 @@ def _chain_at(layer_facts, i):
             and (bias is None or bias.shape == scale.blobs[0].shape)):
         return None
     relu = layer_facts[i + 2].layer if in_place(i + 2, ReLULayer) else None
-    return AffineChain(i, i + 1 + (relu is not None), layer_facts[i].layer, scale, relu)
+    return AffineChain(i, i + 1 + (relu is not None), blob, layer_facts[i].layer, scale, relu)
+
+
+def _sum_relu_chain_at(layer_facts, i):
+    """The Eltwise SUM -> ReLU (in place on its top) chain starting at layer i, or None."""
+    facts = layer_facts[i]
+    layer = facts.layer
+    if not (isinstance(layer, EltwiseLayer) and layer.operation == caffe_pb2.EltwiseParameter.SUM
+            and len(facts.tops) == 1 and not any(layer.loss_weights)):
+        return None
+    top = facts.tops[0]
+    if any(bottom is top for bottom in facts.bottoms) or not _in_place(layer_facts, i + 1,
+                                                                      ReLULayer, top):
+        return None
+    return SumReLUChain(i, i + 1, facts, layer_facts[i + 1].layer)

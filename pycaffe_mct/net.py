@@ -104,7 +104,7 @@ class Net:
             self._add_layer(layer_param)
         self._analyse_backward(param.force_backward)
         diff_sharing.share_copied_diffs(self.layer_facts)
-        self._chains = fusion.affine_chains(self.layer_facts)
+        self._chains = fusion.chains(self.layer_facts)
         self._chain_ends = {chain.last: chain for chain in self._chains.values()
                             if all(facts.need_backward and facts.bottom_need_backward[0]
                                    for facts in self.layer_facts[chain.first:chain.last + 1])}
@@ -262,7 +262,7 @@ class Net:
             i += 1
             chain = self._chains.get(i)
             if chain is not None and chain.last <= end:      # see fusion.py
-                chain.forward(self.layer_facts[i].bottoms[0])
+                chain.forward()
                 i = chain.last
                 continue
             loss += self.layer_facts[i].forward()
@@ -276,7 +276,7 @@ class Net:
             i -= 1
             chain = self._chain_ends.get(i)
             if chain is not None and chain.first >= end:     # see fusion.py
-                chain.backward(self.layer_facts[i].bottoms[0])
+                chain.backward()
                 for j in range(i, chain.first - 1, -1):
                     for hook in self._backward_hooks:
                         hook(j)

@@ -24,9 +24,9 @@ from .convolution import Window, col2im, conv_out_size, convolve, convolve_trans
 from .pooling import ave_pool_backward, ave_pool_forward, max_pool_backward, max_pool_forward
 from .softmax import softmax_backward, softmax_forward
 from .elementwise import (copy_into, dot, fill, max_into, pointwise, product_into, relu_backward,
-                          relu_forward, scale_into, select_into, sigmoid_backward,
-                          sigmoid_forward, sum_into, tanh_backward, tanh_forward,
-                          weighted_difference)
+                          relu_backward_copies, relu_forward, scale_into, select_into,
+                          sigmoid_backward, sigmoid_forward, sum_into, sum_relu_into,
+                          tanh_backward, tanh_forward, weighted_difference)
 from .normalization import (affine_chain_backward, affine_chain_forward, channel_linear,
                             channel_mean_var, channel_sums, lrn_across_backward,
                             lrn_across_forward, lrn_within_backward, lrn_within_forward,

@@ -128,15 +128,38 @@ def sum_into(arrays, out, coeffs=None):
     _weighted_sum("sum", arrays, out, coeffs or [1.0] * len(arrays))
 
 
-def _weighted_sum(kernel_name, arrays, out, coeffs):
-    """out = sum_i coeffs[i] * arrays[i] in float32, in order, in one numba pass."""
+def sum_relu_into(arrays, out, coeffs, negative_slope):
+    """out = ReLU(sum_i coeffs[i] * arrays[i]): an Eltwise SUM and the in-place ReLU after it
+    in one pass (``fusion.SumReLUChain``), rounded as the two layers round it."""
+    _weighted_sum("sum_relu", arrays, out, coeffs, negative_slope)
+
+
+def _weighted_sum(kernel_name, arrays, out, coeffs, relu_slope=None):
+    """out = sum_i coeffs[i] * arrays[i] in float32, in order, in one numba pass, then
+    through a ReLU of that slope unless ``relu_slope`` is None."""
     factors = np.asarray(coeffs, np.float32)
+    relu, slope = relu_slope is not None, np.float32(relu_slope or 0.0)
 
     def weighted_sum(*args):
         *inputs, target = args
         flats = tuple(np.ascontiguousarray(x, np.float32).reshape(-1) for x in inputs)
-        weighted_sum_kernel(flats, factors, target.reshape(-1))
-    scheduler.elementwise(kernel_name, 2 * len(arrays) - 1, weighted_sum, out, *arrays)
+        weighted_sum_kernel(flats, factors, relu, slope, target.reshape(-1))
+    scheduler.elementwise(kernel_name, 2 * len(arrays) - 1 + relu, weighted_sum, out, *arrays)
+
+
+def relu_backward_copies(y, dy, negative_slope, copies):
+    """dy = dy * ReLU's gradient at its output y, in place, and out = coeff * that for each
+    (coeff, out) of ``copies``: an in-place ReLU's backward and the Eltwise SUM's before it
+    (``fusion.SumReLUChain``) in one pass, rounded as the two layers round them."""
+    slope = np.float32(negative_slope)
+    factors = np.asarray([coeff for coeff, _ in copies] or [0.0], np.float32)
+    outs = tuple(out.reshape(-1) for _, out in copies) or (np.empty(0, np.float32),)
+    count = len(copies)
+    flat_y, flat_dy = y.reshape(-1), dy.reshape(-1)
+    scheduler.units("relu_backward_copies", y.size, 2 * y.itemsize, (1 + count) * y.itemsize,
+                    2 + count,
+                    lambda lo, hi: relu_backward_copies_kernel(flat_y, flat_dy, slope, factors,
+                                                               outs, count, lo, hi))
 
 
 def copy_into(x, out):
@@ -254,9 +277,10 @@ _TERMS_BLOCK = 4096
 
 
 @numba.njit(parallel=True, **JIT)
-def weighted_sum_kernel(arrays, coeffs, out):
+def weighted_sum_kernel(arrays, coeffs, relu, slope, out):
     """out = sum_t coeffs[t] * arrays[t] on flat arrays, the terms added in order in float32
-    (numpy's ``out = a0*c0; out += a1*c1`` to the bit, in one pass over memory)."""
+    (numpy's ``out = a0*c0; out += a1*c1`` to the bit, in one pass over memory), then
+    ``relu_value`` of it if ``relu``, while the block is still in the L1 cache."""
     size = out.size
     for block in numba.prange((size + _TERMS_BLOCK - 1) // _TERMS_BLOCK):
         start = U(block * _TERMS_BLOCK)
@@ -268,3 +292,21 @@ def weighted_sum_kernel(arrays, coeffs, out):
             array, coeff = arrays[term], coeffs[term]
             for i in range(count):
                 out[start + i] += array[start + i] * coeff
+        if relu:
+            for i in range(count):
+                out[start + i] = relu_value(out[start + i], slope)
+
+
+@numba.njit(parallel=True, **JIT)
+def relu_backward_copies_kernel(y, dy, slope, coeffs, outs, count, lo, hi):
+    """Elements lo..hi: see ``relu_backward_copies`` (``count`` of ``outs`` are real)."""
+    first = U(lo)
+    for block in numba.prange((hi - lo + _TERMS_BLOCK - 1) // _TERMS_BLOCK):
+        start = first + U(block * _TERMS_BLOCK)
+        length = U(min(hi - lo - block * _TERMS_BLOCK, _TERMS_BLOCK))
+        for i in range(length):
+            dy[start + i] = dy[start + i] * relu_gradient(y[start + i], slope)
+        for copy in range(count):
+            out, coeff = outs[copy], coeffs[copy]
+            for i in range(length):
+                out[start + i] = dy[start + i] * coeff
