@@ -19,10 +19,11 @@ deploy net, or BatchNorm uses its stored statistics and the Scale learns no
 factor) does not write it, so its storage is never paged in: 1.26 GB at
 ResNet-50 batch 32.
 
-A residual block ends in an Eltwise SUM whose top a ReLU rectifies in place.  As a chain the
-ReLU is applied while each block of the sum is still in the L1 cache, and backward takes the
-ReLU's gradient and writes the Eltwise's bottom diffs in the same pass (a bottom that shares
-the top's diff, ``diff_sharing``, needs no copy).  Both give the bits the two layers give.
+A residual block ends in an Eltwise SUM whose top a ReLU rectifies in place, and a Split
+usually hands that top to the next block.  As a chain the ReLU is applied while each block of
+the sum is still in the L1 cache, and backward sums the Split's top diffs, takes the ReLU's
+gradient and writes the Eltwise's bottom diffs in one pass (a bottom that shares the top's
+diff, ``diff_sharing``, needs no copy).  Each gives the bits the layers give.
 """
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ from .layers.eltwise import EltwiseLayer
 from .layers.neuron import ReLULayer
 from .layers.normalization import BatchNormLayer
 from .layers.scale import ScaleLayer
+from .layers.utility import SplitLayer
 from .net_facts import LayerFacts
 from .proto import caffe_pb2
 
@@ -104,13 +106,14 @@ class AffineChain:
 
 @dataclass
 class SumReLUChain:
-    """Layers first and last = first + 1 of a net: an Eltwise SUM (``sum``, its LayerFacts)
-    and a ReLU in place on its top."""
+    """Layers first..last of a net: an Eltwise SUM (``sum``, its LayerFacts), a ReLU in place
+    on its top, and optionally the Split that hands that top on (``split``, its LayerFacts)."""
 
     first: int
     last: int
     sum: LayerFacts
     relu: ReLULayer
+    split: LayerFacts = None
 
     @property
     def slope(self):
@@ -123,6 +126,8 @@ class SumReLUChain:
         self.relu.reshape([top], [top])
         ops.sum_relu_into([bottom.data for bottom in facts.bottoms], top.data,
                           facts.layer.coeffs, self.slope)
+        if self.split is not None:
+            self.split.forward()             # its tops share the top's data
 
     def backward(self):
         facts = self.sum
@@ -130,7 +135,8 @@ class SumReLUChain:
         copies = [(coeff, bottom.diff) for bottom, coeff, need
                   in zip(facts.bottoms, facts.layer.coeffs, facts.bottom_need_backward)
                   if need and not bottom.shares_diff_with(top)]      # see diff_sharing.py
-        ops.relu_backward_copies(top.data, top.diff, self.slope, copies)
+        sources = [top.diff] if self.split is None else [blob.diff for blob in self.split.tops]
+        ops.relu_backward_copies(top.data, sources, self.slope, top.diff, copies)
 
 
 def chains(layer_facts):
@@ -197,4 +203,8 @@ def _sum_relu_chain_at(layer_facts, i):
     if any(bottom is top for bottom in facts.bottoms) or not _in_place(layer_facts, i + 1,
                                                                       ReLULayer, top):
         return None
-    return SumReLUChain(i, i + 1, facts, layer_facts[i + 1].layer)
+    split = layer_facts[i + 2] if i + 2 < len(layer_facts) else None
+    if not (split is not None and isinstance(split.layer, SplitLayer)
+            and split.bottoms[0] is top and not any(split.layer.loss_weights)):
+        return SumReLUChain(i, i + 1, facts, layer_facts[i + 1].layer)
+    return SumReLUChain(i, i + 2, facts, layer_facts[i + 1].layer, split)

@@ -147,19 +147,21 @@ def _weighted_sum(kernel_name, arrays, out, coeffs, relu_slope=None):
     scheduler.elementwise(kernel_name, 2 * len(arrays) - 1 + relu, weighted_sum, out, *arrays)
 
 
-def relu_backward_copies(y, dy, negative_slope, copies):
-    """dy = dy * ReLU's gradient at its output y, in place, and out = coeff * that for each
-    (coeff, out) of ``copies``: an in-place ReLU's backward and the Eltwise SUM's before it
-    (``fusion.SumReLUChain``) in one pass, rounded as the two layers round them."""
+def relu_backward_copies(y, sources, negative_slope, dx, copies):
+    """dx = (the sum of ``sources``, added in order) * ReLU's gradient at its output y, and
+    out = coeff * dx for each (coeff, out) of ``copies``: a Split's backward (the sum), the
+    in-place ReLU's before it and the Eltwise SUM's before that (``fusion.SumReLUChain``) in
+    one pass, rounded as the layers round them.  Without a Split, ``sources`` is (dx,)."""
     slope = np.float32(negative_slope)
     factors = np.asarray([coeff for coeff, _ in copies] or [0.0], np.float32)
     outs = tuple(out.reshape(-1) for _, out in copies) or (np.empty(0, np.float32),)
+    grads = tuple(source.reshape(-1) for source in sources)
     count = len(copies)
-    flat_y, flat_dy = y.reshape(-1), dy.reshape(-1)
-    scheduler.units("relu_backward_copies", y.size, 2 * y.itemsize, (1 + count) * y.itemsize,
-                    2 + count,
-                    lambda lo, hi: relu_backward_copies_kernel(flat_y, flat_dy, slope, factors,
-                                                               outs, count, lo, hi))
+    flat_y, flat_dx = y.reshape(-1), dx.reshape(-1)
+    scheduler.units("relu_backward_copies", y.size, (1 + len(grads)) * y.itemsize,
+                    (1 + count) * y.itemsize, 1 + len(grads) + count,
+                    lambda lo, hi: relu_backward_copies_kernel(flat_y, grads, slope, flat_dx,
+                                                               factors, outs, count, lo, hi))
 
 
 def copy_into(x, out):
@@ -298,15 +300,22 @@ def weighted_sum_kernel(arrays, coeffs, relu, slope, out):
 
 
 @numba.njit(parallel=True, **JIT)
-def relu_backward_copies_kernel(y, dy, slope, coeffs, outs, count, lo, hi):
+def relu_backward_copies_kernel(y, sources, slope, dx, coeffs, outs, count, lo, hi):
     """Elements lo..hi: see ``relu_backward_copies`` (``count`` of ``outs`` are real)."""
     first = U(lo)
     for block in numba.prange((hi - lo + _TERMS_BLOCK - 1) // _TERMS_BLOCK):
         start = first + U(block * _TERMS_BLOCK)
         length = U(min(hi - lo - block * _TERMS_BLOCK, _TERMS_BLOCK))
+        grad = sources[0]
         for i in range(length):
-            dy[start + i] = dy[start + i] * relu_gradient(y[start + i], slope)
+            dx[start + i] = grad[start + i]
+        for source in range(1, len(sources)):
+            grad = sources[source]
+            for i in range(length):
+                dx[start + i] += grad[start + i]
+        for i in range(length):
+            dx[start + i] = dx[start + i] * relu_gradient(y[start + i], slope)
         for copy in range(count):
             out, coeff = outs[copy], coeffs[copy]
             for i in range(length):
-                out[start + i] = dy[start + i] * coeff
+                out[start + i] = dx[start + i] * coeff
