@@ -1,5 +1,5 @@
 """Layer chains the net runs as one pass each way: BatchNorm -> Scale [-> ReLU] in place, and
-Eltwise SUM -> ReLU in place on its top.
+Eltwise SUM -> ReLU in place on its top [-> the Split of that top].
 
 ResNet-style nets follow every BatchNorm with a Scale (the learned affine part)
 and often a ReLU, all three in place on one blob.  Run layer by layer, that is
