@@ -112,7 +112,7 @@ def _paper(args, model):
     path = args.model or PAPER_MODEL
     if not os.path.exists(path):
         raise CaffeError(f"{path}: no such file; give AlexNet's deploy prototxt with --model")
-    # The paper's Caffe convolved by im2col + GEMM: model that, not our Winograd.
+    # The paper's Caffe convolved by im2col + GEMM: model that, not our faster paths.
     compute, n_bytes = profile_compute(path, paper.GLOBAL_BATCH, im2col_only=True)
     results, rows = paper.reproduce(model, compute, n_bytes)
     print(json.dumps(results, indent=1) if args.json else report.format_paper(results))

@@ -177,7 +177,7 @@ def convolve(x, weight, window, y=None, top_diff=None, weight_diff=None):
     ``top_diff`` are (N, O, out_h, out_w); ``weight`` is (O, C/G, kh, kw).
     """
     if _fast_paths[0] and single_channel.applies(window, x.shape[1]):
-        images = _padded(x, window.pad, 0) if window.pad != (0, 0) else x
+        images = _framed(x, window)
         if y is not None:
             single_channel.convolve(images, weight, y)
         if weight_diff is not None:
@@ -213,8 +213,7 @@ def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
     """
     if _fast_paths[0] and weight_diff is not None and single_channel.applies(
             window, weight.shape[1] * window.group):
-        images = _padded(x, window.pad, 0) if window.pad != (0, 0) else x
-        single_channel.accumulate_weight_grad(images, dy, weight_diff)
+        single_channel.accumulate_weight_grad(_framed(x, window), dy, weight_diff)
         weight_diff = None
         if dx is None:
             return
@@ -309,6 +308,11 @@ def _pads_on_host(window):
     where it costs no extra DMA.
     """
     return window.pad != (0, 0) and not accounting.active()
+
+
+def _framed(x, window):
+    """The whole batch x framed by the window's padding (a scratch copy), or x itself."""
+    return _padded(x, window.pad, 0) if window.pad != (0, 0) else x
 
 
 def _padded_shape(images, pad):
