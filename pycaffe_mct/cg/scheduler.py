@@ -42,7 +42,7 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
-from . import accounting, blas
+from . import accounting, blas, register_gemm
 from .plan import (gemm_cpe_tiles, plan_gemm, plan_units, reduction_steps, split_grid,
                    unit_tiles)
 
@@ -205,8 +205,11 @@ def gemm_threads():
 
 
 def _matmul(host, left, right, out):
-    """out = left @ right: one BLAS call per host thread on its share of C's rows or columns."""
-    if left.shape[0] >= right.shape[1]:
+    """out = left @ right: one call per host thread on its share of C's rows or columns, of
+    ``register_gemm`` where it applies (shares of whole 8-row blocks), else of BLAS."""
+    if register_gemm.applies(left, right, out):
+        _split_rows(host, left, right, out, register_gemm.multiply, register_gemm.ROWS)
+    elif left.shape[0] >= right.shape[1]:
         _split_rows(host, left, right, out, _numpy_matmul)
     else:
         _split_rows(host, right.T, left.T, out.T,
@@ -217,14 +220,15 @@ def _numpy_matmul(left, right, out):
     np.matmul(left, right, out=out)
 
 
-def _split_rows(host, left, right, out, multiply):
-    """multiply(left share, right, out share) per host thread, on shares of C's rows."""
+def _split_rows(host, left, right, out, multiply, block=1):
+    """multiply(left share, right, out share) per host thread, on shares of C's rows (whole
+    ``block``s of them)."""
     m, k = left.shape
-    threads = host.count
-    if threads == 1 or m * right.shape[1] * k < SPLIT_MACS or _in_lane():
+    threads = min(host.count, m // block)
+    if threads <= 1 or m * right.shape[1] * k < SPLIT_MACS or _in_lane():
         multiply(left, right, out)
         return
-    bounds = [(m * t) // threads for t in range(threads + 1)]
+    bounds = [block * ((m // block) * t // threads) for t in range(threads + 1)]
     _on_host_threads(host, multiply,
                      [(left[a:b], right, out[a:b]) for a, b in zip(bounds, bounds[1:])])
 

@@ -1,0 +1,89 @@
+"""Sixteen float32 lanes as a numba value, for kernels that must hold a register block.
+
+numba compiles a loop to what LLVM makes of it, and LLVM keeps an
+accumulator in a vector register only when it can see it is one: a GEMM
+whose partial sums sit in an array is bound by loads and stores of that array
+(the numba GEMMs tried before ran at 7-10 GFLOP/s).  ``Vec16`` is an LLVM
+``<16 x float>`` under a numba type, so a kernel's local ``Vec16`` variables
+are SSA values that live in registers (one AVX-512 register, or two AVX2
+ones), and ``fma`` is LLVM's fused multiply-add on all lanes.  Five
+operations, each one LLVM instruction or two: ``zeros``, ``load``, ``store``,
+``splat`` (one float in every lane) and ``fma``.
+
+``load``/``store`` take a flat float32 array and an element offset; they check
+no bounds (the kernels that use them guarantee 16 floats are there).
+"""
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+LANES = 16
+_VECTOR = ir.VectorType(ir.FloatType(), LANES)
+
+
+class Vec16Type(types.Type):
+    def __init__(self):
+        super().__init__(name="Vec16")
+
+
+Vec16 = Vec16Type()
+
+
+@register_model(Vec16Type)
+class _Vec16Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VECTOR)
+
+
+def _lanes_at(context, builder, array_type, array, offset):
+    """A <16 x float>* to element ``offset`` of a flat array."""
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.bitcast(builder.gep(data, [offset]), _VECTOR.as_pointer())
+
+
+@intrinsic
+def zeros(typingctx):
+    def codegen(context, builder, signature, args):
+        return ir.Constant(_VECTOR, [0.0] * LANES)
+    return Vec16(), codegen
+
+
+@intrinsic
+def load(typingctx, array, offset):
+    """array[offset:offset + 16] as lanes."""
+    def codegen(context, builder, signature, args):
+        return builder.load(_lanes_at(context, builder, signature.args[0], *args), align=4)
+    return Vec16(array, offset), codegen
+
+
+@intrinsic
+def store(typingctx, array, offset, lanes):
+    """array[offset:offset + 16] = lanes."""
+    def codegen(context, builder, signature, args):
+        builder.store(args[2], _lanes_at(context, builder, signature.args[0], *args[:2]),
+                      align=4)
+        return context.get_dummy_value()
+    return types.void(array, offset, Vec16), codegen
+
+
+@intrinsic
+def splat(typingctx, value):
+    """``value`` (float32) in all 16 lanes."""
+    def codegen(context, builder, signature, args):
+        first = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), args[0],
+                                       ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(first, ir.Constant(_VECTOR, ir.Undefined),
+                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES),
+                                                  [0] * LANES))
+    return Vec16(types.float32), codegen
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a * b + c lane by lane, rounded once."""
+    def codegen(context, builder, signature, args):
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), "llvm.fma.v16f32")
+        return builder.call(function, args)
+    return Vec16(Vec16, Vec16, Vec16), codegen
