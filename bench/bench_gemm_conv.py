@@ -87,10 +87,11 @@ def blas_threads_pass(operands, threads):
 
 
 def shares_pass(operands):
-    """numpy's GEMM as one single-threaded BLAS call per host thread (the scheduler's way)."""
+    """numpy's GEMM as one single-threaded BLAS call per host thread on a share of C's rows
+    (the scheduler's way, with BLAS where the scheduler may take its own kernel)."""
     host = scheduler.EXECUTORS["fast"].host
     for a, b, c in operands:
-        scheduler._matmul(host, a, b, c)
+        scheduler._split_rows(host, a, b, c, scheduler._numpy_matmul)
 
 
 # OpenBLAS's own threads spin for a while after a call before they sleep; timed then, the
