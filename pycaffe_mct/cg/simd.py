@@ -6,9 +6,10 @@ whose partial sums sit in an array is bound by loads and stores of that array
 (the numba GEMMs tried before ran at 7-10 GFLOP/s).  ``Vec16`` is an LLVM
 ``<16 x float>`` under a numba type, so a kernel's local ``Vec16`` variables
 are SSA values that live in registers (one AVX-512 register, or two AVX2
-ones), and ``fma`` is LLVM's fused multiply-add on all lanes.  Five
-operations, each one LLVM instruction or two: ``zeros``, ``load``, ``store``,
-``splat`` (one float in every lane) and ``fma``.
+ones), and ``fma`` is LLVM's fused multiply-add on all lanes.  Seven
+operations, each one LLVM instruction or a few: ``zeros``, ``load``,
+``load_halves`` (two runs of 8 floats), ``store``, ``splat`` (one float in every
+lane), ``fma`` and ``total`` (the lanes' sum).
 
 ``load``/``store`` take a flat float32 array and an element offset; they check
 no bounds (the kernels that use them guarantee 16 floats are there).
@@ -87,3 +88,31 @@ def fma(typingctx, a, b, c):
             builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), "llvm.fma.v16f32")
         return builder.call(function, args)
     return Vec16(Vec16, Vec16, Vec16), codegen
+
+
+@intrinsic
+def total(typingctx, lanes):
+    """The sum of the 16 lanes (as a tree of adds, the same tree every call)."""
+    def codegen(context, builder, signature, args):
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.FloatType(), [ir.FloatType(), _VECTOR]),
+            "llvm.vector.reduce.fadd.v16f32")
+        return builder.call(function, [ir.Constant(ir.FloatType(), 0.0), args[0]],
+                            fastmath=("reassoc",))
+    return types.float32(Vec16), codegen
+
+
+_HALF = ir.VectorType(ir.FloatType(), LANES // 2)
+
+
+@intrinsic
+def load_halves(typingctx, array, low, high):
+    """array[low:low + 8] in the low 8 lanes and array[high:high + 8] in the high 8: 16
+    pixels of an image that lie on two rows."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        halves = [builder.load(builder.bitcast(builder.gep(data, [at]), _HALF.as_pointer()),
+                               align=4) for at in args[1:]]
+        return builder.shuffle_vector(*halves, ir.Constant(ir.VectorType(ir.IntType(32), LANES),
+                                                           list(range(LANES))))
+    return Vec16(array, low, high), codegen

@@ -86,3 +86,18 @@ def test_fast_gemm_takes_it_in_row_shares_with_the_same_bits(threads, monkeypatc
     with scheduler.execution("fast"):
         shared = ops.gemm(left, right, alpha=1.0, beta=0.0, out=np.empty_like(whole))
     np.testing.assert_array_equal(shared, whole)
+
+
+@numba.njit
+def _halves_and_total(x, low, high, out):
+    """out[0:16] = x[low:low + 8] then x[high:high + 8]; returns their sum."""
+    lanes = simd.load_halves(x, low, high)
+    simd.store(out, 0, lanes)
+    return simd.total(lanes)
+
+
+def test_simd_lanes_from_two_halves_and_their_total():
+    x, out = rand(40), np.full(16, np.nan, np.float32)
+    total = _halves_and_total(x, 3, 21, out)
+    np.testing.assert_array_equal(out, np.concatenate([x[3:11], x[21:29]]))
+    np.testing.assert_allclose(total, out.astype(np.float64).sum(), rtol=1e-6)

@@ -29,11 +29,13 @@ it is not a separate kernel.
 Deconvolution is the transpose: its forward is ``convolve_transpose`` and its
 backward ``convolve``, with the roles of bottom and top swapped.
 
-3x3 stride-1 convolutions of enough channels go by Winograd's F(2x2, 3x3)
-instead (``winograd.applies``, ``winograd.py``), and convolutions of a
-one-channel input by shifted runs of the image (``single_channel.py``): both
-entry points hand them over whole (an input gradient of the latter stays here).
-``im2col_only`` turns both off.
+Three kinds go by other kernels, which both entry points hand them over to
+whole: convolutions of a one-channel input by shifted runs of the image
+(``single_channel.py``; their input gradient stays here), stride-1 ones of at
+most 64 channels by register blocks read straight from the images
+(``direct.applies``, ``direct.py``; an input gradient they do not take stays
+here), and 3x3 stride-1 ones of enough channels by Winograd's F(2x2, 3x3)
+(``winograd.applies``, ``winograd.py``).  ``im2col_only`` turns all three off.
 
 The unfolding kernels (``im2col_kernel``, ``col2im_kernel``, ``copy_planes_kernel``)
 are serial: convolution runs them on one chunk of images per host thread, so
@@ -49,7 +51,7 @@ import numba
 
 from .. import accounting, scheduler
 from ..jit import JIT, U
-from . import single_channel, winograd
+from . import direct, single_channel, winograd
 from ..workspace import workspace
 
 
@@ -183,6 +185,14 @@ def convolve(x, weight, window, y=None, top_diff=None, weight_diff=None):
         if weight_diff is not None:
             single_channel.accumulate_weight_grad(images, top_diff, weight_diff)
         return
+    if _fast_paths[0] and direct.applies(window, x.shape[1], weight.shape[0],
+                                         window.output_hw(*x.shape[2:])):
+        images = _framed(x, window)
+        if y is not None:
+            direct.convolve(images, weight, y)
+        if weight_diff is not None:
+            direct.accumulate_weight_grad(images, top_diff, weight_diff)
+        return
     if _fast_paths[0] and winograd.applies(window, x.shape[1], weight.shape[0],
                                            window.output_hw(*x.shape[2:])):
         if y is not None:
@@ -217,6 +227,16 @@ def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
         weight_diff = None
         if dx is None:
             return
+    if _fast_paths[0] and weight_diff is not None and direct.applies(
+            window, weight.shape[1], weight.shape[0], dy.shape[2:]):
+        direct.accumulate_weight_grad(_framed(x, window), dy, weight_diff)
+        weight_diff = None
+    if _fast_paths[0] and dx is not None and direct.applies_transpose(
+            window, weight.shape[1], weight.shape[0], dx.shape[2:]):
+        direct.convolve(_framed(dy, direct.turned(window)), weight, dx, flip=True)
+        dx = None
+    if dx is None and weight_diff is None:
+        return
     if _fast_paths[0] and winograd.applies(window, weight.shape[1] * window.group,
                                            weight.shape[0], dy.shape[2:]):
         if weight_diff is not None:
@@ -245,9 +265,9 @@ _fast_paths = [True]
 
 @contextmanager
 def im2col_only():
-    """Every convolution by im2col + GEMM meanwhile (no Winograd, no single-channel path): the
-    scaling model's reproduction of the paper models the paper's Caffe on SW26010, which
-    convolved that way."""
+    """Every convolution by im2col + GEMM meanwhile (no single-channel, direct or Winograd
+    path): the scaling model's reproduction of the paper models the paper's Caffe on
+    SW26010, which convolved that way."""
     before = _fast_paths[0]
     _fast_paths[0] = False
     try:
