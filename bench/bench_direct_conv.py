@@ -1,0 +1,100 @@
+"""Direct convolution (``pycaffe_mct/cg/ops/direct.py``) against im2col + GEMM and PyTorch CPU.
+
+``python bench/bench_direct_conv.py [--repeats 20]`` times, on the convolutions the direct
+kernels take (CIFAR10-quick's three at batch 100, a 64-channel 3x3 one), the forward, the
+input gradient and the filter gradient three ways, alternately so that all see the same
+load: ours as the layers run it (direct), ours with ``im2col_only`` (im2col + GEMM, or
+Winograd's path turned off too), and PyTorch's ``conv2d`` and its autograd (skipped where
+torch is not installed).  Best of ``--repeats`` each, all on numba's thread count; ratios
+are baseline time / ours: above 1 means the direct kernels are faster.
+"""
+import argparse
+
+# torch first: importing pycaffe_mct sets OMP_WAIT_POLICY=PASSIVE for numba's OpenMP
+# (cg/__init__.py), and torch's own OpenMP runtime, loaded later, would read it too.
+try:
+    import torch
+except ImportError:
+    torch = None
+
+import numba
+import numpy as np
+
+from pycaffe_mct.cg.ops import convolution, direct
+
+from bench_common import best_alternating, describe_threads  # noqa: E402  (a sibling script)
+
+CASES = [  # name, x shape (N, C, H, W), output channels, kernel side, padding
+    ("CIFAR10-quick conv1", (100, 3, 32, 32), 32, 5, 2),
+    ("CIFAR10-quick conv2", (100, 32, 16, 16), 32, 5, 2),
+    ("CIFAR10-quick conv3", (100, 32, 8, 8), 64, 5, 2),
+    ("3x3, 64 channels, 16x16", (16, 64, 16, 16), 64, 3, 1),
+]
+
+
+def ours(x, weight, dy, window, part):
+    """The call of ``part`` (forward / input gradient / filter gradient) the layer makes."""
+    y, dx, weight_diff = np.empty(dy.shape, np.float32), np.empty_like(x), np.zeros_like(weight)
+    if part == "forward":
+        return lambda: convolution.convolve(x, weight, window, y=y)
+    if part == "input gradient":
+        return lambda: convolution.convolve_transpose(dy, weight, window, dx=dx)
+    return lambda: convolution.convolve_transpose(dy, weight, window, x=x, weight_diff=weight_diff)
+
+
+def by_im2col(call):
+    def run():
+        with convolution.im2col_only():
+            call()
+    return run
+
+
+def theirs(x, weight, dy, pad, part):
+    if torch is None:
+        return None
+    xt, wt, gt = (torch.from_numpy(a) for a in (x, weight, dy))
+    if part == "forward":
+        return lambda: torch.nn.functional.conv2d(xt, wt, padding=pad)
+    xt.requires_grad_(part == "input gradient")
+    wt.requires_grad_(part == "filter gradient")
+    y = torch.nn.functional.conv2d(xt, wt, padding=pad)
+    wanted = xt if part == "input gradient" else wt
+    return lambda: torch.autograd.grad(y, wanted, gt, retain_graph=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args(argv)
+    print(describe_threads())
+    if torch is not None:
+        torch.set_num_threads(numba.get_num_threads())
+        print(f"torch {torch.__version__}: {torch.get_num_threads()} threads")
+    else:
+        print("torch not installed: no PyTorch column")
+    print("| convolution | part | direct ms | im2col ms | PyTorch ms | im2col / direct "
+          "| PyTorch / direct |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    rng = np.random.default_rng(0)
+    for name, shape, outputs, side, pad in CASES:
+        window = convolution.Window((side, side), (pad, pad))
+        x = rng.standard_normal(shape, dtype=np.float32)
+        weight = rng.standard_normal((outputs, shape[1], side, side), dtype=np.float32)
+        dy = rng.standard_normal((shape[0], outputs, *window.output_hw(*shape[2:])),
+                                 dtype=np.float32)
+        assert direct.applies(window, shape[1], outputs, dy.shape[2:]), name
+        for part in ("forward", "input gradient", "filter gradient"):
+            if part == "input gradient" and not direct.applies_transpose(
+                    window, shape[1], outputs, shape[2:]):
+                continue
+            call = ours(x, weight, dy, window, part)
+            mine, im2col, torch_s = best_alternating(
+                [call, by_im2col(call), theirs(x, weight, dy, pad, part)], args.repeats)
+            torch_cells = ("-", "-") if torch_s is None else (f"{torch_s * 1e3:.2f}",
+                                                              f"{torch_s / mine:.2f}")
+            print(f"| {name} | {part} | {mine * 1e3:.2f} | {im2col * 1e3:.2f} | "
+                  f"{torch_cells[0]} | {im2col / mine:.2f} | {torch_cells[1]} |")
+
+
+if __name__ == "__main__":
+    main()
