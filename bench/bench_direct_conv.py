@@ -1,12 +1,14 @@
 """Direct convolution (``pycaffe_mct/cg/ops/direct.py``) against im2col + GEMM and PyTorch CPU.
 
-``python bench/bench_direct_conv.py [--repeats 20]`` times, on the convolutions the direct
-kernels take (CIFAR10-quick's three at batch 100, a 64-channel 3x3 one), the forward, the
-input gradient and the filter gradient three ways, alternately so that all see the same
-load: ours as the layers run it (direct), ours with ``im2col_only`` (im2col + GEMM, or
-Winograd's path turned off too), and PyTorch's ``conv2d`` and its autograd (skipped where
-torch is not installed).  Best of ``--repeats`` each, all on numba's thread count; ratios
-are baseline time / ours: above 1 means the direct kernels are faster.
+``python bench/bench_direct_conv.py [--repeats 10] [--rounds 3]`` times, on the
+convolutions the direct kernels take (CIFAR10-quick's three at batch 100, a 64-channel 3x3
+one), the forward, the input gradient and the filter gradient three ways: ours as the layers
+run it (direct), ours with ``im2col_only`` (im2col + GEMM, Winograd's path turned off too),
+and PyTorch's ``conv2d`` and its autograd (skipped where torch is not installed), all on
+numba's thread count.  Each way runs ``--repeats`` times in a block after a warm-up call
+(PyTorch's OpenMP threads spin for a while after each call, as its users have them, and
+would slow whatever ran next), the blocks take turns for ``--rounds``, and the best call
+counts.  Ratios are baseline time / ours: above 1 means the direct kernels are faster.
 """
 import argparse
 
@@ -22,7 +24,7 @@ import numpy as np
 
 from pycaffe_mct.cg.ops import convolution, direct
 
-from bench_common import best_alternating, describe_threads  # noqa: E402  (a sibling script)
+from bench_common import best_seconds, describe_threads  # noqa: E402  (a sibling script)
 
 CASES = [  # name, x shape (N, C, H, W), output channels, kernel side, padding
     ("CIFAR10-quick conv1", (100, 3, 32, 32), 32, 5, 2),
@@ -62,9 +64,21 @@ def theirs(x, weight, dy, pad, part):
     return lambda: torch.autograd.grad(y, wanted, gt, retain_graph=True)
 
 
+def best_in_turns(functions, repeats, rounds):
+    """Best seconds of each function (None stays None): blocks of ``repeats`` calls that
+    take turns for ``rounds``."""
+    best = [None if f is None else float("inf") for f in functions]
+    for _ in range(rounds):
+        for i, function in enumerate(functions):
+            if function is not None:
+                best[i] = min(best[i], best_seconds(function, repeats))
+    return best
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     print(describe_threads())
     if torch is not None:
@@ -88,8 +102,9 @@ def main(argv=None):
                     window, shape[1], outputs, shape[2:]):
                 continue
             call = ours(x, weight, dy, window, part)
-            mine, im2col, torch_s = best_alternating(
-                [call, by_im2col(call), theirs(x, weight, dy, pad, part)], args.repeats)
+            mine, im2col, torch_s = best_in_turns(
+                [call, by_im2col(call), theirs(x, weight, dy, pad, part)], args.repeats,
+                args.rounds)
             torch_cells = ("-", "-") if torch_s is None else (f"{torch_s * 1e3:.2f}",
                                                               f"{torch_s / mine:.2f}")
             print(f"| {name} | {part} | {mine * 1e3:.2f} | {im2col * 1e3:.2f} | "
