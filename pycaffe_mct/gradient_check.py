@@ -37,11 +37,21 @@ def _run(layer, bottoms, tops, seed):
 
 
 def _analytic(layer, bottoms, tops, propagate, seed):
-    # Clear first: a view layer's top diff is its bottom diff, set by the objective.
+    """The analytic gradients: parameter diffs cleared first (Caffe accumulates them), the
+    bottom diffs the layer is asked for filled with ``STALE_DIFF``, as a shared or reused
+    diff array may hold anything, so a backward that adds to them instead of overwriting
+    them fails the check.  A view layer's bottom diff is its top diff, set by the objective."""
     for blob in list(layer.blobs) + list(bottoms):
         blob.diff[...] = 0
     _run(layer, bottoms, tops, seed)
+    for blob, asked in zip(bottoms, propagate):
+        if asked and not any(np.shares_memory(blob.diff, top.diff) for top in tops):
+            blob.diff[...] = STALE_DIFF
     layer.backward(tops, propagate, bottoms)
+
+
+# What a bottom diff holds before a checked backward (see ``_analytic``).
+STALE_DIFF = 1e3
 
 
 def _targets(layer, bottoms, check_bottoms, check_params):

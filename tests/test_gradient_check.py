@@ -1,4 +1,5 @@
-"""The gradient checker itself: it must catch a wrong gradient and skip kinks only."""
+"""The gradient checker itself: it must catch a wrong gradient, one added to a stale bottom
+diff, and skip kinks only."""
 import numpy as np
 import pytest
 
@@ -57,3 +58,18 @@ def test_kink_band_skips_only_inputs_near_the_kink():
         check_gradient_exhaustive(Abs(), blobs_from(near_kink), empty_tops(1))
     check_gradient_exhaustive(Abs(), blobs_from(near_kink), empty_tops(1), kink=0.0,
                               kink_range=0.01)
+
+
+class AddingCube(Cube):
+    """The right gradient, added to the bottom diff instead of written over it."""
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        bottom[0].diff[...] += top[0].diff * self.factor * bottom[0].data ** 2
+
+
+@pytest.mark.parametrize("check", [check_gradient_exhaustive, check_gradient_directional])
+def test_a_backward_that_adds_to_the_bottom_diff_is_caught(check):
+    """Nets reuse diff arrays (diff_release.py): a bottom diff may hold anything before
+    backward, and a layer must write it over."""
+    with pytest.raises(GradientCheckError):
+        check(AddingCube(), blobs_from(X), empty_tops(1))
