@@ -12,8 +12,9 @@ written, such as the data layer's diff, is not), and the overhead: peak growth /
 resident blob bytes - 1.  Also checks that a second iteration allocates no new blob
 storage (activations are allocated once per shape).  Every blob's diff is kept
 after backward, as in Caffe and a pycaffe ``Net``; with ``--release-diffs`` the
-step runs as ``pycaffe_mct train --release-diffs`` runs it, activation diffs
-needed at different times sharing storage (``pycaffe_mct/diff_release.py``).
+step runs as ``pycaffe_mct train`` and ``mct_train`` run it (unless given
+``--keep-diffs``), activation diffs needed at different times sharing storage
+(``pycaffe_mct/diff_release.py``).
 
 Then, unless ``--skip-torch`` or torch is not installed, the same step in
 PyTorch (the architecture and weights of our net, written as in
@@ -183,7 +184,7 @@ def main():
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--release-diffs", action="store_true",
-                        help="activation diffs share storage (train --release-diffs)")
+                        help="activation diffs share storage (as the training commands run)")
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_worker:

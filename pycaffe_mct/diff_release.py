@@ -2,17 +2,18 @@
 
 Caffe keeps every blob's diff after backward, and pycaffe users read them
 (``net.blobs[name].diff``), so a net does too.  In a training run no one reads
-them, and ``pycaffe_mct train --release-diffs`` / ``mct_train --release-diffs``
-let them go: an activation's diff is only needed during backward, from the
-backward of the highest layer that writes it (a consumer of the blob) down to
-that of the lowest layer producing it, which reads it last.  Diffs whose spans
-do not overlap share one array (a greedy colouring of the spans, sized for the
-largest member), so a ResNet-50 step needs three arrays where it kept a diff
-per blob.  Nothing is freed and nothing faults in again, so the step is as
-fast; the losses, activations and parameter gradients are the same bits.
-What changes: after a step the blobs' diffs hold whatever the last user of
-their array wrote, not Caffe's values.  This relies on every layer's backward
-overwriting the bottom diffs it writes, as Caffe's layers do.
+them, and the training commands (``pycaffe_mct train``, ``mct_train``) let them
+go unless given ``--keep-diffs``: an activation's diff is only needed during
+backward, from the backward of the highest layer that writes it (a consumer of
+the blob) down to that of the lowest layer producing it, which reads it last.
+Diffs whose spans do not overlap share one array (a greedy colouring of the
+spans, sized for the largest member), so a ResNet-50 step needs three arrays
+where it kept a diff per blob.  Nothing is freed and nothing faults in again,
+so the step is as fast; the losses, activations and parameter gradients are
+the same bits.  What changes: after a step the blobs' diffs hold whatever the
+last user of their array wrote, not Caffe's values.  This relies on every
+layer's backward overwriting the bottom diffs it writes, as Caffe's layers do;
+the gradient checker holds every layer type to it (``gradient_check.STALE_DIFF``).
 
 Left alone: storage smaller than ``blob.MAPPED_BYTES`` (not worth it), diffs
 that no backward writes (read as zeros by their producer, as in Caffe), and
@@ -22,12 +23,16 @@ from . import blob as blob_module
 
 
 def add_release_diffs_flag(parser):
-    """The training commands' ``--release-diffs`` flag."""
-    parser.add_argument("--release-diffs", action="store_true",
-                        help="do not keep activation diffs after backward: blobs whose diffs "
-                             "are needed at different times share storage (ResNet-50 b32: "
-                             "3.9 instead of 6.6 GiB, as fast); blob diffs then hold other "
-                             "blobs' values after a step")
+    """The training commands' ``--keep-diffs`` flag (``--release-diffs``, the default, is
+    still taken)."""
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--keep-diffs", dest="release_diffs", action="store_false",
+                        help="keep every activation diff after backward, as Caffe does (by "
+                             "default blobs whose diffs are needed at different times share "
+                             "storage: ResNet-50 b32 3.9 instead of 6.4 GiB, as fast)")
+    choice.add_argument("--release-diffs", dest="release_diffs", action="store_true",
+                        help="share activation diff storage (the default)")
+    parser.set_defaults(release_diffs=True)
 
 
 def release_diffs_once_used(net):

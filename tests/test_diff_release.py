@@ -1,6 +1,6 @@
 """Training without keeping activation diffs (pycaffe_mct/diff_release.py): diffs needed at
 different times share storage, the losses, activations and parameter gradients stay the same
-bits, and the training commands' --release-diffs turns it on."""
+bits, and the training commands turn it on unless given --keep-diffs."""
 import numpy as np
 import pytest
 
@@ -100,9 +100,11 @@ def test_the_reference_nets_train_the_same_with_released_diffs(model, batch, sha
             np.testing.assert_array_equal(ours.diff, theirs.diff)
 
 
-@pytest.mark.parametrize("flags,released_nets", [(["--release-diffs"], 1), ([], 0)])
-def test_train_releases_its_nets_diffs_when_asked(monkeypatch, tmp_path, flags, released_nets):
-    """`pycaffe_mct train --release-diffs` turns the release on for the solver's net."""
+@pytest.mark.parametrize("flags,released_nets", [([], 1), (["--release-diffs"], 1),
+                                                  (["--keep-diffs"], 0)])
+def test_train_releases_its_nets_diffs_unless_told_to_keep_them(monkeypatch, tmp_path, flags,
+                                                               released_nets):
+    """`pycaffe_mct train` releases the solver's net's diffs; `--keep-diffs` keeps them."""
     from pycaffe_mct.commands import train as train_command
     released = []
     monkeypatch.setattr(train_command, "release_diffs_once_used", released.append)
@@ -130,7 +132,7 @@ def test_mct_train_hands_release_diffs_to_the_trainer(monkeypatch):
         seen.update(kwargs)
         raise Stop
     monkeypatch.setattr(trainer, "MCTTrainer", spy)
-    for flags, expected in ((["--release-diffs"], True), ([], False)):
+    for flags, expected in (([], True), (["--release-diffs"], True), (["--keep-diffs"], False)):
         with pytest.raises(Stop):
             mct_train.mct_train_main(["--solver", str(solver), *flags])
         assert seen["release_diffs"] is expected
