@@ -72,38 +72,45 @@ def multiply_kernel(panels, b, ldb, c, ldc, m, n, k):
     for j in range(0, n, COLUMNS):
         for i in range(0, m, ROWS):
             a = U(i * k)
-            out = U(i * ldc + j)
-            step = U(ldc)
-            c00 = simd.zeros(); c01 = simd.zeros(); c10 = simd.zeros(); c11 = simd.zeros()
-            c20 = simd.zeros(); c21 = simd.zeros(); c30 = simd.zeros(); c31 = simd.zeros()
-            c40 = simd.zeros(); c41 = simd.zeros(); c50 = simd.zeros(); c51 = simd.zeros()
-            c60 = simd.zeros(); c61 = simd.zeros(); c70 = simd.zeros(); c71 = simd.zeros()
+            block = zeros_block()
             for kk in range(k):
                 row = U(kk * ldb + j)
-                b0 = simd.load(b, row)
-                b1 = simd.load(b, row + U(16))
-                at = a + U(kk * ROWS)
-                s = simd.splat(panels[at])
-                c00 = simd.fma(s, b0, c00); c01 = simd.fma(s, b1, c01)
-                s = simd.splat(panels[at + U(1)])
-                c10 = simd.fma(s, b0, c10); c11 = simd.fma(s, b1, c11)
-                s = simd.splat(panels[at + U(2)])
-                c20 = simd.fma(s, b0, c20); c21 = simd.fma(s, b1, c21)
-                s = simd.splat(panels[at + U(3)])
-                c30 = simd.fma(s, b0, c30); c31 = simd.fma(s, b1, c31)
-                s = simd.splat(panels[at + U(4)])
-                c40 = simd.fma(s, b0, c40); c41 = simd.fma(s, b1, c41)
-                s = simd.splat(panels[at + U(5)])
-                c50 = simd.fma(s, b0, c50); c51 = simd.fma(s, b1, c51)
-                s = simd.splat(panels[at + U(6)])
-                c60 = simd.fma(s, b0, c60); c61 = simd.fma(s, b1, c61)
-                s = simd.splat(panels[at + U(7)])
-                c70 = simd.fma(s, b0, c70); c71 = simd.fma(s, b1, c71)
-            simd.store(c, out, c00); simd.store(c, out + U(16), c01); out += step
-            simd.store(c, out, c10); simd.store(c, out + U(16), c11); out += step
-            simd.store(c, out, c20); simd.store(c, out + U(16), c21); out += step
-            simd.store(c, out, c30); simd.store(c, out + U(16), c31); out += step
-            simd.store(c, out, c40); simd.store(c, out + U(16), c41); out += step
-            simd.store(c, out, c50); simd.store(c, out + U(16), c51); out += step
-            simd.store(c, out, c60); simd.store(c, out + U(16), c61); out += step
-            simd.store(c, out, c70); simd.store(c, out + U(16), c71)
+                block = update_block(panels, a + U(kk * ROWS), simd.load(b, row),
+                                     simd.load(b, row + U(16)), block)
+            store_block(c, U(i * ldc + j), U(ldc), block)
+
+
+@numba.njit(inline="always")
+def zeros_block():
+    """An 8 x 32 block of zeros: 16 vectors, row r's two at 2r and 2r + 1."""
+    z = simd.zeros()
+    return (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
+
+
+@numba.njit(inline="always")
+def update_block(panels, at, b0, b1, block):
+    """block + panels[at:at + 8] (x) (b0, b1): one step of K for an 8 x 32 block."""
+    s0 = simd.splat(panels[at])
+    s1 = simd.splat(panels[at + U(1)])
+    s2 = simd.splat(panels[at + U(2)])
+    s3 = simd.splat(panels[at + U(3)])
+    s4 = simd.splat(panels[at + U(4)])
+    s5 = simd.splat(panels[at + U(5)])
+    s6 = simd.splat(panels[at + U(6)])
+    s7 = simd.splat(panels[at + U(7)])
+    return (simd.fma(s0, b0, block[0]), simd.fma(s0, b1, block[1]),
+            simd.fma(s1, b0, block[2]), simd.fma(s1, b1, block[3]),
+            simd.fma(s2, b0, block[4]), simd.fma(s2, b1, block[5]),
+            simd.fma(s3, b0, block[6]), simd.fma(s3, b1, block[7]),
+            simd.fma(s4, b0, block[8]), simd.fma(s4, b1, block[9]),
+            simd.fma(s5, b0, block[10]), simd.fma(s5, b1, block[11]),
+            simd.fma(s6, b0, block[12]), simd.fma(s6, b1, block[13]),
+            simd.fma(s7, b0, block[14]), simd.fma(s7, b1, block[15]))
+
+
+@numba.njit(inline="always")
+def store_block(c, at, step, block):
+    """c[at + r * step:... + 32] = row r of the block, for r in 0..7."""
+    for r in range(ROWS):
+        simd.store(c, at + U(r) * step, block[2 * r])
+        simd.store(c, at + U(r) * step + U(16), block[2 * r + 1])

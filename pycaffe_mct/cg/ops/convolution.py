@@ -178,20 +178,13 @@ def convolve(x, weight, window, y=None, top_diff=None, weight_diff=None):
     weight gradient) unfolds its top gradient once for the two.  ``y`` and
     ``top_diff`` are (N, O, out_h, out_w); ``weight`` is (O, C/G, kh, kw).
     """
-    if _fast_paths[0] and single_channel.applies(window, x.shape[1]):
+    engine = _framed_engine(window, x.shape[1], weight.shape[0], window.output_hw(*x.shape[2:]))
+    if engine is not None:
         images = _framed(x, window)
         if y is not None:
-            single_channel.convolve(images, weight, y)
+            engine.convolve(images, weight, y)
         if weight_diff is not None:
-            single_channel.accumulate_weight_grad(images, top_diff, weight_diff)
-        return
-    if _fast_paths[0] and direct.applies(window, x.shape[1], weight.shape[0],
-                                         window.output_hw(*x.shape[2:])):
-        images = _framed(x, window)
-        if y is not None:
-            direct.convolve(images, weight, y)
-        if weight_diff is not None:
-            direct.accumulate_weight_grad(images, top_diff, weight_diff)
+            engine.accumulate_weight_grad(images, top_diff, weight_diff)
         return
     if _fast_paths[0] and winograd.applies(window, x.shape[1], weight.shape[0],
                                            window.output_hw(*x.shape[2:])):
@@ -221,15 +214,10 @@ def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
     Convolution's backward: both need dy in rows.  ``dx`` and ``x`` are
     (N, C, H, W) with ``window.output_hw(H, W)`` equal to dy's plane.
     """
-    if _fast_paths[0] and weight_diff is not None and single_channel.applies(
-            window, weight.shape[1] * window.group):
-        single_channel.accumulate_weight_grad(_framed(x, window), dy, weight_diff)
-        weight_diff = None
-        if dx is None:
-            return
-    if _fast_paths[0] and weight_diff is not None and direct.applies(
-            window, weight.shape[1], weight.shape[0], dy.shape[2:]):
-        direct.accumulate_weight_grad(_framed(x, window), dy, weight_diff)
+    engine = _framed_engine(window, weight.shape[1] * window.group, weight.shape[0],
+                            dy.shape[2:])
+    if weight_diff is not None and engine is not None:
+        engine.accumulate_weight_grad(_framed(x, window), dy, weight_diff)
         weight_diff = None
     if _fast_paths[0] and dx is not None and direct.applies_transpose(
             window, weight.shape[1], weight.shape[0], dx.shape[2:]):
@@ -261,6 +249,18 @@ def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
 
 
 _fast_paths = [True]
+
+
+def _framed_engine(window, in_channels, out_channels, out_hw):
+    """The module that convolves the zero-framed images for a convolution's forward and
+    filter gradient (``single_channel`` or ``direct``: both take the same calls), or None."""
+    if not _fast_paths[0]:
+        return None
+    if single_channel.applies(window, in_channels):
+        return single_channel
+    if direct.applies(window, in_channels, out_channels, out_hw):
+        return direct
+    return None
 
 
 @contextmanager

@@ -30,6 +30,7 @@ import numba
 import numpy as np
 
 from .. import scheduler, simd
+from ..register_gemm import store_block, update_block, zeros_block
 from ..jit import JIT, U
 from ..workspace import workspace
 
@@ -152,10 +153,7 @@ def convolve_kernel(framed, panels, kh, kw, y, lo, hi):
         first1 = U(image + _pixel(p0 + 16, out_w, width))
         first1_high = U(image + _pixel(p0 + 24, out_w, width))
         a = U(block * CHANNELS * taps)
-        c00 = simd.zeros(); c01 = simd.zeros(); c10 = simd.zeros(); c11 = simd.zeros()
-        c20 = simd.zeros(); c21 = simd.zeros(); c30 = simd.zeros(); c31 = simd.zeros()
-        c40 = simd.zeros(); c41 = simd.zeros(); c50 = simd.zeros(); c51 = simd.zeros()
-        c60 = simd.zeros(); c61 = simd.zeros(); c70 = simd.zeros(); c71 = simd.zeros()
+        sums = zeros_block()
         for c in range(inputs):
             plane = U(c * height * width)
             for i in range(kh):
@@ -168,33 +166,10 @@ def convolve_kernel(framed, panels, kh, kw, y, lo, hi):
                     else:
                         b0 = simd.load_halves(x, first0 + at, first0_high + at)
                         b1 = simd.load_halves(x, first1 + at, first1_high + at)
-                    s = simd.splat(panels[a])
-                    c00 = simd.fma(s, b0, c00); c01 = simd.fma(s, b1, c01)
-                    s = simd.splat(panels[a + U(1)])
-                    c10 = simd.fma(s, b0, c10); c11 = simd.fma(s, b1, c11)
-                    s = simd.splat(panels[a + U(2)])
-                    c20 = simd.fma(s, b0, c20); c21 = simd.fma(s, b1, c21)
-                    s = simd.splat(panels[a + U(3)])
-                    c30 = simd.fma(s, b0, c30); c31 = simd.fma(s, b1, c31)
-                    s = simd.splat(panels[a + U(4)])
-                    c40 = simd.fma(s, b0, c40); c41 = simd.fma(s, b1, c41)
-                    s = simd.splat(panels[a + U(5)])
-                    c50 = simd.fma(s, b0, c50); c51 = simd.fma(s, b1, c51)
-                    s = simd.splat(panels[a + U(6)])
-                    c60 = simd.fma(s, b0, c60); c61 = simd.fma(s, b1, c61)
-                    s = simd.splat(panels[a + U(7)])
-                    c70 = simd.fma(s, b0, c70); c71 = simd.fma(s, b1, c71)
+                    sums = update_block(panels, a, b0, b1, sums)
                     a += U(CHANNELS)
-        at = U((n * outputs + block * CHANNELS) * out_h * out_w + p0)
         step = U(out_h * out_w)
-        simd.store(out, at, c00); simd.store(out, at + U(16), c01); at += step
-        simd.store(out, at, c10); simd.store(out, at + U(16), c11); at += step
-        simd.store(out, at, c20); simd.store(out, at + U(16), c21); at += step
-        simd.store(out, at, c30); simd.store(out, at + U(16), c31); at += step
-        simd.store(out, at, c40); simd.store(out, at + U(16), c41); at += step
-        simd.store(out, at, c50); simd.store(out, at + U(16), c51); at += step
-        simd.store(out, at, c60); simd.store(out, at + U(16), c61); at += step
-        simd.store(out, at, c70); simd.store(out, at + U(16), c71)
+        store_block(out, U((n * outputs + block * CHANNELS) * out_h * out_w + p0), step, sums)
 
 
 # Filter taps of a filter-gradient register block, and output pixels (whole images) summed

@@ -30,6 +30,17 @@ def direct_conv(x, weight, window):
     return y
 
 
+def calls_to(monkeypatch, module, names):
+    """The set of ``module``'s functions among ``names`` called from now on (each still
+    runs): a test's evidence that its convolutions took the engine it tests."""
+    called = set()
+    for name in names:
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *args, real=real, name=name: (
+            called.add(name), real(*args))[1])
+    return called
+
+
 def small_chunks(monkeypatch):
     """3 host threads and chunks of one or two images, so even small batches use lanes."""
     monkeypatch.setattr(scheduler.EXECUTORS["fast"], "host", HOSTS[3])

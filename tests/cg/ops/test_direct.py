@@ -10,7 +10,7 @@ from pycaffe_mct.cg import ops, scheduler
 from pycaffe_mct.cg.ops import direct
 from pycaffe_mct.cg.ops.convolution import Window
 from .conv_helpers import (  # noqa: F401 (mode: a fixture)
-    HOSTS, check_adjoints, check_deconvolution_backward, check_forward,
+    HOSTS, calls_to, check_adjoints, check_deconvolution_backward, check_forward,
     check_weight_gradients_do_not_depend_on_the_thread_count, layer_arrays, mode)
 
 CASES = [  # x shape, out channels, window
@@ -26,11 +26,7 @@ CASES = [  # x shape, out channels, window
 @pytest.fixture
 def by_direct(monkeypatch):
     """The test fails unless its convolutions went by the direct kernels."""
-    calls = set()
-    for name in ("convolve_kernel", "weight_grad_kernel"):
-        real = getattr(direct, name)
-        monkeypatch.setattr(direct, name, lambda *args, real=real, name=name: (
-            calls.add(name), real(*args))[1])
+    calls = calls_to(monkeypatch, direct, ["convolve_kernel", "weight_grad_kernel"])
     yield calls
     assert calls, "no convolution went by the direct kernels"
 

@@ -7,7 +7,7 @@ import pytest
 from pycaffe_mct.cg.ops import winograd
 from pycaffe_mct.cg.ops.convolution import Window
 from .conv_helpers import (  # noqa: F401 (mode: a fixture)
-    check_adjoints, check_deconvolution_backward, check_forward,
+    calls_to, check_adjoints, check_deconvolution_backward, check_forward,
     check_weight_gradients_do_not_depend_on_the_thread_count, mode)
 from .op_helpers import rand
 
@@ -26,9 +26,7 @@ def by_winograd(monkeypatch):
     """Small test layers go by Winograd too (and the test fails if they do not)."""
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
     monkeypatch.setattr(winograd, "MIN_OUTPUT_SIDE", 1)
-    calls = []
-    monkeypatch.setattr(winograd, "_input_tiles", lambda *args, real=winograd._input_tiles: (
-        calls.append(1), real(*args))[1])
+    calls = calls_to(monkeypatch, winograd, ["_input_tiles"])
     yield
     assert calls, "no convolution went by Winograd"
 
