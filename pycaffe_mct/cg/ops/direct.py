@@ -5,7 +5,8 @@ reads it back; with 32-64 channels (CIFAR10-quick) that copy costs about as
 much as the GEMM's arithmetic.  These kernels read the zero-framed images
 where they lie: output pixels (oy, ox..ox+15) at filter tap (c, i, j) need
 the inputs x[c, oy + i, ox + j..ox + j + 15], one unaligned vector load (two
-half loads when an output row is 8 pixels wide), and register blocks of
+half loads when the 16 pixels span two output rows, as rows of 8 or 56 pixels
+make them), and register blocks of
 16-lane vectors (``simd``) do the arithmetic, as in ``register_gemm``:
 
 * forward: 8 output channels by 32 output pixels are 16 accumulators; each tap
@@ -139,7 +140,6 @@ def convolve_kernel(framed, panels, kh, kw, y, lo, hi):
     blocks = outputs // CHANNELS
     pixel_blocks = out_h * out_w // PIXELS
     taps = inputs * kh * kw
-    whole_rows = out_w % simd.LANES == 0
     x = framed.reshape(-1)
     out = y.reshape(-1)
     for u in range(lo, hi):
@@ -152,6 +152,8 @@ def convolve_kernel(framed, panels, kh, kw, y, lo, hi):
         first0_high = U(image + _pixel(p0 + 8, out_w, width))
         first1 = U(image + _pixel(p0 + 16, out_w, width))
         first1_high = U(image + _pixel(p0 + 24, out_w, width))
+        # Vectors within one row each take one load, those across two rows two halves.
+        whole_rows = first0_high == first0 + U(8) and first1_high == first1 + U(8)
         a = U(block * CHANNELS * taps)
         sums = zeros_block()
         for c in range(inputs):
