@@ -7,7 +7,6 @@ shows the environment variables, numba's thread count and layer, how the
 scheduler splits GEMMs, and every BLAS/OpenMP pool threadpoolctl sees (with
 its kernel, e.g. OpenBLAS's core type).
 """
-import math
 import os
 import time
 
@@ -65,15 +64,3 @@ def best_seconds(function, repeats):
     """Best of ``repeats`` calls, after one warm-up call (allocation, compilation)."""
     function()
     return min(timed(function) for _ in range(repeats))
-
-
-def best_alternating(functions, repeats):
-    """Best seconds of each function (None stays None), measured in turns."""
-    live = [f for f in functions if f is not None]
-    for function in live:
-        function()
-    best = {id(f): math.inf for f in live}
-    for _ in range(repeats):
-        for function in live:
-            best[id(function)] = min(best[id(function)], timed(function))
-    return [best[id(f)] if f is not None else None for f in functions]

@@ -27,7 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from pycaffe_mct.cg import ops
 
-from bench_common import best_alternating, describe_threads  # noqa: E402  (a sibling script)
+from bench_common import describe_threads, timed  # noqa: E402  (a sibling script)
 
 rng = np.random.default_rng(0)
 
@@ -246,6 +246,18 @@ def all_cases():
             + softmax_cases("FCN-like score b1", (1, 21, 128 * 128))
             + lrn_cases("AlexNet norm1 b16", (16, 96, 55, 55))
             + batch_norm_cases("ResNet bn b8", (8, 64, 56, 56)))
+
+
+def best_alternating(functions, repeats):
+    """Best seconds of each function (None stays None), measured in turns."""
+    live = [f for f in functions if f is not None]
+    for function in live:
+        function()
+    best = {id(f): math.inf for f in live}
+    for _ in range(repeats):
+        for function in live:
+            best[id(function)] = min(best[id(function)], timed(function))
+    return [best[id(f)] if f is not None else None for f in functions]
 
 
 def main(argv=None):
