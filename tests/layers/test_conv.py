@@ -69,19 +69,24 @@ def test_gradient(case):
     check_layer_gradient(*CASES[case])
 
 
-def test_winograd_forward_and_gradient(monkeypatch):
-    """A 3x3 stride-1 layer by Winograd F(2x2, 3x3) (real layers need 64 channels a group):
-    forward as defined, backward by finite differences."""
+@pytest.mark.parametrize("tiling", ["F2", "F4"])
+def test_winograd_forward_and_gradient(monkeypatch, tiling):
+    """A 3x3 stride-1 layer by Winograd F(2x2, 3x3) or F(4x4, 3x3) (real layers need 64
+    channels a group): forward as defined, backward by finite differences."""
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
     monkeypatch.setattr(winograd, "MIN_OUTPUT_SIDE", 1)
+    monkeypatch.setattr(winograd, "F4_MIN_TILES", 0 if tiling == "F4" else 1 << 30)
     calls = []
     monkeypatch.setattr(winograd, "_input_tiles", lambda *args, real=winograd._input_tiles: (
-        calls.append(1), real(*args))[1])
+        calls.append(args[0]), real(*args))[1])
     case = ("num_output: 4 kernel_size: 3 pad: 1 group: 2", (2, 4, 5, 4),
             dict(stride=(1, 1), pad=(1, 1), dilation=(1, 1), group=2))
     check_forward(*case)
-    check_layer_gradient(*case)
-    assert calls
+    # A convolution is linear in its input and weights: a centred difference is exact at
+    # any step, and a larger one keeps F(4x4, 3x3)'s rounding (~1e-6 of the outputs, here
+    # 1.3e-3 of the gradient at Caffe's step 0.01) from swamping it.
+    check_layer_gradient(*case, stepsize=0.1)
+    assert set(calls) == {getattr(winograd, tiling)}
 
 
 def check_forward(options, shape, geometry):
@@ -94,9 +99,10 @@ def check_forward(options, shape, geometry):
     np.testing.assert_allclose(tops[0].data, expected, rtol=1e-5, atol=1e-5)
 
 
-def check_layer_gradient(options, shape, _geometry):
+def check_layer_gradient(options, shape, _geometry, **checker):
     layer = make_layer(conv_text(options))
-    check_gradient_exhaustive(layer, blobs_from(uniform(*shape, seed=2)), empty_tops(1))
+    check_gradient_exhaustive(layer, blobs_from(uniform(*shape, seed=2)), empty_tops(1),
+                              **checker)
 
 
 def test_two_bottoms_share_the_weights_and_accumulate_their_gradients():

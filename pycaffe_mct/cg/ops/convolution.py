@@ -34,8 +34,8 @@ whole: convolutions of a one-channel input by shifted runs of the image
 (``single_channel.py``; their input gradient stays here), stride-1 ones of at
 most 64 channels by register blocks read straight from the images
 (``direct.applies``, ``direct.py``; an input gradient they do not take stays
-here), and 3x3 stride-1 ones of enough channels by Winograd's F(2x2, 3x3)
-(``winograd.applies``, ``winograd.py``).  ``im2col_only`` turns all three off.
+here), and 3x3 stride-1 ones of enough channels by Winograd's F(2x2, 3x3) or F(4x4, 3x3)
+(``winograd.tiling``, ``winograd.py``).  ``im2col_only`` turns all three off.
 
 The unfolding kernels (``im2col_kernel``, ``col2im_kernel``, ``copy_planes_kernel``)
 are serial: convolution runs them on one chunk of images per host thread, so
@@ -186,12 +186,14 @@ def convolve(x, weight, window, y=None, top_diff=None, weight_diff=None):
         if weight_diff is not None:
             engine.accumulate_weight_grad(images, top_diff, weight_diff)
         return
-    if _fast_paths[0] and winograd.applies(window, x.shape[1], weight.shape[0],
-                                           window.output_hw(*x.shape[2:])):
+    tiling = _winograd_tiling(window, x.shape[1], weight.shape[0],
+                              window.output_hw(*x.shape[2:]), x.shape[0])
+    if tiling is not None:
         if y is not None:
-            winograd.convolve(x, weight, window.pad, y, window.group)
+            winograd.convolve(tiling, x, weight, window.pad, y, window.group)
         if weight_diff is not None:
-            winograd.accumulate_weight_grad(x, top_diff, window.pad, weight_diff, window.group)
+            winograd.accumulate_weight_grad(tiling, x, top_diff, window.pad, weight_diff,
+                                            window.group)
         return
     groups = _grouped(weight, window.group)
     plane = _plane(x, window)
@@ -225,13 +227,15 @@ def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
         dx = None
     if dx is None and weight_diff is None:
         return
-    if _fast_paths[0] and winograd.applies(window, weight.shape[1] * window.group,
-                                           weight.shape[0], dy.shape[2:]):
+    tiling = _winograd_tiling(window, weight.shape[1] * window.group, weight.shape[0],
+                              dy.shape[2:], dy.shape[0])
+    if tiling is not None:
         if weight_diff is not None:
-            winograd.accumulate_weight_grad(x, dy, window.pad, weight_diff, window.group)
+            winograd.accumulate_weight_grad(tiling, x, dy, window.pad, weight_diff,
+                                            window.group)
         if dx is not None:
-            winograd.convolve(dy, weight, tuple(2 - p for p in window.pad), dx, window.group,
-                              flip=True)
+            winograd.convolve(tiling, dy, weight, tuple(2 - p for p in window.pad), dx,
+                              window.group, flip=True)
         return
     groups = _grouped(weight, window.group)
     plane = dy.shape[2] * dy.shape[3]
@@ -261,6 +265,13 @@ def _framed_engine(window, in_channels, out_channels, out_hw):
     if direct.applies(window, in_channels, out_channels, out_hw):
         return direct
     return None
+
+
+def _winograd_tiling(window, in_channels, out_channels, out_hw, images):
+    """The Winograd tiling a convolution goes by (``winograd.tiling``), or None."""
+    if not _fast_paths[0]:
+        return None
+    return winograd.tiling(window, in_channels, out_channels, out_hw, images)
 
 
 @contextmanager

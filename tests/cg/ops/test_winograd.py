@@ -1,6 +1,6 @@
-"""Winograd F(2x2, 3x3) convolution: results and gradients equal a direct convolution's on
-every executor, the odd sizes and paddings that leave partial tiles, its transforms and the
-rule that chooses it."""
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution: results and gradients equal a direct
+convolution's on every executor, the odd sizes and paddings that leave partial tiles, the
+transforms and the rule that chooses a tiling."""
 import numpy as np
 import pytest
 
@@ -21,14 +21,19 @@ CASES = [  # x shape, out channels, window
 ]
 
 
-@pytest.fixture
-def by_winograd(monkeypatch):
-    """Small test layers go by Winograd too (and the test fails if they do not)."""
+@pytest.fixture(params=["F2", "F4"])
+def by_winograd(request, monkeypatch):
+    """Small test layers go by Winograd too, in the tiling of the parameter (and the test
+    fails if they do not)."""
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
     monkeypatch.setattr(winograd, "MIN_OUTPUT_SIDE", 1)
-    calls = calls_to(monkeypatch, winograd, ["_input_tiles"])
+    monkeypatch.setattr(winograd, "F4_MIN_TILES", 0 if request.param == "F4" else 1 << 30)
+    tilings = []
+    monkeypatch.setattr(winograd, "_input_tiles", lambda tiling, *args, real=winograd._input_tiles: (
+        tilings.append(tiling), real(tiling, *args))[1])
     yield
-    assert calls, "no convolution went by Winograd"
+    assert tilings, "no convolution went by Winograd"
+    assert set(tilings) == {getattr(winograd, request.param)}
 
 
 @pytest.mark.parametrize("shape,outputs,window", CASES)
@@ -50,43 +55,67 @@ def test_weight_gradients_do_not_depend_on_the_thread_count(by_winograd, monkeyp
     check_weight_gradients_do_not_depend_on_the_thread_count(monkeypatch)
 
 
-def test_the_transforms_are_lavin_and_grays_matrices():
-    """One tile through the kernels equals A^T [(G g G^T) . (B^T d B)] A with the paper's
-    matrices, and the filter gradient's back transform is G^T dU G."""
-    b_t = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
-    g = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float64)
-    a_t = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
-    d, f = rand(1, 1, 4, 4), rand(1, 1, 3, 3)
-    inputs = np.zeros((16, 1 + winograd.POSITION_PADDING), np.float32)
-    winograd.input_transform_kernel(d, 0, 1, 0, 0, 1, 1, inputs, 0, 1)
-    np.testing.assert_allclose(inputs[:, 0], (b_t @ d[0, 0] @ b_t.T).reshape(-1), atol=1e-6)
+# Lavin and Gray's matrices (B^T, G, A^T) of each tiling, in float64.
+MATRICES = {
+    "F2": ([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+           [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]],
+           [[1, 1, 1, 0], [0, 1, -1, -1]]),
+    "F4": ([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+            [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+           [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+            [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+           [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MATRICES))
+def test_the_transforms_are_lavin_and_grays_matrices(name):
+    """One tile through each kernel equals the paper's matrix products: V = B^T d B,
+    U = G g G^T, y = A^T (U . V) A, the top gradient's A dY A^T and the filter
+    gradient's back transform G^T dU G."""
+    tiling = getattr(winograd, name)
+    b_t, g, a_t = (np.array(m, np.float64) for m in MATRICES[name])
+    side, out, positions = tiling.side, tiling.out, tiling.positions
+    d, f = rand(1, 1, side, side), rand(1, 1, 3, 3)
+    inputs = np.zeros((positions, 1 + winograd.POSITION_PADDING), np.float32)
+    winograd.input_transform_kernel(d, 0, 1, 0, 0, 1, 1, side, inputs, 0, 1)
+    np.testing.assert_allclose(inputs[:, 0], (b_t @ d[0, 0] @ b_t.T).reshape(-1), atol=1e-5)
     filters = np.zeros_like(inputs)
-    winograd.filter_transform_kernel(f, False, 1, filters, 0, 1)
+    winograd.filter_transform_kernel(f, False, 1, side, filters, 0, 1)
     np.testing.assert_allclose(filters[:, 0], (g @ f[0, 0] @ g.T).reshape(-1), atol=1e-6)
-    y = np.zeros((1, 1, 2, 2), np.float32)
-    winograd.output_transform_kernel(inputs * filters, 1, 1, y, 0, 1, 0, 1)
-    expected = a_t @ (inputs[:, 0] * filters[:, 0]).reshape(4, 4) @ a_t.T
+    y = np.zeros((1, 1, out, out), np.float32)
+    winograd.output_transform_kernel(inputs * filters, 1, 1, side, y, 0, 1, 0, 1)
+    expected = a_t @ (inputs[:, 0] * filters[:, 0]).reshape(side, side) @ a_t.T
     np.testing.assert_allclose(y[0, 0], expected, rtol=1e-5, atol=1e-5)
-    sums, weight_diff = rand(16, 1 + winograd.POSITION_PADDING), np.ones((1, 1, 3, 3), np.float32)
-    winograd.filter_grad_kernel(sums, weight_diff, 0, 1)
-    expected = 1 + g.T @ sums[:, 0].reshape(4, 4) @ g
+    dy, gradients = rand(1, 1, out, out), np.zeros_like(inputs)
+    winograd.gradient_transform_kernel(dy, 0, 1, 1, 1, side, gradients, 0, 1)
+    np.testing.assert_allclose(gradients[:, 0], (a_t.T @ dy[0, 0] @ a_t).reshape(-1),
+                               rtol=1e-5, atol=1e-5)
+    sums, weight_diff = rand(positions, 1 + winograd.POSITION_PADDING), np.ones((1, 1, 3, 3),
+                                                                               np.float32)
+    winograd.filter_grad_kernel(sums, side, weight_diff, 0, 1)
+    expected = 1 + g.T @ sums[:, 0].reshape(side, side) @ g
     np.testing.assert_allclose(weight_diff[0, 0], expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("window,channels,out_hw,expected", [
-    (Window((3, 3), (1, 1)), 64, (56, 56), True),
-    (Window((3, 3)), 256, (14, 14), True),
-    (Window((3, 3), (1, 1)), 32, (16, 16), False),           # too few channels
-    (Window((3, 3), (1, 1)), 512, (7, 7), False),            # too small an output
-    (Window((3, 3), (1, 1)), 512, (28, 7), False),           # too few columns
-    (Window((3, 3), (1, 1)), 384, (13, 13), True),
-    (Window((3, 3), (1, 1), (2, 2)), 64, (28, 28), False),   # strided
-    (Window((3, 3), (2, 2), (1, 1), (2, 2)), 64, (28, 28), False),     # dilated
-    (Window((3, 3), (1, 1), group=2), 128, (28, 28), True),  # 64 channels a group
-    (Window((3, 3), (1, 1), group=2), 64, (28, 28), False),  # 32 channels a group
-    (Window((3, 3), (3, 3)), 64, (28, 28), False),           # the input gradient's padding < 0
-    (Window((5, 5), (2, 2)), 64, (28, 28), False),
+@pytest.mark.parametrize("window,channels,out_hw,images,expected", [
+    (Window((3, 3), (1, 1)), 64, (56, 56), 2, "F4"),           # 196 tiles of 4x4 an image
+    (Window((3, 3), (1, 1)), 128, (28, 28), 8, "F4"),          # 392
+    (Window((3, 3), (1, 1)), 128, (28, 28), 5, "F2"),          # 245: too few
+    (Window((3, 3)), 256, (14, 14), 8, "F2"),                  # 128
+    (Window((3, 3)), 256, (14, 14), 16, "F4"),                 # 256
+    (Window((3, 3), (1, 1)), 384, (13, 13), 16, "F4"),
+    (Window((3, 3), (1, 1)), 32, (16, 16), 64, None),          # too few channels
+    (Window((3, 3), (1, 1)), 512, (7, 7), 64, None),           # too small an output
+    (Window((3, 3), (1, 1)), 512, (28, 7), 8, None),           # too few columns
+    (Window((3, 3), (1, 1), (2, 2)), 64, (28, 28), 8, None),   # strided
+    (Window((3, 3), (2, 2), (1, 1), (2, 2)), 64, (28, 28), 8, None),     # dilated
+    (Window((3, 3), (1, 1), group=2), 128, (28, 28), 1, "F2"),  # 64 channels a group
+    (Window((3, 3), (1, 1), group=2), 64, (28, 28), 8, None),  # 32 channels a group
+    (Window((3, 3), (3, 3)), 64, (28, 28), 8, None),           # the input gradient's pad < 0
+    (Window((5, 5), (2, 2)), 64, (28, 28), 8, None),
 ])
 def test_winograd_takes_3x3_stride_1_convolutions_of_enough_channels(window, channels, out_hw,
-                                                                     expected):
-    assert winograd.applies(window, channels, channels, out_hw) is expected
+                                                                     images, expected):
+    tiling = winograd.tiling(window, channels, channels, out_hw, images)
+    assert tiling is (expected and getattr(winograd, expected))
