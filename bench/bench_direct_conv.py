@@ -11,8 +11,22 @@ would slow whatever ran next), the blocks take turns for ``--rounds``, and the b
 counts.  Ratios are baseline time / ours: above 1 means the direct kernels are faster.
 """
 import argparse
+import importlib.util
+from pathlib import Path
 
-# torch first: importing pycaffe_mct sets OMP_WAIT_POLICY=PASSIVE for numba's OpenMP
+
+def _choose_blas_kernel():
+    """pycaffe_mct's choice of OpenBLAS kernels for this CPU (``pycaffe_mct/blas_kernel.py``),
+    made before torch loads numpy, without importing the package (see below)."""
+    path = Path(__file__).resolve().parents[1] / "pycaffe_mct" / "blas_kernel.py"
+    spec = importlib.util.spec_from_file_location("blas_kernel", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.choose()
+
+
+_choose_blas_kernel()
+# torch next: importing pycaffe_mct sets OMP_WAIT_POLICY=PASSIVE for numba's OpenMP
 # (cg/__init__.py), and torch's own OpenMP runtime, loaded later, would read it too.
 try:
     import torch

@@ -96,14 +96,15 @@ def tiling(window, in_channels, out_channels, out_hw, images):
     9.4 / 22.6 (Zen 4); on a Xeon (AVX-512) 384 on 13x13 maps win, 19.1 / 39.0
     against 16.2 / 35.9, and 512 on 7x7 lose, 7.4 / 15.3 against 9.6 / 27.5.
 
-    F(4x4, 3x3) where the batch has at least ``F4_MIN_TILES`` of its 4x4 tiles:
-    fewer make its GEMMs too thin for the multiply-adds it saves.  Medians, ms
-    forward / filter gradient / input gradient, F(2x2) against F(4x4) (Zen 4, 2
-    threads): 128 channels on 28x28 at batch 8 (392 tiles) 14.6 / 20.8 / 15.4
-    against 10.8 / 14.0 / 12.3; 384 on 13x13 at batch 16 (256) 53.5 / 47.5 / 43.0
-    against 49.4 / 45.1 / 38.0; 256 on 14x14 at batch 8 (128) 14.2 / 14.2 / 12.4
-    against 17.9 / 15.7 / 15.9, at batch 32 (512) 46.4 / 89.7 (backward) against
-    38.7 / 85.2.
+    F(4x4, 3x3) where the batch has at least ``F4_MIN_TILES`` of its 4x4 tiles and
+    they compute at most ``F4_MAX_WASTE`` more outputs than the map has: fewer tiles
+    make its GEMMs too thin for the multiply-adds it saves, and AlexNet's 13x13 maps
+    (16x16 computed, 51 % more) lost.  ``python bench/bench_winograd.py`` (Zen 4, 2
+    threads; docs/benchmarks.md): F(2x2) / F(4x4) time 1.34-1.49 on ResNet-50's 28x28
+    stage at batch 8 (392 tiles), 0.99-1.24 on its 14x14 stage at batch 32 (512),
+    0.89-0.95 on AlexNet's conv4 at batch 16; 256 channels on 14x14 at batch 8 (128
+    tiles): 14.2 / 14.2 / 12.4 ms forward / filter / input gradient by F(2x2) against
+    17.9 / 15.7 / 15.9.
     """
     if not (window.kernel == (3, 3) and window.stride == (1, 1)
             and window.dilation == (1, 1) and max(window.pad) <= 2
@@ -111,7 +112,9 @@ def tiling(window, in_channels, out_channels, out_hw, images):
             and min(out_hw) >= MIN_OUTPUT_SIDE):
         return None
     tiles_h, tiles_w = F4.tiles_hw(*out_hw)
-    return F4 if images * tiles_h * tiles_w >= F4_MIN_TILES else F2
+    covered = F4.out * tiles_h * F4.out * tiles_w
+    enough = images * tiles_h * tiles_w >= F4_MIN_TILES
+    return F4 if enough and covered <= (1 + F4_MAX_WASTE) * out_hw[0] * out_hw[1] else F2
 
 
 # Fewer input or output channels a group than this make the transform-domain GEMMs too thin.
@@ -119,8 +122,10 @@ MIN_CHANNELS = 64
 # Outputs with fewer rows or columns than this waste too much of their tiles (7x7 maps
 # compute 8x8, 31 % more) and give too few tiles an image for the GEMMs.
 MIN_OUTPUT_SIDE = 8
-# F(4x4, 3x3) takes a batch of at least this many of its tiles.
+# F(4x4, 3x3) takes a batch of at least this many of its tiles ...
 F4_MIN_TILES = 256
+# ... that compute at most this share more outputs than the map has (14x14: 31 %).
+F4_MAX_WASTE = 0.35
 
 
 def convolve(tiling, x, weight, pad, y, group=1, flip=False):

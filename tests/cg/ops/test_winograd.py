@@ -28,6 +28,7 @@ def by_winograd(request, monkeypatch):
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
     monkeypatch.setattr(winograd, "MIN_OUTPUT_SIDE", 1)
     monkeypatch.setattr(winograd, "F4_MIN_TILES", 0 if request.param == "F4" else 1 << 30)
+    monkeypatch.setattr(winograd, "F4_MAX_WASTE", 1e9)
     tilings = []
     monkeypatch.setattr(winograd, "_input_tiles", lambda tiling, *args, real=winograd._input_tiles: (
         tilings.append(tiling), real(tiling, *args))[1])
@@ -104,7 +105,8 @@ def test_the_transforms_are_lavin_and_grays_matrices(name):
     (Window((3, 3), (1, 1)), 128, (28, 28), 5, "F2"),          # 245: too few
     (Window((3, 3)), 256, (14, 14), 8, "F2"),                  # 128
     (Window((3, 3)), 256, (14, 14), 16, "F4"),                 # 256
-    (Window((3, 3), (1, 1)), 384, (13, 13), 16, "F4"),
+    (Window((3, 3), (1, 1)), 384, (13, 13), 16, "F2"),         # 256, but 16x16 computed
+    (Window((3, 3), (1, 1)), 64, (12, 12), 32, "F4"),          # whole tiles
     (Window((3, 3), (1, 1)), 32, (16, 16), 64, None),          # too few channels
     (Window((3, 3), (1, 1)), 512, (7, 7), 64, None),           # too small an output
     (Window((3, 3), (1, 1)), 512, (28, 7), 8, None),           # too few columns
