@@ -211,13 +211,14 @@ def _chunks(tiling, n_images, channels, tiles):
 # ---- the transforms, as kernels over independent units -------------------------------
 
 def _transform_filters(tiling, weight, flip, out, inputs):
-    """out (``_positions``, O x C) = G g G^T of each filter; a unit is one filter."""
+    """out (``_positions``, O x C) = G g G^T of each filter; a unit is one filter (each
+    writes its own column: a large call is spread over the host threads)."""
     outputs = (out.shape[1] - POSITION_PADDING) // inputs
 
     def run(lo, hi):
         filter_transform_kernel(weight, flip, inputs, tiling.side, out, lo, hi)
     scheduler.units("winograd_filters", outputs * inputs, 9 * weight.itemsize,
-                    tiling.positions * out.itemsize, tiling.flops[0], run)
+                    tiling.positions * out.itemsize, tiling.flops[0], run, spread=True)
 
 
 def _input_tiles(tiling, x, channels, lo, hi, pad, tiles, lane):
@@ -265,12 +266,12 @@ def _output_tiles(tiling, products, y, channels):
 
 def _accumulate_filter_grad(tiling, sums, weight_diff):
     """weight_diff[o, c] += G^T dU G of the summed transform-domain gradients
-    (``_positions``, O x C)."""
+    (``_positions``, O x C); each unit adds to its own filter, so a large call is spread."""
     def run(lo, hi):
         filter_grad_kernel(sums, tiling.side, weight_diff, lo, hi)
     scheduler.units("winograd_filter_grads", weight_diff.shape[0] * weight_diff.shape[1],
                     tiling.positions * sums.itemsize, 9 * weight_diff.itemsize,
-                    tiling.flops[4], run)
+                    tiling.flops[4], run, spread=True)
 
 
 # ---- one-dimensional transforms: F(2, 3) on 4-vectors, F(4, 3) on 6-vectors ------------

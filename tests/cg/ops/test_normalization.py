@@ -77,6 +77,19 @@ def test_lrn_matches_numpy():
     np.testing.assert_allclose(dx, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("centre,spread", [(1000.0, 1.0), (0.3, 1e-3)])
+def test_channel_variance_survives_a_far_mean_and_an_outlier_first(centre, spread):
+    """One pass (sums of x - K, K the channel's first value) must not cancel away a small
+    variance beside a large mean, even when K is ten spreads off."""
+    a = (centre + spread * np.random.default_rng(3).standard_normal((4, 3, 3136))).astype(
+        np.float32)
+    a[0, :, 0] = centre + 10 * spread
+    mean, var = both_modes(lambda: ops.channel_mean_var(a))
+    wide = a.astype(np.float64)
+    np.testing.assert_allclose(mean, wide.mean(axis=(0, 2)), rtol=1e-6, atol=1e-3 * spread)
+    np.testing.assert_allclose(var, wide.var(axis=(0, 2)), rtol=1e-4)
+
+
 @pytest.mark.usefixtures("literal_mode")
 def test_channel_statistics_match_numpy():
     a, b = rand(4, 70, 9), rand(4, 70, 9)
