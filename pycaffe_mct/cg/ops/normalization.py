@@ -258,7 +258,8 @@ def channel_mean_var_kernel(x, mean, var, lo, hi):
 @numba.njit(parallel=True, **_SUMS)
 def channel_sums_kernel(a, b, gate, slope, sum_a, sum_ab, lo, hi):
     """Sums of a and of a*b over (N, S) for channels lo..hi of (N, C, S) arrays, a taken
-    through the gradient of a ReLU whose output is ``gate`` unless gate is empty."""
+    through the gradient of a ReLU whose output is ``gate`` unless gate is empty; float32
+    along each row (vector lanes), float64 across rows."""
     n_img, channels, plane = a.shape
     first, second, gated = a.reshape(-1), b.reshape(-1), gate.size > 0
     outputs = gate.reshape(-1)
@@ -267,12 +268,20 @@ def channel_sums_kernel(a, b, gate, slope, sum_a, sum_ab, lo, hi):
         product = 0.0
         for n in range(n_img):
             row = U((n * channels + c) * plane)
-            for s in range(U(plane)):
-                value = first[row + s]
-                if gated:
-                    value = value * relu_gradient(outputs[row + s], slope)
-                total += value
-                product += value * second[row + s]
+            row_total = np.float32(0.0)
+            row_product = np.float32(0.0)
+            if gated:
+                for s in range(U(plane)):
+                    value = first[row + s] * relu_gradient(outputs[row + s], slope)
+                    row_total += value
+                    row_product += value * second[row + s]
+            else:
+                for s in range(U(plane)):
+                    value = first[row + s]
+                    row_total += value
+                    row_product += value * second[row + s]
+            total += row_total
+            product += row_product
         sum_a[c] = total
         sum_ab[c] = product
 
