@@ -29,13 +29,15 @@ it is not a separate kernel.
 Deconvolution is the transpose: its forward is ``convolve_transpose`` and its
 backward ``convolve``, with the roles of bottom and top swapped.
 
-Three kinds go by other kernels, which both entry points hand them over to
+Four kinds go by other kernels, which both entry points hand them over to
 whole: convolutions of a one-channel input by shifted runs of the image
 (``single_channel.py``; their input gradient stays here), stride-1 ones of at
 most 64 channels by register blocks read straight from the images
 (``direct.applies``, ``direct.py``; an input gradient they do not take stays
-here), and 3x3 stride-1 ones of enough channels by Winograd's F(2x2, 3x3) or F(4x4, 3x3)
-(``winograd.tiling``, ``winograd.py``).  ``im2col_only`` turns all three off.
+here), strided ones whose phase images make such a convolution (``phases.py``,
+ResNet-50's conv1; their input gradient stays here), and 3x3 stride-1 ones of
+enough channels by Winograd's F(2x2, 3x3) or F(4x4, 3x3) (``winograd.tiling``,
+``winograd.py``).  ``im2col_only`` turns all four off.
 
 The unfolding kernels (``im2col_kernel``, ``col2im_kernel``, ``copy_planes_kernel``)
 are serial: convolution runs them on one chunk of images per host thread, so
@@ -46,12 +48,14 @@ CIFAR-sized rows).
 """
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable, NamedTuple
 
 import numba
 
 from .. import accounting, scheduler
 from ..jit import JIT, U
-from . import direct, single_channel, winograd
+from . import direct, phases, single_channel, winograd
 from ..workspace import workspace
 
 
@@ -255,15 +259,27 @@ def convolve_transpose(dy, weight, window, dx=None, x=None, weight_diff=None):
 _fast_paths = [True]
 
 
+class _Engine(NamedTuple):
+    """A convolution's forward and filter gradient over its zero-framed images."""
+
+    convolve: Callable            # (framed, weight, y)
+    accumulate_weight_grad: Callable   # (framed, dy, weight_diff)
+
+
 def _framed_engine(window, in_channels, out_channels, out_hw):
-    """The module that convolves the zero-framed images for a convolution's forward and
-    filter gradient (``single_channel`` or ``direct``: both take the same calls), or None."""
+    """What convolves the zero-framed images for a convolution's forward and filter
+    gradient (``single_channel``, ``direct``, or ``direct`` over the phase images of a
+    strided one), or None."""
     if not _fast_paths[0]:
         return None
     if single_channel.applies(window, in_channels):
         return single_channel
     if direct.applies(window, in_channels, out_channels, out_hw):
         return direct
+    split = phases.plan(window, in_channels, out_channels, out_hw)
+    if split is not None:
+        return _Engine(partial(phases.convolve, split),
+                       partial(phases.accumulate_weight_grad, split))
     return None
 
 
