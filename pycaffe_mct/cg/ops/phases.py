@@ -10,8 +10,10 @@ s*b + q) (zero past the kernel).  ResNet-50's first convolution (7x7, stride 2,
 which the direct kernels (``direct.py``) take: 31 % more multiply-adds (the
 zero taps of the 8x8 kernel) than im2col + GEMM, but no 147-row column matrix
 written per image and read back.  The filter gradient is the direct kernels'
-over the phase images, folded back onto the kernel's taps.  The input gradient
-(a first layer needs none) stays with ``convolution``.
+over the phase images, folded back onto the kernel's taps.  The images go in chunks of
+``CHUNK_IMAGES`` (the direct kernels spread each chunk's units over the threads), so a
+chunk's phase images are all that is held (ResNet-50 at batch 32 held 20 MB more
+otherwise).  The input gradient (a first layer needs none) stays with ``convolution``.
 """
 from dataclasses import dataclass
 
@@ -56,21 +58,35 @@ def plan(window, in_channels, out_channels, out_hw):
 def convolve(phases, framed, weight, y):
     """y (N, O, oh, ow) = weight convolved with stride ``phases.stride`` over ``framed``,
     the images with their padding."""
-    images = _phase_images(phases, framed, y.shape[2:])
-    direct.convolve(images, _phase_filters(phases, weight), y)
+    filters = _phase_filters(phases, weight)
+    for lo, hi in _chunks(len(framed)):
+        direct.convolve(_phase_images(phases, framed[lo:hi], y.shape[2:]), filters, y[lo:hi])
 
 
 def accumulate_weight_grad(phases, framed, dy, weight_diff):
     """weight_diff (O, C, kh, kw) += the filter gradient over the framed images."""
-    images = _phase_images(phases, framed, dy.shape[2:])
     n_out, n_in = weight_diff.shape[:2]
     s, (ah, aw) = phases.stride, phases.side
     folded = workspace(("phase_filter_grad", 0), (n_out, n_in * s * s, ah, aw))
     folded[...] = 0.0
-    direct.accumulate_weight_grad(images, dy, folded)
+    for lo, hi in _chunks(len(framed)):
+        direct.accumulate_weight_grad(_phase_images(phases, framed[lo:hi], dy.shape[2:]),
+                                      dy[lo:hi], folded)
     kh, kw = phases.kernel
     taps = folded.reshape(n_out, n_in, s, s, ah, aw).transpose(0, 1, 4, 2, 5, 3)
     weight_diff += taps.reshape(n_out, n_in, ah * s, aw * s)[:, :, :kh, :kw]
+
+
+# The phase images take im2col's first column slot (``convolution``): a convolution goes by
+# phases or by im2col for its forward and filter gradient, and its input gradient, which may
+# unfold, starts after them.
+PHASES_SLOT = ("columns", 0)
+# Images split into phases at a time: their phase images, not the batch's, are held.
+CHUNK_IMAGES = 8
+
+
+def _chunks(n_images):
+    return [(lo, min(lo + CHUNK_IMAGES, n_images)) for lo in range(0, n_images, CHUNK_IMAGES)]
 
 
 def _phase_filters(phases, weight):
@@ -89,7 +105,7 @@ def _phase_images(phases, framed, out_hw):
     n_img, channels, height, width = framed.shape
     s, (ah, aw) = phases.stride, phases.side
     shape = (n_img, channels * s * s, out_hw[0] + ah - 1, out_hw[1] + aw - 1)
-    images = workspace(("phase_images", 0), shape)
+    images = workspace(PHASES_SLOT, shape)
 
     def run(lo, hi):
         phase_split_kernel(framed, s, images, lo, hi)

@@ -73,8 +73,12 @@ POSITION_PADDING = 16
 # Floats of a chunk's transformed inputs and products on the host: within one core's L2 cache.
 CACHE_CHUNK_FLOATS = 1 << 18
 # ... but at least this many tiles a chunk, below which the GEMMs run far under BLAS's peak
-# (F(4x4, 3x3) on ResNet-50's 28x28 maps: 128 tiles a chunk made it 10-20 % slower).
-MIN_CHUNK_TILES = 512
+# (F(4x4, 3x3) on ResNet-50's 28x28 maps: 128 tiles a chunk made it 10-20 % slower, 512 were
+# as fast as 256 but held 50 MB more at batch 32).
+MIN_CHUNK_TILES = 256
+# ... and at most this many floats of transformed tiles a chunk: each lane holds three such
+# buffers (ResNet-50's 14x14 stage at batch 32 ran as fast in chunks of 8 images as of 16).
+MAX_CHUNK_FLOATS = 3 << 19
 # Scratch slots: a layer convolves by Winograd or by im2col, never both at once, so Winograd
 # takes im2col's slots (``convolution``): transformed inputs in its columns, products in its
 # rows, top-gradient tiles in its padding, per-run filter sums in its per-run weight-gradient
@@ -203,7 +207,8 @@ def _chunks(tiling, n_images, channels, tiles):
     else:
         fitting = max(CACHE_CHUNK_FLOATS // per_image,
                       -(-MIN_CHUNK_TILES // max(tiles[0] * tiles[1], 1)))
-        step = max(1, min(fitting, -(-n_images // scheduler.gemm_threads())))
+        step = max(1, min(fitting, MAX_CHUNK_FLOATS // per_image,
+                          -(-n_images // scheduler.gemm_threads())))
         return scheduler.balanced_chunks(n_images, step)
     return [(lo, min(lo + step, n_images)) for lo in range(0, n_images, step)]
 
