@@ -26,8 +26,8 @@ def _choose_blas_kernel():
 
 
 _choose_blas_kernel()
-# torch next: importing pycaffe_mct sets OMP_WAIT_POLICY=PASSIVE for numba's OpenMP
-# (cg/__init__.py), and torch's own OpenMP runtime, loaded later, would read it too.
+# torch next: importing pycaffe_mct sets GOMP_SPINCOUNT (or OMP_WAIT_POLICY) for numba's
+# OpenMP (cg/__init__.py), and torch's own OpenMP runtime, loaded later, would read it too.
 try:
     import torch
 except ImportError:

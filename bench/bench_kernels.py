@@ -13,8 +13,8 @@ import argparse
 import math
 from functools import partial
 
-# torch first: importing pycaffe_mct sets OMP_WAIT_POLICY=PASSIVE for numba's OpenMP
-# (cg/__init__.py), and torch's own OpenMP runtime, loaded later, would read it too.
+# torch first: importing pycaffe_mct sets GOMP_SPINCOUNT (or OMP_WAIT_POLICY) for numba's
+# OpenMP (cg/__init__.py), and torch's own OpenMP runtime, loaded later, would read it too.
 try:
     import torch
     import torch.nn.functional as F

@@ -5,7 +5,7 @@ builds each net from ``models/`` (data layers become random inputs, as in
 ``pycaffe_mct time``), builds the same architecture in PyTorch from our net's
 own layers and weights, and prints the best time of both and ours / torch
 (target <= 1.0): each round times ours (best of ``--repeats``), then torch, and
-the ratio is the median over rounds.
+the ratio is the median over rounds, with its range over rounds in brackets.
 
 Both sides time what a training iteration pays: ours zeroes the parameter
 gradients (as the solver does every iteration) and runs forward + backward;
@@ -284,7 +284,8 @@ def solver_iteration(net):
 
 
 def compare(name, repeats, rounds, worker, machine_flops):
-    """A table row: best times of both, the median over rounds of ours / torch, % of GEMM peak.
+    """A table row: best times of both, the median (and range) over rounds of ours / torch, %
+    of GEMM peak.
 
     Each round times ours, then torch, so both see the same machine; on a
     shared machine the median ratio moves less than the times do.
@@ -307,9 +308,9 @@ def compare(name, repeats, rounds, worker, machine_flops):
     if worker is None or isinstance(theirs, str):
         return f"| {name} (batch {batch}) | {min(ours) * 1e3:.1f} | " \
                f"{theirs or 'torch not installed'} | | {peak} |"
-    ratio = statistics.median(o / t for o, t in zip(ours, theirs))
+    ratios = [o / t for o, t in zip(ours, theirs)]
     return f"| {name} (batch {batch}) | {min(ours) * 1e3:.1f} | {min(theirs) * 1e3:.1f} | " \
-           f"{ratio:.2f} | {peak} |"
+           f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | {peak} |"
 
 
 def torch_worker():
@@ -373,7 +374,7 @@ def main(argv=None):
     machine_flops = gemm_flops_per_second()
     print(f"float32 GEMM peak of this machine (numpy matmul 2048^3, best of 3): "
           f"{machine_flops / 1e9:.1f} GFLOP/s")
-    print(f"best of {args.repeats} per round, {args.rounds} rounds; ratio: median over rounds")
+    print(f"best of {args.repeats} per round, {args.rounds} rounds; ratio: median (range) over rounds")
     print("| net | ours ms | torch ms | ours / torch | ours: conv+IP GFLOP/s / GEMM peak |")
     print("|---|---:|---:|---:|---:|")
     np.random.seed(0)
