@@ -89,8 +89,9 @@ def best_in_turns(functions, repeats, rounds):
     return best
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments_and_header(argv, description):
+    """--repeats and --rounds from argv; prints the thread settings, torch's included."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
@@ -100,16 +101,27 @@ def main(argv=None):
         print(f"torch {torch.__version__}: {torch.get_num_threads()} threads")
     else:
         print("torch not installed: no PyTorch column")
+    return args
+
+
+def random_operands(rng, shape, outputs, window):
+    """x, weight and top gradient dy of a convolution of x (``shape``) to ``outputs``."""
+    x = rng.standard_normal(shape, dtype=np.float32)
+    weight = rng.standard_normal((outputs, shape[1], *window.kernel), dtype=np.float32)
+    dy = rng.standard_normal((shape[0], outputs, *window.output_hw(*shape[2:])),
+                             dtype=np.float32)
+    return x, weight, dy
+
+
+def main(argv=None):
+    args = arguments_and_header(argv, __doc__.splitlines()[0])
     print("| convolution | part | direct ms | im2col ms | PyTorch ms | im2col / direct "
           "| PyTorch / direct |")
     print("|---|---|---:|---:|---:|---:|---:|")
     rng = np.random.default_rng(0)
     for name, shape, outputs, side, pad in CASES:
         window = convolution.Window((side, side), (pad, pad))
-        x = rng.standard_normal(shape, dtype=np.float32)
-        weight = rng.standard_normal((outputs, shape[1], side, side), dtype=np.float32)
-        dy = rng.standard_normal((shape[0], outputs, *window.output_hw(*shape[2:])),
-                                 dtype=np.float32)
+        x, weight, dy = random_operands(rng, shape, outputs, window)
         assert direct.applies(window, shape[1], outputs, dy.shape[2:]), name
         for part in ("forward", "input gradient", "filter gradient"):
             if part == "input gradient" and not direct.applies_transpose(

@@ -9,17 +9,14 @@ where torch is not installed), all on numba's thread count, in blocks that take 
 ``bench_direct_conv.py``; the best call counts.  Ratios are other time / F(4x4, 3x3)'s:
 above 1 means F(4x4, 3x3) is faster.
 """
-import argparse
 from contextlib import contextmanager
 
-from bench_direct_conv import best_in_turns, by_im2col, ours, theirs, torch  # noqa: I100
+from bench_direct_conv import (  # noqa: I100
+    arguments_and_header, best_in_turns, by_im2col, ours, random_operands, theirs)
 
-import numba
 import numpy as np
 
 from pycaffe_mct.cg.ops import convolution, winograd
-
-from bench_common import describe_threads  # noqa: E402  (a sibling script)
 
 CASES = [  # name, x shape (N, C, H, W), output channels
     ("ResNet-50 res3, batch 8", (8, 128, 28, 28), 128),
@@ -49,25 +46,14 @@ def by_tiling(call, tiling):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args(argv)
-    print(describe_threads())
-    if torch is not None:
-        torch.set_num_threads(numba.get_num_threads())
-        print(f"torch {torch.__version__}: {torch.get_num_threads()} threads")
-    else:
-        print("torch not installed: no PyTorch column")
+    args = arguments_and_header(argv, __doc__.splitlines()[0])
     print("| convolution | part | F(4x4) ms | F(2x2) ms | im2col ms | PyTorch ms | F(2x2) / F(4x4) "
           "| im2col / F(4x4) | PyTorch / F(4x4) | taken |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     rng = np.random.default_rng(0)
     for name, shape, outputs in CASES:
         window = convolution.Window((3, 3), (1, 1))
-        x = rng.standard_normal(shape, dtype=np.float32)
-        weight = rng.standard_normal((outputs, shape[1], 3, 3), dtype=np.float32)
-        dy = rng.standard_normal((shape[0], outputs, *shape[2:]), dtype=np.float32)
+        x, weight, dy = random_operands(rng, shape, outputs, window)
         chosen = winograd.tiling(window, shape[1], outputs, shape[2:], shape[0])
         for part in ("forward", "input gradient", "filter gradient"):
             call = ours(x, weight, dy, window, part)
