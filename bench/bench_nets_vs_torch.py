@@ -374,7 +374,8 @@ def main(argv=None):
     machine_flops = gemm_flops_per_second()
     print(f"float32 GEMM peak of this machine (numpy matmul 2048^3, best of 3): "
           f"{machine_flops / 1e9:.1f} GFLOP/s")
-    print(f"best of {args.repeats} per round, {args.rounds} rounds; ratio: median (range) over rounds")
+    print(f"best of {args.repeats} per round, {args.rounds} rounds; "
+          "ratio: median (range) over rounds")
     print("| net | ours ms | torch ms | ours / torch | ours: conv+IP GFLOP/s / GEMM peak |")
     print("|---|---:|---:|---:|---:|")
     np.random.seed(0)

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from mpi_launcher import mpiexec, needs_mpi
+from pycaffe_mct.cg import LOCAL_RANK_COUNTS
 
 SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 SHOW = ("import os, pycaffe_mct\n"
@@ -15,8 +16,7 @@ SHOW = ("import os, pycaffe_mct\n"
 
 def _clean_environment(**env):
     environment = {k: v for k, v in os.environ.items()
-                   if k not in SETTINGS and k not in ("MPI_LOCALNRANKS",
-                                                      "OMPI_COMM_WORLD_LOCAL_SIZE")}
+                   if k not in SETTINGS + LOCAL_RANK_COUNTS}
     environment.update(env)
     return environment
 

@@ -448,6 +448,16 @@ def _input_tile(src, first, width, side, dst, at, stride):
                    _bt_f4(c0[i], c1[i], c2[i], c3[i], c4[i], c5[i]))
 
 
+@numba.njit(inline="always")
+def _copy_plane(src, plane, width, rows, columns, frame, at, frame_w):
+    """The top-left rows x columns of the plane at src[plane] (``width`` wide) into the
+    frame from frame[at] on, rows ``frame_w`` apart."""
+    for i in range(rows):
+        image_row, frame_row = plane + U(i * width), at + U(i * frame_w)
+        for j in range(columns):
+            frame[frame_row + U(j)] = src[image_row + U(j)]
+
+
 @numba.njit(**JIT)
 def input_transform_kernel(x, first, channels, ph, pw, tiles_h, tiles_w, side, out, lo, hi):
     """out[xi, c*N*tiles + n*tiles + t] = (B^T d B)[xi] of each side x side input tile d
@@ -470,10 +480,7 @@ def input_transform_kernel(x, first, channels, ph, pw, tiles_h, tiles_w, side, o
     for unit in range(lo, hi):
         plane, row_of_tiles = _unit_offsets(unit, first, channels, all_channels, n_img,
                                             height * width, count)
-        for i in range(rows):
-            image_row, frame_row = plane + U(i * width), U((i + ph) * frame_w + pw)
-            for j in range(columns):
-                frame[frame_row + U(j)] = src[image_row + U(j)]
+        _copy_plane(src, plane, width, rows, columns, frame, U(ph * frame_w + pw), frame_w)
         for ty in range(tiles_h):
             for tx in range(tiles_w):
                 _input_tile(frame, U(step * (ty * frame_w + tx)), frame_w, side, dst,
@@ -519,10 +526,7 @@ def gradient_transform_kernel(dy, first, channels, tiles_h, tiles_w, side, out, 
     for unit in range(lo, hi):
         plane, row_of_tiles = _unit_offsets(unit, first, channels, all_channels, n_img,
                                             out_h * out_w, count)
-        for i in range(out_h):
-            image_row, frame_row = plane + U(i * out_w), U(i * frame_w)
-            for j in range(out_w):
-                frame[frame_row + U(j)] = src[image_row + U(j)]
+        _copy_plane(src, plane, out_w, out_h, out_w, frame, U(0), frame_w)
         for ty in range(tiles_h):
             for tx in range(tiles_w):
                 _gradient_tile(frame, U(step * (ty * frame_w + tx)), frame_w, side, dst,
